@@ -1,0 +1,51 @@
+// cachestore/chunk_range.hpp - walking an object byte range chunk by chunk.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "cachestore/error.hpp"
+
+namespace cachestore {
+
+/// The chunks a byte range touches: indices first..last, inclusive.
+struct chunk_span {
+    std::int64_t first = 0;
+    std::int64_t last = 0;
+    [[nodiscard]] constexpr std::int64_t count() const noexcept { return last - first + 1; }
+};
+
+/// The part of a byte range that lies in one chunk, relative to the chunk.
+struct chunk_slice {
+    std::int64_t index = 0;  ///< chunk index
+    std::int64_t offset = 0; ///< first byte inside the chunk
+    std::int64_t length = 0; ///< bytes inside the chunk
+};
+
+/// The chunks covering object bytes `[offset, offset + length)`.
+/// `invalid_argument` for chunk_size <= 0, offset < 0, length <= 0 or overflow.
+[[nodiscard]] inline result<chunk_span> chunks_for_range(std::int64_t chunk_size, std::int64_t offset,
+                                                         std::int64_t length) {
+    if (chunk_size <= 0 || offset < 0 || length <= 0 ||
+        offset > std::numeric_limits<std::int64_t>::max() - length)
+        return fail(errc::invalid_argument, "chunks_for_range", {},
+                    "need chunk_size > 0, offset >= 0, length > 0 and no overflow (chunk_size=" +
+                        std::to_string(chunk_size) + " offset=" + std::to_string(offset) +
+                        " length=" + std::to_string(length) + ")");
+    return chunk_span{offset / chunk_size, (offset + length - 1) / chunk_size};
+}
+
+/// The slice of object range `[offset, offset + length)` inside chunk `index`
+/// (length 0 when the chunk is outside the range). Preconditions as above.
+[[nodiscard]] constexpr chunk_slice slice_in_chunk(std::int64_t chunk_size, std::int64_t index,
+                                                   std::int64_t offset, std::int64_t length) noexcept {
+    const std::int64_t chunk_begin = index * chunk_size;
+    const std::int64_t chunk_end = chunk_begin + chunk_size;
+    const std::int64_t begin = offset > chunk_begin ? offset : chunk_begin;
+    const std::int64_t end = offset + length < chunk_end ? offset + length : chunk_end;
+    if (end <= begin) return {index, 0, 0};
+    return {index, begin - chunk_begin, end - begin};
+}
+
+} // namespace cachestore

@@ -1,0 +1,8 @@
+// cachestore/s3.hpp - the S3 driver and everything it needs (libcurl, OpenSSL).
+#pragma once
+
+#include "cachestore/cachestore.hpp"
+#include "cachestore/s3/config.hpp"
+#include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/sigv4.hpp"
+#include "cachestore/s3/store.hpp"

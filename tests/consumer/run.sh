@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds tests/consumer as a parent project that vendors this repository under
+# subprojects/cachestore, then installs this repository and builds against the
+# installed pkg-config file. Usage: run.sh SOURCE_ROOT
+set -euo pipefail
+src=$(cd "$1" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "== as a subproject"
+cp -r "$src/tests/consumer" "$work/parent"
+mkdir -p "$work/parent/subprojects"
+ln -s "$src" "$work/parent/subprojects/cachestore"
+meson setup "$work/parent-build" "$work/parent" >"$work/setup.log" 2>&1 || { cat "$work/setup.log"; exit 1; }
+grep -q 'cachestore-s3 found' "$work/setup.log" || { cat "$work/setup.log"; exit 1; }
+meson compile -C "$work/parent-build" >"$work/compile.log" 2>&1 || { cat "$work/compile.log"; exit 1; }
+"$work/parent-build/consumer"
+
+echo "== installed, through pkg-config"
+meson setup "$work/self" "$src" -Dtests=false -Dexamples=false --prefix=/usr >"$work/self.log" 2>&1 || { cat "$work/self.log"; exit 1; }
+DESTDIR="$work/root" meson install -C "$work/self" >"$work/install.log" 2>&1 || { cat "$work/install.log"; exit 1; }
+pcdir=$(dirname "$(find "$work/root" -name cachestore.pc | head -n1)")
+[ -n "$pcdir" ] || { echo "no cachestore.pc installed"; exit 1; }
+export PKG_CONFIG_SYSROOT_DIR="$work/root" PKG_CONFIG_PATH="$pcdir"
+cflags=$(pkg-config --cflags cachestore)
+libs=$(pkg-config --libs cachestore)
+# shellcheck disable=SC2086
+c++ $cflags -Wall -Wextra -Werror "$src/tests/consumer/main.cpp" -o "$work/consumer-pc" $libs
+"$work/consumer-pc"
+if pkg-config --exists cachestore-s3 2>/dev/null; then
+  pkg-config --cflags --libs cachestore-s3 >/dev/null
+  echo "cachestore-s3.pc: ok"
+fi
+echo "consumer tests passed"

@@ -1,0 +1,2 @@
+// Links the per-header translation units; compiling them is the test.
+int main() { return 0; }
