@@ -1,0 +1,753 @@
+// cachestore/s3/sigv4.hpp - AWS Signature Version 4 (Authorization header
+// form) with S3's rules, plus the aws-chunked streaming chunk signatures.
+//
+// S3 differs from the generic SigV4 rules in one way that matters here: the
+// path is never normalised (no removal of "." / ".." segments, no merging of
+// "//") and is URI-encoded exactly once. The caller encodes the raw object key
+// with uri_encode(path, false) and uses the very same string in the URL and in
+// request::canonical_uri; likewise canonical_query() is the URL's query
+// string. URL and signature therefore cannot disagree.
+//
+// The canonical request contains exactly the headers the caller passes: pass
+// the headers you send and want signed (at least host and x-amz-date, and
+// x-amz-security-token with temporary credentials). Header values are trimmed
+// and runs of spaces/tabs inside them collapsed to one space; repeated names
+// are joined with ',' in the order given.
+//
+// Thread safety: every free function is reentrant. A signer may be used by any
+// number of threads at once; its signing-key cache is mutex-protected and
+// keyed by (access key id, secret, date) -- region and service are fixed per
+// signer -- so a changed secret is never signed with a stale key.
+//
+// Errors: malformed arguments (a bad amz_date, a missing host/x-amz-date
+// header, a session token without its header) throw std::invalid_argument;
+// OpenSSL failures throw detail::crypto_error. No message contains a secret.
+#pragma once
+
+#include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/detail/crypto.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cachestore::s3::sigv4 {
+
+inline constexpr std::string_view algorithm = "AWS4-HMAC-SHA256";
+inline constexpr std::string_view chunk_algorithm = "AWS4-HMAC-SHA256-PAYLOAD";
+inline constexpr std::string_view unsigned_payload = "UNSIGNED-PAYLOAD";
+inline constexpr std::string_view streaming_payload = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+/// Hex SHA-256 of the empty string (the payload hash of a request with no body).
+inline constexpr std::string_view empty_payload_sha256 =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+// ---------------------------------------------------------------------------
+// URI encoding
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+inline constexpr std::array<bool, 256> unreserved_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (char c : {'-', '_', '.', '~'}) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
+[[nodiscard]] constexpr bool kept(unsigned char c, bool encode_slash) noexcept {
+    return unreserved_table[c] || (c == '/' && !encode_slash);
+}
+
+} // namespace detail
+
+/// Appends the S3 URI encoding of `s` to `out`: every byte other than
+/// `A-Za-z0-9-_.~` (and `/` when `encode_slash` is false) becomes `%XX` with
+/// uppercase hex. Bytes are encoded one by one (UTF-8 stays UTF-8), nothing is
+/// normalised and `%` itself is encoded, so the input is the raw, unencoded
+/// string.
+inline void uri_encode_append(std::string& out, std::string_view s, bool encode_slash) {
+    std::size_t n = 0;
+    for (const char ch : s) n += detail::kept(static_cast<unsigned char>(ch), encode_slash) ? 1u : 3u;
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    char* p = out.data() + at;
+    if (n == s.size()) {
+        if (n != 0) std::memcpy(p, s.data(), n);
+        return;
+    }
+    constexpr char hex[] = "0123456789ABCDEF";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (detail::kept(c, encode_slash)) {
+            *p++ = ch;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0x0f];
+        }
+    }
+}
+
+/// The S3 URI encoding of `s` (see uri_encode_append).
+[[nodiscard]] inline std::string uri_encode(std::string_view s, bool encode_slash) {
+    std::string out;
+    uri_encode_append(out, s, encode_slash);
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// Name/value lists
+// ---------------------------------------------------------------------------
+
+/// A non-owning view of a contiguous list of name/value pairs, built
+/// implicitly from a std::vector (or array, or span) of
+/// std::pair<std::string, std::string> or of
+/// std::pair<std::string_view, std::string_view>. Like std::span, it must not
+/// outlive the list it views.
+class pairs_view {
+public:
+    using owned_pair = std::pair<std::string, std::string>;
+    using view_pair = std::pair<std::string_view, std::string_view>;
+
+    constexpr pairs_view() noexcept = default;
+    constexpr pairs_view(std::span<const owned_pair> s) noexcept
+        : data_(s.data()), size_(s.size()), owned_(true) {}
+    constexpr pairs_view(std::span<const view_pair> s) noexcept
+        : data_(s.data()), size_(s.size()), owned_(false) {}
+
+    template <class R>
+        requires std::ranges::contiguous_range<const R&> && std::ranges::sized_range<const R&> &&
+                 (std::same_as<std::ranges::range_value_t<const R&>, owned_pair> ||
+                  std::same_as<std::ranges::range_value_t<const R&>, view_pair>)
+    constexpr pairs_view(const R& r) noexcept // NOLINT(google-explicit-constructor)
+        : pairs_view(std::span(std::ranges::data(r), std::ranges::size(r))) {}
+
+    [[nodiscard]] constexpr std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] constexpr bool empty() const noexcept { return size_ == 0; }
+    [[nodiscard]] view_pair operator[](std::size_t i) const noexcept {
+        if (owned_) {
+            const auto& p = static_cast<const owned_pair*>(data_)[i];
+            return {p.first, p.second};
+        }
+        return static_cast<const view_pair*>(data_)[i];
+    }
+
+private:
+    const void* data_ = nullptr;
+    std::size_t size_ = 0;
+    bool owned_ = true;
+};
+
+/// What a signature covers. Every member is a view: keep the underlying
+/// strings and lists alive while signing.
+struct request {
+    std::string_view method; ///< "GET", "PUT", ... (as sent; not case-folded)
+    /// The path, ALREADY encoded with uri_encode(raw_path, false); the same
+    /// string goes into the URL. Empty means "/".
+    std::string_view canonical_uri;
+    /// Raw (unencoded) query parameters; a value may be empty ("?lifecycle" is
+    /// {"lifecycle", ""}). Order does not matter.
+    pairs_view query;
+    /// Raw headers to sign, names in any case. Must include host (with :port
+    /// when not the scheme's default) and x-amz-date.
+    pairs_view headers;
+    /// Hex SHA-256 of the body, unsigned_payload or streaming_payload. It is
+    /// also expected as the value of an x-amz-content-sha256 header (S3).
+    std::string_view payload_hash;
+};
+
+// ---------------------------------------------------------------------------
+// Canonical request
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+struct span_ref {
+    std::size_t off;
+    std::size_t len;
+};
+
+struct query_entry {
+    span_ref name;
+    span_ref value;
+};
+
+struct header_entry {
+    span_ref name; ///< lowercased copy in scratch::names
+    std::size_t index; ///< position in request::headers (arrival order)
+};
+
+/// Per-thread scratch buffers, so that steady-state signing reuses capacity
+/// instead of allocating.
+struct scratch {
+    std::string query_buf;
+    std::vector<query_entry> query;
+    std::string names;
+    std::vector<header_entry> headers;
+    std::string canonical;
+    std::string to_sign;
+};
+
+[[nodiscard]] inline scratch& thread_scratch() {
+    thread_local scratch s;
+    return s;
+}
+
+[[nodiscard]] inline std::string_view view(const std::string& buf, span_ref r) noexcept {
+    return {buf.data() + r.off, r.len};
+}
+
+/// Appends the canonical query string of `q` to `out`, using `buf`/`idx` as
+/// scratch space.
+inline void append_canonical_query(std::string& out, pairs_view q, std::string& buf,
+                                   std::vector<query_entry>& idx) {
+    buf.clear();
+    idx.clear();
+    if (q.empty()) return;
+    idx.reserve(q.size());
+    for (std::size_t i = 0; i < q.size(); ++i) {
+        const auto [name, value] = q[i];
+        query_entry e{};
+        e.name.off = buf.size();
+        uri_encode_append(buf, name, true);
+        e.name.len = buf.size() - e.name.off;
+        e.value.off = buf.size();
+        uri_encode_append(buf, value, true);
+        e.value.len = buf.size() - e.value.off;
+        idx.push_back(e);
+    }
+    // Byte-wise order of the encoded name, then of the encoded value.
+    std::sort(idx.begin(), idx.end(), [&buf](const query_entry& a, const query_entry& b) {
+        if (const int c = view(buf, a.name).compare(view(buf, b.name)); c != 0) return c < 0;
+        return view(buf, a.value) < view(buf, b.value);
+    });
+    bool first = true;
+    for (const auto& e : idx) {
+        if (!first) out += '&';
+        first = false;
+        out.append(view(buf, e.name));
+        out += '=';
+        out.append(view(buf, e.value));
+    }
+}
+
+[[nodiscard]] constexpr bool is_blank(char c) noexcept { return c == ' ' || c == '\t'; }
+
+/// Appends `v` with leading/trailing spaces and tabs removed and every inner
+/// run of them replaced by one space.
+inline void append_trimmed(std::string& out, std::string_view v) {
+    std::size_t b = 0, e = v.size();
+    while (b < e && is_blank(v[b])) ++b;
+    while (e > b && is_blank(v[e - 1])) --e;
+    while (b < e) {
+        std::size_t r = b;
+        while (r < e && !is_blank(v[r])) ++r;
+        out.append(v.data() + b, r - b);
+        if (r == e) break;
+        out += ' ';
+        while (is_blank(v[r])) ++r; // r < e: v[e-1] is not blank
+        b = r;
+    }
+}
+
+/// Which headers a request carries, as far as sign() checks.
+struct header_presence {
+    bool host = false;
+    bool amz_date = false;
+    std::string_view amz_date_value;
+    bool security_token = false;
+};
+
+/// Appends the canonical request to `out`; returns where the signed-headers
+/// line lies within `out`.
+inline span_ref append_canonical_request(std::string& out, const request& r, scratch& s,
+                                         header_presence* presence = nullptr) {
+    out.append(r.method);
+    out += '\n';
+    out.append(r.canonical_uri.empty() ? std::string_view("/") : r.canonical_uri);
+    out += '\n';
+    append_canonical_query(out, r.query, s.query_buf, s.query);
+    out += '\n';
+
+    // Lowercase the header names into one buffer, then sort an index by
+    // (name, arrival position): equal names keep the order they came in.
+    s.names.clear();
+    s.headers.clear();
+    s.headers.reserve(r.headers.size());
+    for (std::size_t i = 0; i < r.headers.size(); ++i) {
+        const std::string_view name = r.headers[i].first;
+        header_entry e{{s.names.size(), name.size()}, i};
+        for (char c : name)
+            s.names += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        s.headers.push_back(e);
+    }
+    std::sort(s.headers.begin(), s.headers.end(),
+              [&s](const header_entry& a, const header_entry& b) {
+                  if (const int c = view(s.names, a.name).compare(view(s.names, b.name)); c != 0)
+                      return c < 0;
+                  return a.index < b.index;
+              });
+
+    for (std::size_t i = 0; i < s.headers.size(); ++i) {
+        const std::string_view name = view(s.names, s.headers[i].name);
+        const std::string_view value = r.headers[s.headers[i].index].second;
+        const bool continues = i > 0 && name == view(s.names, s.headers[i - 1].name);
+        if (continues) {
+            out += ',';
+        } else {
+            if (i > 0) out += '\n';
+            out.append(name);
+            out += ':';
+        }
+        append_trimmed(out, value);
+        if (presence != nullptr && !continues) {
+            if (name == "host") {
+                presence->host = true;
+            } else if (name == "x-amz-date") {
+                presence->amz_date = true;
+                presence->amz_date_value = value;
+            } else if (name == "x-amz-security-token") {
+                presence->security_token = true;
+            }
+        }
+    }
+    if (!s.headers.empty()) out += '\n';
+    out += '\n';
+
+    const std::size_t signed_at = out.size();
+    for (std::size_t i = 0; i < s.headers.size(); ++i) {
+        const std::string_view name = view(s.names, s.headers[i].name);
+        if (i > 0 && name == view(s.names, s.headers[i - 1].name)) continue;
+        if (i > 0) out += ';';
+        out.append(name);
+    }
+    const span_ref signed_headers{signed_at, out.size() - signed_at};
+    out += '\n';
+    out.append(r.payload_hash);
+    return signed_headers;
+}
+
+} // namespace detail
+
+/// The canonical query string: names and values URI-encoded (encode_slash =
+/// true), sorted by encoded name then encoded value, joined as `a=b&c=`. Use
+/// it verbatim as the URL's query string.
+[[nodiscard]] inline std::string canonical_query(pairs_view query) {
+    std::string out;
+    auto& s = detail::thread_scratch();
+    detail::append_canonical_query(out, query, s.query_buf, s.query);
+    return out;
+}
+
+/// The SigV4 canonical request of `r`:
+/// method, canonical URI, canonical query, canonical headers, a blank line,
+/// signed headers and the payload hash, separated by '\n'.
+[[nodiscard]] inline std::string canonical_request(const request& r) {
+    std::string out;
+    detail::append_canonical_request(out, r, detail::thread_scratch());
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// Dates, scope, string to sign, signing key
+// ---------------------------------------------------------------------------
+
+/// `tp` as `YYYYMMDDTHHMMSSZ` (UTC), without a trailing NUL.
+[[nodiscard]] inline std::array<char, 16> amz_date_chars(std::chrono::system_clock::time_point tp) {
+    using namespace std::chrono;
+    const auto secs = floor<seconds>(tp);
+    const auto day = floor<days>(secs);
+    const year_month_day ymd{day};
+    const hh_mm_ss<seconds> hms{secs - day};
+    std::array<char, 16> out{};
+    auto put = [&out](std::size_t at, unsigned v, std::size_t width) {
+        for (std::size_t i = width; i-- > 0; v /= 10) out[at + i] = static_cast<char>('0' + v % 10);
+    };
+    put(0, static_cast<unsigned>(static_cast<int>(ymd.year())), 4);
+    put(4, static_cast<unsigned>(ymd.month()), 2);
+    put(6, static_cast<unsigned>(ymd.day()), 2);
+    out[8] = 'T';
+    put(9, static_cast<unsigned>(hms.hours().count()), 2);
+    put(11, static_cast<unsigned>(hms.minutes().count()), 2);
+    put(13, static_cast<unsigned>(hms.seconds().count()), 2);
+    out[15] = 'Z';
+    return out;
+}
+
+/// `tp` as `YYYYMMDDTHHMMSSZ` (UTC): the x-amz-date value.
+[[nodiscard]] inline std::string format_amz_date(std::chrono::system_clock::time_point tp) {
+    const auto c = amz_date_chars(tp);
+    return {c.data(), c.size()};
+}
+
+namespace detail {
+
+/// Throws std::invalid_argument unless `d` has the form YYYYMMDDTHHMMSSZ.
+inline void check_amz_date(std::string_view d) {
+    bool ok = d.size() == 16 && d[8] == 'T' && d[15] == 'Z';
+    for (std::size_t i = 0; ok && i < 15; ++i)
+        if (i != 8) ok = d[i] >= '0' && d[i] <= '9';
+    if (!ok) throw std::invalid_argument("sigv4: amz_date must have the form YYYYMMDDTHHMMSSZ");
+}
+
+} // namespace detail
+
+/// The credential scope `YYYYMMDD/region/service/aws4_request` for an
+/// amz_date (`YYYYMMDDTHHMMSSZ`).
+[[nodiscard]] inline std::string credential_scope(std::string_view amz_date,
+                                                  std::string_view region,
+                                                  std::string_view service) {
+    detail::check_amz_date(amz_date);
+    std::string s;
+    s.reserve(8 + region.size() + service.size() + 15);
+    s.append(amz_date.substr(0, 8));
+    s += '/';
+    s.append(region);
+    s += '/';
+    s.append(service);
+    s += "/aws4_request";
+    return s;
+}
+
+/// The string to sign: `AWS4-HMAC-SHA256\n<amz_date>\n<scope>\n<hex sha256 of
+/// the canonical request>`.
+[[nodiscard]] inline std::string string_to_sign(std::string_view amz_date, std::string_view scope,
+                                                std::string_view canonical_request) {
+    std::string s;
+    s.reserve(algorithm.size() + amz_date.size() + scope.size() + 3 + 64);
+    s.append(algorithm);
+    s += '\n';
+    s.append(amz_date);
+    s += '\n';
+    s.append(scope);
+    s += '\n';
+    const auto h = cachestore::s3::detail::sha256(canonical_request);
+    const std::size_t at = s.size();
+    s.resize(at + 64);
+    cachestore::s3::detail::hex_lower(h.data(), h.size(), s.data() + at);
+    return s;
+}
+
+/// The SigV4 signing key kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret,
+/// date8), region), service), "aws4_request"). `date8` is `YYYYMMDD`.
+[[nodiscard]] inline cachestore::s3::detail::digest32 derive_signing_key(std::string_view secret,
+                                                                         std::string_view date8,
+                                                                         std::string_view region,
+                                                                         std::string_view service) {
+    namespace c = cachestore::s3::detail;
+    c::digest32 k;
+    c::cleanse_guard guard_k(k.data(), k.size());
+    {
+        // "AWS4" + secret, on the stack when it fits, cleansed either way.
+        constexpr std::size_t small = 128;
+        if (secret.size() + 4 <= small) {
+            char buf[small];
+            c::cleanse_guard g(buf, sizeof buf);
+            std::memcpy(buf, "AWS4", 4);
+            if (!secret.empty()) std::memcpy(buf + 4, secret.data(), secret.size());
+            c::hmac_sha256_into(buf, secret.size() + 4, date8.data(), date8.size(), k.data());
+        } else {
+            std::string buf;
+            buf.reserve(secret.size() + 4);
+            buf += "AWS4";
+            buf.append(secret);
+            c::cleanse_guard g(buf.data(), buf.size());
+            c::hmac_sha256_into(buf.data(), buf.size(), date8.data(), date8.size(), k.data());
+        }
+    }
+    c::hmac_sha256_into(k.data(), k.size(), region.data(), region.size(), k.data());
+    c::hmac_sha256_into(k.data(), k.size(), service.data(), service.size(), k.data());
+    c::hmac_sha256_into(k.data(), k.size(), "aws4_request", 12, k.data());
+    c::digest32 out = k; // the guard cleanses k; the caller owns (and should cleanse) out
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// Signer
+// ---------------------------------------------------------------------------
+
+/// Whether a signer caches derived signing keys.
+enum class key_cache_mode : std::uint8_t {
+    cached,           ///< derive once per (access key id, secret, date); the default
+    derive_each_time, ///< derive on every call (a baseline for benchmarks)
+};
+
+namespace detail {
+
+/// A small mutex-protected cache of derived signing keys. Entries hold a copy
+/// of the secret (to compare, never to print) and are cleansed when replaced
+/// or destroyed.
+class signing_key_cache {
+public:
+    static constexpr std::size_t capacity = 4;
+
+    signing_key_cache() = default;
+    signing_key_cache(const signing_key_cache&) = delete;
+    signing_key_cache& operator=(const signing_key_cache&) = delete;
+    ~signing_key_cache() {
+        for (auto& e : entries_) wipe(e);
+    }
+
+    /// Copies the cached key for (id, secret, date8) into `out`; false on a miss.
+    bool find(std::string_view id, std::string_view secret, std::string_view date8,
+              cachestore::s3::detail::digest32& out) {
+        std::lock_guard lock(mu_);
+        for (auto& e : entries_) {
+            if (e.valid && std::string_view(e.date, 8) == date8 && e.access_key_id == id &&
+                e.secret == secret) {
+                out = e.key;
+                e.last_used = ++tick_;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    void insert(std::string_view id, std::string_view secret, std::string_view date8,
+                const cachestore::s3::detail::digest32& key) {
+        std::lock_guard lock(mu_);
+        entry* victim = &entries_[0];
+        for (auto& e : entries_) {
+            if (e.valid && std::string_view(e.date, 8) == date8 && e.access_key_id == id &&
+                e.secret == secret)
+                return; // another thread got here first
+            // Prefer a free slot, else the least recently used one.
+            if (victim->valid && (!e.valid || e.last_used < victim->last_used)) victim = &e;
+        }
+        wipe(*victim);
+        victim->access_key_id.assign(id);
+        victim->secret.assign(secret);
+        std::memcpy(victim->date, date8.data(), 8);
+        victim->key = key;
+        victim->last_used = ++tick_;
+        victim->valid = true;
+    }
+
+private:
+    struct entry {
+        std::string access_key_id;
+        std::string secret;
+        char date[8] = {};
+        cachestore::s3::detail::digest32 key{};
+        std::uint64_t last_used = 0;
+        bool valid = false;
+    };
+
+    static void wipe(entry& e) noexcept {
+        cachestore::s3::detail::cleanse(e.secret.data(), e.secret.size());
+        cachestore::s3::detail::cleanse(e.key.data(), e.key.size());
+        e.secret.clear();
+        e.valid = false;
+    }
+
+    std::mutex mu_;
+    std::array<entry, capacity> entries_{};
+    std::uint64_t tick_ = 0;
+};
+
+} // namespace detail
+
+/// Signs S3 requests for one region and service. Copying gives a signer with
+/// the same settings and an empty cache; a moved-from signer may only be
+/// assigned to or destroyed.
+class signer {
+public:
+    struct signed_result {
+        std::string authorization; ///< the Authorization header value
+        std::string signature;     ///< hex; the seed for aws-chunked chunk signatures
+    };
+
+    explicit signer(std::string region, std::string service = "s3",
+                    key_cache_mode mode = key_cache_mode::cached)
+        : region_(std::move(region)), service_(std::move(service)) {
+        scope_suffix_.reserve(region_.size() + service_.size() + 15);
+        scope_suffix_ += '/';
+        scope_suffix_ += region_;
+        scope_suffix_ += '/';
+        scope_suffix_ += service_;
+        scope_suffix_ += "/aws4_request";
+        if (mode == key_cache_mode::cached) cache_ = std::make_unique<detail::signing_key_cache>();
+    }
+    signer(const signer& o) : signer(o.region_, o.service_, o.mode()) {}
+    signer& operator=(const signer& o) {
+        if (this != &o) *this = signer(o);
+        return *this;
+    }
+    signer(signer&&) noexcept = default;
+    signer& operator=(signer&&) noexcept = default;
+    ~signer() = default;
+
+    [[nodiscard]] const std::string& region() const noexcept { return region_; }
+    [[nodiscard]] const std::string& service() const noexcept { return service_; }
+    [[nodiscard]] key_cache_mode mode() const noexcept {
+        return cache_ ? key_cache_mode::cached : key_cache_mode::derive_each_time;
+    }
+
+    /// `YYYYMMDD/region/service/aws4_request` for an amz_date.
+    [[nodiscard]] std::string scope(std::string_view amz_date) const {
+        detail::check_amz_date(amz_date);
+        std::string s(amz_date.substr(0, 8));
+        s += scope_suffix_;
+        return s;
+    }
+
+    /// Signs `r` at `amz_date` (`YYYYMMDDTHHMMSSZ`, the x-amz-date value; its
+    /// first 8 characters are the scope date).
+    [[nodiscard]] signed_result sign(const credentials& c, const request& r,
+                                     std::string_view amz_date) const {
+        signed_result out;
+        sign_into(out, c, r, amz_date);
+        return out;
+    }
+
+    /// As sign(), writing into `out` and reusing its strings' capacity: with a
+    /// cached key and warmed-up buffers this allocates nothing in the library
+    /// (OpenSSL 3.0 still allocates one provider context per digest init).
+    void sign_into(signed_result& out, const credentials& c, const request& r,
+                   std::string_view amz_date) const {
+        detail::check_amz_date(amz_date);
+        auto& s = detail::thread_scratch();
+
+        s.canonical.clear();
+        detail::header_presence presence;
+        const detail::span_ref sh = detail::append_canonical_request(s.canonical, r, s, &presence);
+        if (!presence.host) throw std::invalid_argument("sigv4: the request has no host header");
+        if (!presence.amz_date) throw std::invalid_argument("sigv4: the request has no x-amz-date header");
+        if (trimmed(presence.amz_date_value) != amz_date)
+            throw std::invalid_argument("sigv4: the x-amz-date header differs from amz_date");
+        if (!c.session_token.empty() && !presence.security_token)
+            throw std::invalid_argument(
+                "sigv4: the credentials have a session token but the request has no "
+                "x-amz-security-token header");
+
+        const std::string_view date8 = amz_date.substr(0, 8);
+        // String to sign.
+        s.to_sign.clear();
+        s.to_sign.append(algorithm);
+        s.to_sign += '\n';
+        s.to_sign.append(amz_date);
+        s.to_sign += '\n';
+        s.to_sign.append(date8);
+        s.to_sign.append(scope_suffix_);
+        s.to_sign += '\n';
+        append_sha256_hex(s.to_sign, s.canonical);
+
+        char sig[64];
+        sign_string(c, date8, s.to_sign, sig);
+        out.signature.assign(sig, sizeof sig);
+
+        auto& a = out.authorization;
+        a.clear();
+        a.reserve(algorithm.size() + 12 + c.access_key_id.size() + 1 + 8 + scope_suffix_.size() +
+                  16 + sh.len + 12 + sizeof sig);
+        a.append(algorithm);
+        a.append(" Credential=");
+        a.append(c.access_key_id);
+        a += '/';
+        a.append(date8);
+        a.append(scope_suffix_);
+        a.append(", SignedHeaders=");
+        a.append(detail::view(s.canonical, sh));
+        a.append(", Signature=");
+        a.append(sig, sizeof sig);
+    }
+
+    /// The signature of one aws-chunked chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD):
+    /// HMAC over `AWS4-HMAC-SHA256-PAYLOAD\n<amz_date>\n<scope>\n<previous
+    /// signature>\n<sha256 of "">\n<hex sha256 of the chunk data>`. The first
+    /// chunk's previous signature is the seed (the request's) signature; the
+    /// final, empty chunk uses empty_payload_sha256.
+    [[nodiscard]] std::string chunk_signature(const credentials& c, std::string_view amz_date,
+                                              std::string_view previous_signature,
+                                              std::string_view chunk_data_sha256_hex) const {
+        detail::check_amz_date(amz_date);
+        auto& s = detail::thread_scratch();
+        const std::string_view date8 = amz_date.substr(0, 8);
+        s.to_sign.clear();
+        s.to_sign.append(chunk_algorithm);
+        s.to_sign += '\n';
+        s.to_sign.append(amz_date);
+        s.to_sign += '\n';
+        s.to_sign.append(date8);
+        s.to_sign.append(scope_suffix_);
+        s.to_sign += '\n';
+        s.to_sign.append(previous_signature);
+        s.to_sign += '\n';
+        s.to_sign.append(empty_payload_sha256);
+        s.to_sign += '\n';
+        s.to_sign.append(chunk_data_sha256_hex);
+        std::string out(64, '\0');
+        sign_string(c, date8, s.to_sign, out.data());
+        return out;
+    }
+
+    /// HMAC-SHA256 of `to_sign` under the signing key for (c, date8), as 64
+    /// lowercase hex chars written to `out_hex`. `date8` is `YYYYMMDD`.
+    void sign_string(const credentials& c, std::string_view date8, std::string_view to_sign,
+                     char* out_hex) const {
+        namespace cd = cachestore::s3::detail;
+        bool ok = date8.size() == 8;
+        for (std::size_t i = 0; ok && i < 8; ++i) ok = date8[i] >= '0' && date8[i] <= '9';
+        if (!ok) throw std::invalid_argument("sigv4: the scope date must have the form YYYYMMDD");
+        cd::digest32 key;
+        cd::cleanse_guard guard(key.data(), key.size());
+        signing_key(c, date8, key);
+        cd::digest32 mac;
+        cd::hmac_sha256_into(key.data(), key.size(), to_sign.data(), to_sign.size(), mac.data());
+        cd::hex_lower(mac.data(), mac.size(), out_hex);
+    }
+
+private:
+    static std::string_view trimmed(std::string_view v) noexcept {
+        while (!v.empty() && detail::is_blank(v.front())) v.remove_prefix(1);
+        while (!v.empty() && detail::is_blank(v.back())) v.remove_suffix(1);
+        return v;
+    }
+
+    static void append_sha256_hex(std::string& out, std::string_view data) {
+        cachestore::s3::detail::digest32 h;
+        cachestore::s3::detail::sha256_into(data.data(), data.size(), h.data());
+        const std::size_t at = out.size();
+        out.resize(at + 64);
+        cachestore::s3::detail::hex_lower(h.data(), h.size(), out.data() + at);
+    }
+
+    void signing_key(const credentials& c, std::string_view date8,
+                     cachestore::s3::detail::digest32& out) const {
+        if (cache_ && cache_->find(c.access_key_id, c.secret_access_key, date8, out)) return;
+        out = derive_signing_key(c.secret_access_key, date8, region_, service_);
+        if (cache_) cache_->insert(c.access_key_id, c.secret_access_key, date8, out);
+    }
+
+    std::string region_;
+    std::string service_;
+    std::string scope_suffix_; ///< "/region/service/aws4_request"
+    std::unique_ptr<detail::signing_key_cache> cache_;
+};
+
+/// Signs without any cache: derives the signing key on every call. The
+/// benchmark baseline; prefer a long-lived signer.
+[[nodiscard]] inline signer::signed_result sign_uncached(const credentials& c, const request& r,
+                                                         std::string_view amz_date,
+                                                         std::string_view region,
+                                                         std::string_view service = "s3") {
+    return signer(std::string(region), std::string(service), key_cache_mode::derive_each_time)
+        .sign(c, r, amz_date);
+}
+
+} // namespace cachestore::s3::sigv4
