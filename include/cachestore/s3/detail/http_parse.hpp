@@ -1,0 +1,74 @@
+// cachestore/s3/detail/http_parse.hpp - the few HTTP header values the driver
+// reads: Content-Range, Content-Length and HTTP dates.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <curl/curl.h>
+
+namespace cachestore::s3::detail {
+
+/// `bytes first-last/total` (total may be `*`).
+struct content_range {
+    std::int64_t first = 0;
+    std::int64_t last = 0;
+    std::int64_t total = -1; ///< -1 when the server sent `*`
+};
+
+/// Parses an unsigned decimal that fits int64; nullopt on anything else.
+inline std::optional<std::int64_t> parse_i64(std::string_view s) {
+    if (s.empty() || s.size() > 19) return std::nullopt;
+    std::int64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return std::nullopt;
+        const int d = c - '0';
+        if (v > (std::numeric_limits<std::int64_t>::max() - d) / 10) return std::nullopt;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+inline std::string_view trim_ows(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+        s.remove_suffix(1);
+    return s;
+}
+
+inline std::optional<content_range> parse_content_range(std::string_view v) {
+    v = trim_ows(v);
+    if (!v.starts_with("bytes ")) return std::nullopt;
+    v.remove_prefix(6);
+    const auto dash = v.find('-');
+    const auto slash = v.find('/');
+    if (dash == std::string_view::npos || slash == std::string_view::npos || dash > slash) return std::nullopt;
+    auto first = parse_i64(v.substr(0, dash));
+    auto last = parse_i64(v.substr(dash + 1, slash - dash - 1));
+    if (!first || !last || *last < *first) return std::nullopt;
+    content_range r{*first, *last, -1};
+    const auto total = v.substr(slash + 1);
+    if (total != "*") {
+        auto t = parse_i64(total);
+        if (!t || *t <= *last) return std::nullopt;
+        r.total = *t;
+    }
+    return r;
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate and the obsolete forms), via libcurl.
+inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view v) {
+    v = trim_ows(v);
+    if (v.empty() || v.size() > 64) return std::nullopt;
+    const std::string s(v);
+    const time_t t = curl_getdate(s.c_str(), nullptr);
+    if (t == static_cast<time_t>(-1)) return std::nullopt;
+    return std::chrono::system_clock::from_time_t(t);
+}
+
+} // namespace cachestore::s3::detail

@@ -1,0 +1,326 @@
+// cachestore/s3/detail/transport.hpp - one HTTP exchange on libcurl.
+//
+// Each pooled connection is a private multi handle with one easy handle: the
+// multi handle owns the connection cache, so a kept-alive connection is reused
+// by whichever thread next takes that pool entry, and no libcurl handle is ever
+// used by two threads at once. Driving the multi handle ourselves lets a stop
+// request wake the poll at once (curl_multi_wakeup from a std::stop_callback)
+// and lets deadlines end a stalled transfer to the millisecond, which the
+// easy interface's once-a-second progress callback cannot.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <curl/curl.h>
+
+#include "cachestore/context.hpp"
+#include "cachestore/error.hpp"
+#include "cachestore/s3/detail/http_parse.hpp"
+
+namespace cachestore::s3::detail {
+
+/// libcurl's global state, initialised once before the first handle exists.
+inline void curl_global() {
+    static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    (void)rc;
+}
+
+/// One reusable connection: a multi handle owning one easy handle.
+struct connection {
+    CURLM* multi = nullptr;
+    CURL* easy = nullptr;
+    connection() {
+        curl_global();
+        multi = curl_multi_init();
+        easy = curl_easy_init();
+    }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection() {
+        if (easy != nullptr) curl_easy_cleanup(easy);
+        if (multi != nullptr) curl_multi_cleanup(multi);
+    }
+    [[nodiscard]] bool ok() const noexcept { return multi != nullptr && easy != nullptr; }
+};
+
+/// Idle connections, most recently used first (its socket is the warmest).
+class connection_pool {
+public:
+    explicit connection_pool(std::size_t max_idle) : max_idle_(max_idle) {}
+
+    std::unique_ptr<connection> acquire() {
+        {
+            std::lock_guard lock(mu_);
+            if (!idle_.empty()) {
+                auto c = std::move(idle_.back());
+                idle_.pop_back();
+                return c;
+            }
+        }
+        opened_.fetch_add(1, std::memory_order_relaxed);
+        return std::make_unique<connection>();
+    }
+
+    void release(std::unique_ptr<connection> c) {
+        std::lock_guard lock(mu_);
+        if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
+    }
+
+    /// Connection objects created so far (each holds at most one socket).
+    [[nodiscard]] std::size_t created() const noexcept { return opened_.load(std::memory_order_relaxed); }
+
+private:
+    std::mutex mu_;
+    std::vector<std::unique_ptr<connection>> idle_;
+    std::size_t max_idle_;
+    std::atomic<std::size_t> opened_{0};
+};
+
+/// Why we (not the network) ended a transfer.
+enum class abort_reason : std::uint8_t {
+    none,
+    cancelled,       ///< stop token
+    deadline,        ///< context or operation deadline
+    sink_stopped,    ///< the caller's sink returned false
+    source_failed,   ///< the caller's source returned an error
+    source_short,    ///< the source ended before `size` bytes
+    source_long,     ///< the source had more than `size` bytes
+    bad_response,    ///< a 2xx answer whose framing does not match the request
+    body_too_long,   ///< more body bytes than the range asked for
+};
+
+/// A request body: called to fill `buf`; returns bytes written (0 at end) or
+/// sets `reason`/`err` and returns nullopt to abort the upload.
+struct body_source {
+    void* self = nullptr;
+    std::optional<std::size_t> (*read)(void* self, std::span<std::byte> buf, abort_reason& reason, error& err) = nullptr;
+    std::int64_t size = -1; ///< Content-Length; -1 means no body
+};
+
+/// Where a 2xx response body goes. `accept` sees the status and headers once,
+/// before the first byte, and may refuse the body (a bad Content-Range).
+struct response;
+
+struct body_sink {
+    void* self = nullptr;
+    bool (*accept)(void* self, const response& r) = nullptr;
+    bool (*write)(void* self, std::span<const std::byte> bytes) = nullptr;
+    std::int64_t limit = -1; ///< at most this many body bytes (-1: no limit)
+};
+
+/// What we keep of a response.
+struct response {
+    long status = 0;
+    CURLcode curl = CURLE_OK;
+    abort_reason reason = abort_reason::none;
+    error source_error;                      ///< when reason == source_failed
+    std::int64_t content_length = -1;
+    std::optional<content_range> range;
+    std::string last_modified;
+    std::string date;
+    std::string request_id;
+    std::string error_body;                  ///< non-2xx body, capped
+    std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
+    bool accepted = false;                   ///< the sink's accept() ran
+    char curl_message[CURL_ERROR_SIZE] = {};
+    [[nodiscard]] bool is_2xx() const noexcept { return status >= 200 && status < 300; }
+};
+
+struct http_request {
+    const char* method = "GET";
+    std::string url;
+    curl_slist* headers = nullptr; ///< owned by the caller
+    body_source body;
+    body_sink sink;
+    long connect_timeout_ms = 3000;
+    long low_speed_limit = 1024;
+    long low_speed_time_s = 10;
+    bool verify_tls = true;
+    const char* ca_file = nullptr;
+    const char* ca_dir = nullptr;
+};
+
+inline constexpr std::size_t max_error_body = 64 * 1024;
+
+struct exchange {
+    const http_request& req;
+    response& res;
+    const context& ctx;
+    std::chrono::steady_clock::time_point deadline;
+
+    bool expired_or_stopped() {
+        if (ctx.stop_requested()) {
+            res.reason = abort_reason::cancelled;
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            res.reason = abort_reason::deadline;
+            return true;
+        }
+        return false;
+    }
+
+    static bool header_is(std::string_view line, std::string_view name) {
+        if (line.size() <= name.size() || line[name.size()] != ':') return false;
+        for (std::size_t i = 0; i < name.size(); ++i) {
+            char c = line[i];
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            if (c != name[i]) return false;
+        }
+        return true;
+    }
+
+    static std::size_t on_header(char* data, std::size_t size, std::size_t n, void* self) {
+        auto& x = *static_cast<exchange*>(self);
+        const std::string_view line(data, size * n);
+        auto value = [&](std::string_view name) { return trim_ows(line.substr(name.size() + 1)); };
+        if (line.starts_with("HTTP/")) {
+            // A new status line (also after 100 Continue): forget earlier headers.
+            x.res.content_length = -1;
+            x.res.range.reset();
+            x.res.last_modified.clear();
+            x.res.request_id.clear();
+            const auto sp = line.find(' ');
+            x.res.status = sp == std::string_view::npos ? 0 : static_cast<long>(parse_i64(line.substr(sp + 1, 3)).value_or(0));
+        } else if (header_is(line, "content-length")) {
+            x.res.content_length = parse_i64(value("content-length")).value_or(-1);
+        } else if (header_is(line, "content-range")) {
+            x.res.range = parse_content_range(value("content-range"));
+        } else if (header_is(line, "last-modified")) {
+            x.res.last_modified = value("last-modified");
+        } else if (header_is(line, "date")) {
+            x.res.date = value("date");
+        } else if (header_is(line, "x-amz-request-id")) {
+            x.res.request_id = std::string(value("x-amz-request-id").substr(0, 128));
+        }
+        return size * n;
+    }
+
+    static std::size_t on_write(char* data, std::size_t size, std::size_t n, void* self) {
+        auto& x = *static_cast<exchange*>(self);
+        const std::size_t len = size * n;
+        if (!x.res.is_2xx()) {
+            const std::size_t room = max_error_body - std::min(max_error_body, x.res.error_body.size());
+            x.res.error_body.append(data, std::min(room, len));
+            return len;
+        }
+        if (x.req.sink.write == nullptr) return len; // body not wanted
+        if (!x.res.accepted) {
+            x.res.accepted = true;
+            if (!x.req.sink.accept(x.req.sink.self, x.res)) {
+                x.res.reason = abort_reason::bad_response;
+                return CURL_WRITEFUNC_ERROR;
+            }
+        }
+        if (x.req.sink.limit >= 0 && x.res.delivered + static_cast<std::int64_t>(len) > x.req.sink.limit) {
+            x.res.reason = abort_reason::body_too_long;
+            return CURL_WRITEFUNC_ERROR;
+        }
+        if (!x.req.sink.write(x.req.sink.self, std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), len))) {
+            x.res.reason = abort_reason::sink_stopped;
+            return CURL_WRITEFUNC_ERROR;
+        }
+        x.res.delivered += static_cast<std::int64_t>(len);
+        if (x.expired_or_stopped()) return CURL_WRITEFUNC_ERROR;
+        return len;
+    }
+
+    static std::size_t on_read(char* buf, std::size_t size, std::size_t n, void* self) {
+        auto& x = *static_cast<exchange*>(self);
+        if (x.expired_or_stopped()) return CURL_READFUNC_ABORT;
+        auto got = x.req.body.read(x.req.body.self, std::span<std::byte>(reinterpret_cast<std::byte*>(buf), size * n),
+                                   x.res.reason, x.res.source_error);
+        if (!got) return CURL_READFUNC_ABORT;
+        if (x.expired_or_stopped()) return CURL_READFUNC_ABORT;
+        return *got;
+    }
+};
+
+/// Performs one HTTP exchange on `c`. Never throws; fills `res`. Returns
+/// false when the connection must not be reused.
+inline bool perform(connection& c, const http_request& req, response& res, const context& ctx,
+                    std::chrono::steady_clock::time_point deadline) {
+    CURL* e = c.easy;
+    curl_easy_reset(e);
+    exchange x{req, res, ctx, deadline};
+    curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req.headers);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, res.curl_message);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &exchange::on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &exchange::on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, req.low_speed_limit);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req.verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req.verify_tls ? 2L : 0L);
+    if (req.ca_file != nullptr) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file);
+    if (req.ca_dir != nullptr) curl_easy_setopt(e, CURLOPT_CAPATH, req.ca_dir);
+    const std::string_view method = req.method;
+    if (method == "HEAD") {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (method == "PUT") {
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(std::max<std::int64_t>(req.body.size, 0)));
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, &exchange::on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, &x);
+    } else if (method != "GET") {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method);
+    }
+
+    if (x.expired_or_stopped()) return true;
+    if (curl_multi_add_handle(c.multi, e) != CURLM_OK) {
+        res.curl = CURLE_FAILED_INIT;
+        return false;
+    }
+    bool clean = true;
+    {
+        CURLM* multi = c.multi;
+        std::stop_callback wake(ctx.stop_token(), [multi] { curl_multi_wakeup(multi); });
+        for (;;) {
+            int running = 0;
+            if (curl_multi_perform(c.multi, &running) != CURLM_OK) {
+                res.curl = CURLE_FAILED_INIT;
+                clean = false;
+                break;
+            }
+            if (running == 0) break;
+            if (res.reason != abort_reason::none || x.expired_or_stopped()) {
+                clean = false; // abandoning a transfer mid-way: the connection closes
+                break;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const int wait_ms = static_cast<int>(std::clamp<std::int64_t>(left.count() + 1, 1, 1000));
+            curl_multi_poll(c.multi, nullptr, 0, wait_ms, nullptr);
+        }
+    }
+    int queued = 0;
+    while (CURLMsg* m = curl_multi_info_read(c.multi, &queued))
+        if (m->msg == CURLMSG_DONE && m->easy_handle == e) res.curl = m->data.result;
+    if (res.status == 0) {
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        res.status = status;
+    }
+    curl_multi_remove_handle(c.multi, e);
+    return clean && res.curl == CURLE_OK;
+}
+
+} // namespace cachestore::s3::detail

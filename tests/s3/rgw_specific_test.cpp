@@ -1,0 +1,197 @@
+// S3-specific behaviour against Ceph RGW: authentication failures, bucket
+// misconfiguration, upload integrity, odd keys, conditional commits and the
+// self-test's refusals. Generic behaviour lives in the conformance suite.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "s3_fixture.hpp"
+
+using namespace cachestore;
+using namespace std::chrono_literals;
+
+namespace {
+
+s3::config rgw_config() {
+    auto cfg = s3test::server_config("RGW");
+    if (!cfg) {
+        if (std::getenv("CI") != nullptr) FAIL("Ceph RGW unavailable under CI: " << cfg.error());
+        WARN("Ceph RGW unavailable, NOT TESTED: " << cfg.error());
+    }
+    return cfg.value_or(s3::config{});
+}
+
+#define RGW_OR_RETURN(cfg)                                                                        \
+    auto cfg = rgw_config();                                                                      \
+    if (cfg.endpoint.empty()) return
+
+chunk_key key_named(std::string origin) {
+    static int n = 0;
+    return chunk_key{std::move(origin), "b", "k" + std::to_string(n++), "\"" + s3::detail::random_hex(8) + "\"", 1 << 20, 0};
+}
+
+std::string secret_free(const error& e, const s3::config& cfg) {
+    const std::string s = e.to_string();
+    CHECK(s.find(cfg.creds.secret_access_key) == std::string::npos);
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("rgw: a wrong secret is auth, on every operation, without leaking it", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    cfg.creds.secret_access_key = "wrong/secret+" + cfg.creds.secret_access_key;
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    const auto k = key_named("auth-test");
+    auto g = st->get_chunk({}, k, 0, 1, [](std::span<const std::byte>) { return true; });
+    REQUIRE_FALSE(g.has_value());
+    CHECK(g.error().code == errc::auth);
+    CHECK(g.error().s3_code == "SignatureDoesNotMatch");
+    CHECK(g.error().http_status == 403);
+    secret_free(g.error(), cfg);
+    auto s = st->stat({}, k);
+    CHECK(s.error().code == errc::auth); // HEAD: from the status alone
+    const std::string data = "x";
+    auto p = st->put_chunk({}, k, 1, as_bytes(data));
+    CHECK(p.error().code == errc::auth);
+    auto t = st->self_test(context::with_timeout(30s));
+    REQUIRE_FALSE(t.has_value());
+    CHECK(t.error().code == errc::auth);
+    CHECK(secret_free(t.error(), cfg).find("secret key") != std::string::npos);
+}
+
+TEST_CASE("rgw: an unknown access key is auth", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    cfg.creds.access_key_id = "NOSUCHKEY0000000000";
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    auto g = st->get_chunk({}, key_named("auth-test"), 0, 1, [](std::span<const std::byte>) { return true; });
+    REQUIRE_FALSE(g.has_value());
+    CHECK(g.error().code == errc::auth);
+    CHECK(g.error().s3_code == "InvalidAccessKeyId");
+}
+
+TEST_CASE("rgw: an absent bucket is a misconfiguration, not a miss", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    cfg.bucket = "cachestore-no-such-bucket-" + s3::detail::random_hex(4);
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    const auto k = key_named("nobucket");
+    auto g = st->get_chunk({}, k, 0, 1, [](std::span<const std::byte>) { return true; });
+    CHECK(g.error().code == errc::misconfigured);
+    CHECK(g.error().s3_code == "NoSuchBucket");
+    const std::string data = "abc";
+    auto p = st->put_chunk({}, k, 3, as_bytes(data));
+    CHECK(p.error().code == errc::misconfigured);
+    CHECK(st->remove({}, k).error().code == errc::misconfigured);
+    auto t = st->self_test(context::with_timeout(30s));
+    REQUIRE_FALSE(t.has_value());
+    CHECK(t.error().code == errc::misconfigured);
+    CHECK(t.error().message.find(cfg.bucket) != std::string::npos);
+}
+
+TEST_CASE("rgw: odd characters in origin_id and prefix round-trip", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    cfg.prefix = "pre fix+=%~/ü/";
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    const char* origins[] = {"space here", "plus+sign", "percent%25", "eq=ual", "tilde~", "üñí©ødé-数据",
+                             "a..b", "..x", "semi;colon,comma", "bang!star*quote'(paren)", "at@amp&dollar$colon:",
+                             "hash#question?", "brackets[]{}", "back\\slash", "caret^pipe|grave`"};
+    for (const char* o : origins) {
+        INFO("origin_id: " << o);
+        const auto k = key_named(o);
+        const std::string data = std::string("payload for ") + o;
+        REQUIRE(st->put_chunk({}, k, static_cast<std::int64_t>(data.size()), as_bytes(data)).has_value());
+        std::string got(data.size(), '\0');
+        REQUIRE(get_chunk(*st, {}, k, 0, std::as_writable_bytes(std::span(got))).has_value());
+        CHECK(got == data);
+        CHECK(st->stat({}, k)->size == static_cast<std::int64_t>(data.size()));
+        CHECK(st->remove({}, k).has_value());
+        CHECK(st->stat({}, k).error().code == errc::not_found);
+    }
+}
+
+TEST_CASE("rgw: If-None-Match mode gives exactly one winner among 16 racing writers", "[s3][rgw][concurrency]") {
+    RGW_OR_RETURN(cfg);
+    cfg.commit = s3::commit_mode::if_none_match;
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    REQUIRE(st->conditional_commit());
+    for (int round = 0; round < 3; ++round) {
+        const auto k = key_named("race");
+        std::vector<std::byte> data(256 * 1024, std::byte{0x42});
+        std::atomic<int> won{0}, lost{0}, other{0};
+        std::atomic<bool> go{false};
+        std::vector<std::thread> ts;
+        for (int i = 0; i < 16; ++i)
+            ts.emplace_back([&] {
+                while (!go) std::this_thread::yield();
+                auto r = st->put_chunk({}, k, static_cast<std::int64_t>(data.size()), std::span<const std::byte>(data));
+                if (r) ++won;
+                else if (r.error().code == errc::commit_lost) ++lost;
+                else {
+                    UNSCOPED_INFO(r.error());
+                    ++other;
+                }
+            });
+        go = true;
+        for (auto& t : ts) t.join();
+        CHECK(won == 1);
+        CHECK(lost == 15);
+        CHECK(other == 0);
+    }
+}
+
+TEST_CASE("rgw: self_test passes and proves conditional commits", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    CHECK_FALSE(st->conditional_commit()); // auto mode: stat-then-put until proven
+    auto t = st->self_test(context::with_timeout(30s));
+    INFO(t);
+    REQUIRE(t.has_value());
+    const auto rep = st->last_self_test();
+    CHECK(rep.ran);
+    CHECK(rep.conditional_put_enforced);
+    CHECK(st->conditional_commit());
+    CHECK(std::chrono::abs(rep.clock_offset) < 5s);
+    cfg.commit = s3::commit_mode::stat_then_put;
+    auto plain = s3::store::create(cfg);
+    REQUIRE(plain->self_test(context::with_timeout(30s)).has_value());
+    CHECK_FALSE(plain->conditional_commit());
+}
+
+TEST_CASE("rgw: self_test refuses a versioned bucket with a clear message", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    cfg.bucket = s3test::env("CACHESTORE_RGW_VERSIONED_BUCKET");
+    REQUIRE_FALSE(cfg.bucket.empty());
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    auto t = st->self_test(context::with_timeout(30s));
+    REQUIRE_FALSE(t.has_value());
+    CHECK(t.error().code == errc::misconfigured);
+    CHECK(t.error().message.find("versioning Enabled") != std::string::npos);
+}
+
+TEST_CASE("rgw: the server refuses an upload whose body does not match the signed hash", "[s3][rgw]") {
+    RGW_OR_RETURN(cfg);
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    // Sign a PUT for one body, send another: what a flipped bit in transit looks like.
+    const std::string signed_body = "the bytes we meant", sent_body = "the bytes we sent!";
+    REQUIRE(signed_body.size() == sent_body.size());
+    auto r = st->debug_put_with_payload_hash(context::with_timeout(30s), "tamper/" + s3::detail::random_hex(8),
+                                             as_bytes(sent_body),
+                                             s3::detail::hex_lower(s3::detail::sha256(signed_body)));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().http_status == 400);
+    CHECK(r.error().s3_code == "XAmzContentSHA256Mismatch");
+    CHECK(r.error().code == errc::transient); // corruption in transit: worth a retry
+}
