@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building and testing cachestore needs on Debian 12, as root.
+# Quick and silent when everything is already there.
+set -euo pipefail
+pkgs=(build-essential meson ninja-build pkg-config python3 curl
+      libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The local S3 servers (Ceph RGW, nginx) install themselves on first use.
+bash "$(dirname "$0")/../tests/servers/install.sh"
