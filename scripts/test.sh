@@ -1,37 +1,52 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: builds with warnings as errors, starts local S3
-# servers (Ceph RGW and moto with signature checking), runs every test, then
-# runs the suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# servers (Ceph RGW and moto with signature checking), runs every test, runs
+# the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# concurrent suites under ThreadSanitizer. The last line is "N passed, N failed".
 # Usage (as root on Debian 12): bash scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
 
-setup() { # dir, extra args...
+# setup DIR [meson options...]
+setup() {
   local dir=$1; shift
   if [ ! -f "$dir/build.ninja" ]; then
-    meson setup "$dir" -Dwerror=true -Dexamples=true "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
+    meson setup "$dir" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
   fi
-  meson compile -C "$dir" || return 1
 }
-builds=(build build-asan)
-setup build || { echo "0 passed, 1 failed"; exit 1; }
-setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug || { echo "0 passed, 1 failed"; exit 1; }
+# The concurrent suites, built and run under TSan (libcurl itself is not
+# instrumented; TSan still sees every access our code makes).
+tsan_tests=(conformance-local posix_store conformance-s3-rgw conformance-s3-moto s3-rgw-specific)
+tsan_targets=(tests/conformance_local_test tests/posix_store_test tests/conformance_s3_rgw_test
+              tests/conformance_s3_moto_test tests/s3_rgw_specific_test)
+
+setup build -Dbench=true &&
+  meson compile -C build &&
+  setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug &&
+  meson compile -C build-asan &&
+  setup build-tsan -Db_sanitize=thread -Dexamples=false &&
+  meson compile -C build-tsan "${tsan_targets[@]}" ||
+  { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_TESTS="${tsan_tests[*]}"
 run_all() {
-  local rc=0 b
-  for b in "${builds[@]}"; do
-    echo "== meson test -C $b"
-    meson test -C "$b" --print-errorlogs --num-processes 2 || rc=1
-  done
+  local rc=0
+  echo "== meson test -C build"
+  meson test -C build --no-rebuild --print-errorlogs --num-processes 2 || rc=1
+  echo "== meson test -C build-asan (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  meson test -C build-asan --no-rebuild --print-errorlogs --num-processes 2 || rc=1
+  echo "== meson test -C build-tsan (ThreadSanitizer, concurrent suites)"
+  # shellcheck disable=SC2086
+  meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 $TSAN_TESTS || rc=1
   return $rc
 }
 export -f run_all
-export builds_list="${builds[*]}"
-bash tests/servers/with-servers.sh --rgw --moto -- bash -c 'builds=($builds_list); run_all'
+bash tests/servers/with-servers.sh --rgw --moto -- bash -c run_all
 rc=$?
-python3 scripts/summarize.py "${builds[@]/%//meson-logs/testlog.json}"
+python3 scripts/summarize.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+  build-tsan/meson-logs/testlog.json
 exit $rc
