@@ -129,7 +129,7 @@ inline bool sleep_for(const context& ctx, std::chrono::steady_clock::duration d)
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock lock(m);
-    std::stop_token token = ctx.stop_token();
+    const std::stop_token& token = ctx.stop_token();
     cv.wait_for(lock, token, d, [] { return false; });
     return !token.stop_requested();
 }
@@ -206,6 +206,7 @@ public:
         spec.headers.emplace_back("range", range_header(off, n));
         spec.sink.self = &gs;
         spec.sink.limit = n;
+        spec.sink.exact = true;
         spec.sink.accept = [](void* self, const detail::response& r) {
             auto& g = *static_cast<get_state*>(self);
             const std::int64_t want_first = g.start, want_last = g.off + g.n - 1;
@@ -289,7 +290,7 @@ public:
         } else {
             spooled.resize(static_cast<std::size_t>(size));
             std::size_t at = 0;
-            std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), 256 * 1024));
+            std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), std::size_t{256} * 1024));
             auto r = cachestore::detail::pump_exact(ctx, "put_chunk", spec.error_path, src, size, scratch,
                                                     [&](std::span<const std::byte> b) -> result<> {
                                                         std::memcpy(spooled.data() + at, b.data(), b.size());
@@ -316,6 +317,10 @@ public:
             std::memcpy(buf.data(), p.body.data() + p.pos, n);
             p.pos += n;
             return n;
+        };
+        spec.body.rewind = [](void* self) {
+            static_cast<put_state*>(self)->pos = 0;
+            return true;
         };
         spec.retry_state = &ps;
         spec.before_retry = [](detail::request_spec&, const detail::response&, void* state) {
@@ -431,11 +436,35 @@ private:
                 msg += ": ";
                 msg += res.curl_message;
             }
-            return fail_ctx(detail::classify_curl(res.curl), spec, res, std::move(msg));
+            errc code = detail::classify_curl(res.curl);
+            // Not HTTP on a kept-alive connection (stray bytes a server sent
+            // after an earlier answer, e.g. a body after a HEAD): the
+            // connection was out of step, the endpoint is fine. Retry on a new one.
+            if (code == errc::misconfigured && res.reused) {
+                code = errc::transient;
+                msg += " (on a reused connection)";
+            }
+            return fail_ctx(code, spec, res, std::move(msg));
         }
-        if (res.is_2xx()) return {};
+        if (res.is_2xx()) {
+            // A body that ended cleanly but early (close-delimited, or no body
+            // at all) is a truncated answer like any other: retried, resumed.
+            if (spec.sink.exact && spec.sink.write != nullptr) {
+                if (!res.accepted && spec.sink.accept != nullptr && !spec.sink.accept(spec.sink.self, res))
+                    return fail_ctx(refusal != nullptr ? refusal->code : errc::protocol, spec, res,
+                                    refusal != nullptr ? refusal->message : "unexpected response");
+                if (res.delivered < spec.sink.limit)
+                    return fail_ctx(errc::transient, spec, res,
+                                    "truncated body: received " + std::to_string(res.delivered) + " of " +
+                                        std::to_string(spec.sink.limit) + " bytes");
+            }
+            return {};
+        }
         const auto doc = detail::parse_error_xml(res.error_body);
-        const errc code = detail::classify_http(res.status, doc.code);
+        errc code = detail::classify_http(res.status, doc.code);
+        // Only a (conditional) PUT can lose a commit; a 412 to anything else
+        // answers a condition we never sent.
+        if (code == errc::commit_lost && std::string_view(spec.method) != "PUT") code = errc::protocol;
         std::string msg = doc.message;
         if (msg.empty()) msg = "HTTP " + std::to_string(res.status) + (doc.code.empty() ? "" : " " + doc.code);
         if (doc.code == "NoSuchBucket" || (code == errc::misconfigured && doc.code.empty()))
@@ -585,6 +614,10 @@ private:
                 s.pos += n;
                 return n;
             };
+            spec.body.rewind = [](void* self) {
+                static_cast<body_state*>(self)->pos = 0;
+                return true;
+            };
             spec.retry_state = &bs;
             spec.before_retry = [](detail::request_spec&, const detail::response&, void* state) { static_cast<body_state*>(state)->pos = 0; };
         } else {
@@ -618,7 +651,7 @@ inline result<> store::self_test(const context& ctx) {
         e.message = cause != nullptr ? msg + " [" + cause->message + "]" : std::move(msg);
         return std::unexpected(std::move(e));
     };
-    auto explain = [&](const error& e, std::string what) -> std::unexpected<error> {
+    auto explain = [&](const error& e, const std::string& what) -> std::unexpected<error> {
         switch (e.code) {
         case errc::auth:
             return fail_st(errc::auth, what + ": the credentials were refused (" +

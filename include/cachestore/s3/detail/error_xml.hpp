@@ -23,7 +23,7 @@ struct s3_error_doc {
     [[nodiscard]] bool empty() const noexcept { return code.empty() && message.empty() && request_id.empty(); }
 };
 
-inline constexpr std::size_t max_error_input = 64 * 1024;
+inline constexpr std::size_t max_error_input = std::size_t{64} * 1024;
 inline constexpr std::size_t max_error_field = 512;
 
 /// Appends the UTF-8 encoding of code point `cp` (invalid ones become '?').

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -108,6 +109,10 @@ struct body_source {
     void* self = nullptr;
     std::optional<std::size_t> (*read)(void* self, std::span<std::byte> buf, abort_reason& reason, error& err) = nullptr;
     std::int64_t size = -1; ///< Content-Length; -1 means no body
+    /// Restarts the body from its first byte; false if it cannot. libcurl
+    /// calls it to replay a request on a fresh connection when a kept-alive
+    /// one died before answering.
+    bool (*rewind)(void* self) = nullptr;
 };
 
 /// Where a 2xx response body goes. `accept` sees the status and headers once,
@@ -119,6 +124,7 @@ struct body_sink {
     bool (*accept)(void* self, const response& r) = nullptr;
     bool (*write)(void* self, std::span<const std::byte> bytes) = nullptr;
     std::int64_t limit = -1; ///< at most this many body bytes (-1: no limit)
+    bool exact = false;      ///< a 2xx body must be exactly `limit` bytes: fewer is a truncated (transient) answer
 };
 
 /// What we keep of a response.
@@ -135,6 +141,7 @@ struct response {
     std::string error_body;                  ///< non-2xx body, capped
     std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
     bool accepted = false;                   ///< the sink's accept() ran
+    bool reused = false;                     ///< went out on a kept-alive connection
     char curl_message[CURL_ERROR_SIZE] = {};
     [[nodiscard]] bool is_2xx() const noexcept { return status >= 200 && status < 300; }
 };
@@ -153,7 +160,7 @@ struct http_request {
     const char* ca_dir = nullptr;
 };
 
-inline constexpr std::size_t max_error_body = 64 * 1024;
+inline constexpr std::size_t max_error_body = std::size_t{64} * 1024;
 
 struct exchange {
     const http_request& req;
@@ -247,6 +254,12 @@ struct exchange {
         if (x.expired_or_stopped()) return CURL_READFUNC_ABORT;
         return *got;
     }
+
+    static int on_seek(void* self, curl_off_t offset, int origin) {
+        auto& x = *static_cast<exchange*>(self);
+        if (offset != 0 || origin != SEEK_SET || x.req.body.rewind == nullptr) return CURL_SEEKFUNC_CANTSEEK;
+        return x.req.body.rewind(x.req.body.self) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK;
+    }
 };
 
 /// Performs one HTTP exchange on `c`. Never throws; fills `res`. Returns
@@ -281,6 +294,8 @@ inline bool perform(connection& c, const http_request& req, response& res, const
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(std::max<std::int64_t>(req.body.size, 0)));
         curl_easy_setopt(e, CURLOPT_READFUNCTION, &exchange::on_read);
         curl_easy_setopt(e, CURLOPT_READDATA, &x);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &exchange::on_seek);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, &x);
     } else if (method != "GET") {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method);
     }
@@ -314,6 +329,8 @@ inline bool perform(connection& c, const http_request& req, response& res, const
     int queued = 0;
     while (CURLMsg* m = curl_multi_info_read(c.multi, &queued))
         if (m->msg == CURLMSG_DONE && m->easy_handle == e) res.curl = m->data.result;
+    long connects = 0;
+    if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) res.reused = connects == 0;
     if (res.status == 0) {
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);

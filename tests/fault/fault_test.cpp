@@ -1,0 +1,1429 @@
+// Fault injection against the S3 driver: a scriptable S3 server
+// (fault_server.py) answers with errors, resets, lies about framing, stalls
+// and drips, and every scenario proves the same three things:
+//
+//   - no wrong byte: the sink only ever sees the stored chunk's byte at each
+//     offset, and a successful call delivers each byte exactly once;
+//   - no partial commit: after a failed put_chunk the server holds nothing;
+//   - no hang: every failure ends within the retry budget and the deadline,
+//     a stop request ends a call within 100 ms, and no descriptor or thread
+//     is leaked.
+//
+// The error class of every fault is the one documented in the report that
+// accompanies this file (docs/reliability.md).
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+
+#include "cachestore/s3.hpp"
+
+#ifndef FAULT_SERVER_PY
+#error "FAULT_SERVER_PY must name fault_server.py"
+#endif
+#ifndef FAULT_PYTHON3
+#error "FAULT_PYTHON3 must name the python3 interpreter"
+#endif
+
+extern char** environ;
+
+using namespace cachestore;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using sclock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- the server process ---------------------------------------------------
+
+struct fault_server {
+    pid_t pid = -1;
+    int port = 0;
+    int lifeline = -1; ///< the server's stdin: closing it (or dying) stops the server
+    std::string problem;
+
+    fault_server() {
+        int p[2], in[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            problem = "pipe2 failed";
+            return;
+        }
+        if (pipe2(in, O_CLOEXEC) != 0) {
+            close(p[0]);
+            close(p[1]);
+            problem = "pipe2 failed";
+            return;
+        }
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
+        std::string py = FAULT_PYTHON3, script = FAULT_SERVER_PY, watch = "--watch-stdin";
+        char* argv[] = {py.data(), script.data(), watch.data(), nullptr};
+        const int rc = posix_spawn(&pid, py.c_str(), &fa, nullptr, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(p[1]);
+        close(in[0]);
+        lifeline = in[1];
+        if (rc != 0) {
+            pid = -1;
+            close(p[0]);
+            problem = "could not start " + py + " " + script + ": " + std::strerror(rc);
+            return;
+        }
+        // First line: "PORT <n>", within 15 s.
+        std::string line;
+        const auto until = sclock::now() + 15s;
+        while (line.find('\n') == std::string::npos && sclock::now() < until) {
+            pollfd pfd{p[0], POLLIN, 0};
+            if (poll(&pfd, 1, 200) <= 0) continue;
+            char buf[64];
+            const ssize_t n = read(p[0], buf, sizeof buf);
+            if (n <= 0) break;
+            line.append(buf, static_cast<std::size_t>(n));
+        }
+        close(p[0]);
+        if (line.rfind("PORT ", 0) == 0) port = std::atoi(line.c_str() + 5);
+        if (port <= 0) problem = "fault_server.py did not print its port (got '" + line + "')";
+    }
+
+    fault_server(const fault_server&) = delete;
+    fault_server& operator=(const fault_server&) = delete;
+
+    ~fault_server() {
+        if (lifeline >= 0) close(lifeline);
+        if (pid > 0) {
+            kill(pid, SIGTERM);
+            waitpid(pid, nullptr, 0);
+        }
+    }
+};
+
+fault_server& server() {
+    static fault_server s = [] {
+        // Runtimes that start a helper thread with the first thread (TSan's
+        // background thread) do it now, not inside a leak-counted scenario.
+        std::thread([] {}).join();
+        return fault_server{};
+    }();
+    // Fails (never skips) when python3 cannot start the server.
+    INFO(s.problem);
+    REQUIRE(s.port > 0);
+    return s;
+}
+
+struct http_answer {
+    long status = 0;
+    std::string body;
+};
+
+std::size_t collect_cb(char* d, std::size_t s, std::size_t n, void* out) {
+    static_cast<std::string*>(out)->append(d, s * n);
+    return s * n;
+}
+
+/// A request to the server's control endpoints (plain libcurl, no signing).
+http_answer control(const char* method, const std::string& path, const std::string& body = {}) {
+    s3::detail::curl_global();
+    http_answer a;
+    CURL* c = curl_easy_init();
+    REQUIRE(c != nullptr);
+    const std::string url = "http://127.0.0.1:" + std::to_string(server().port) + path;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (std::string_view(method) == "POST") {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &collect_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
+    const CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+    curl_easy_cleanup(c);
+    INFO(path << ": " << curl_easy_strerror(rc) << " " << a.body);
+    REQUIRE(rc == CURLE_OK);
+    return a;
+}
+
+void script(const json& rules) {
+    auto a = control("POST", "/_fault/script", rules.dump());
+    INFO(a.body);
+    REQUIRE(a.status == 200);
+}
+
+std::string url_escape(const std::string& s) {
+    std::string out;
+    static constexpr char hex[] = "0123456789ABCDEF";
+    for (unsigned char ch : s) {
+        if (std::isalnum(ch) != 0 || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            out += static_cast<char>(ch);
+        } else {
+            out += '%';
+            out += hex[ch >> 4];
+            out += hex[ch & 15];
+        }
+    }
+    return out;
+}
+
+/// The server's own view of an object: its bytes, or nullopt when absent.
+std::optional<std::string> server_object(const std::string& key) {
+    auto a = control("GET", "/_fault/object?key=" + url_escape(key));
+    if (a.status == 404) return std::nullopt;
+    REQUIRE(a.status == 200);
+    return a.body;
+}
+
+// ---- leaks -----------------------------------------------------------------
+
+std::size_t count_dir(const char* dir) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+    return n;
+}
+
+/// Peak resident set size in KiB since the last reset_peak_rss().
+long peak_rss_kib() {
+    std::ifstream f("/proc/self/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+    return -1;
+}
+bool reset_peak_rss() {
+    std::ofstream f("/proc/self/clear_refs");
+    f << "5";
+    f.flush();
+    return static_cast<bool>(f);
+}
+
+// ---- data and sinks ----------------------------------------------------------
+
+std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
+    std::vector<std::byte> v(n);
+    std::mt19937_64 rng(seed);
+    for (auto& b : v) b = static_cast<std::byte>(rng() & 0xff);
+    return v;
+}
+
+/// Checks every byte it receives against the stored chunk at that offset.
+struct checking_sink {
+    checking_sink() = default;
+    checking_sink(std::span<const std::byte> c, std::int64_t o) : chunk(c), off(o) {}
+
+    std::span<const std::byte> chunk;
+    std::int64_t off = 0;
+    std::int64_t received = 0;
+    bool wrong = false;
+    std::string what;
+
+    bool operator()(std::span<const std::byte> b) {
+        const auto at = off + received;
+        if (at < 0 || static_cast<std::size_t>(at) + b.size() > chunk.size()) {
+            wrong = true;
+            what = "bytes past the end of the stored chunk at " + std::to_string(at);
+            return false;
+        }
+        if (!b.empty() && std::memcmp(chunk.data() + at, b.data(), b.size()) != 0) {
+            wrong = true;
+            what = "wrong bytes at chunk offset " + std::to_string(at);
+            return false;
+        }
+        received += static_cast<std::int64_t>(b.size());
+        return true;
+    }
+};
+
+// ---- one scenario ------------------------------------------------------------
+
+constexpr int max_attempts = 4;
+
+s3::config base_config() {
+    s3::config c;
+    c.endpoint = "http://127.0.0.1:" + std::to_string(server().port);
+    c.bucket = "faultbucket";
+    c.region = "us-east-1";
+    c.creds.access_key_id = "AKIDFAULTTEST000000";
+    c.creds.secret_access_key = "fault/secret+key0000000000000000000000000";
+    c.retry.max_attempts = max_attempts;
+    c.retry.base_delay = 5ms;
+    c.retry.max_delay = 20ms;
+    c.timeouts.connect = 2000ms;
+    c.timeouts.operation = 20000ms;
+    c.commit = s3::commit_mode::stat_then_put;
+    return c;
+}
+
+/// A fresh server state, one store, one stored chunk of `size` bytes (unless
+/// told not to seed it), and the descriptor / thread counts from before the
+/// store existed, checked by finish().
+struct scenario {
+    std::size_t fds0 = 0, tasks0 = 0;
+    s3::config cfg = base_config();
+    std::optional<s3::store> st;
+    chunk_key key;
+    std::string okey; ///< the object key on the server
+    std::vector<std::byte> data;
+
+    explicit scenario(std::int64_t size = 256 * 1024, bool seed = true) {
+        static std::atomic<int> serial{0};
+        control("POST", "/_fault/reset");
+        fds0 = count_dir("/proc/self/fd");
+        tasks0 = count_dir("/proc/self/task");
+        key = chunk_key{"fault", "origin-bucket", "object-" + std::to_string(serial++), "\"etag-1\"", 1 << 20, 0};
+        data = pattern(static_cast<std::size_t>(size), static_cast<std::uint64_t>(serial.load()) * 7919);
+        open();
+        okey = *st->object_key(key);
+        if (seed) {
+            auto r = st->put_chunk(context::with_timeout(10s), key, size, std::span<const std::byte>(data));
+            INFO(r);
+            REQUIRE(r.has_value());
+            clear_log();
+        }
+    }
+
+    /// (Re)creates the store from cfg (after a test changed it).
+    void open() {
+        st.reset();
+        auto s = s3::store::create(cfg);
+        INFO((s.has_value() ? std::string() : s.error().to_string()));
+        REQUIRE(s.has_value());
+        st.emplace(std::move(*s));
+    }
+
+    void clear_log() { control("POST", "/_fault/clearlog"); }
+
+    /// Requests for this scenario's object, optionally of one method.
+    std::vector<json> log(const std::string& method = {}) const {
+        auto a = control("GET", "/_fault/log");
+        REQUIRE(a.status == 200);
+        std::vector<json> out;
+        for (auto& e : json::parse(a.body))
+            if (e["key"] == okey && (method.empty() || e["method"] == method)) out.push_back(e);
+        return out;
+    }
+
+    /// A rule for this object: {"method", "key", "count", "action"} + extras.
+    json rule(const std::string& method, const std::string& action, json count = "once", json extra = json::object()) const {
+        json r = extra;
+        r["method"] = method;
+        r["key"] = okey;
+        r["action"] = action;
+        r["count"] = count;
+        return r;
+    }
+
+    result<> get(std::int64_t off, std::int64_t n, checking_sink& sink, const context& ctx = context::with_timeout(20s)) {
+        sink = checking_sink{std::span<const std::byte>(data), off};
+        return st->get_chunk(ctx, key, off, n, sink);
+    }
+
+    result<> put(const context& ctx = context::with_timeout(20s)) {
+        return st->put_chunk(ctx, key, static_cast<std::int64_t>(data.size()), std::span<const std::byte>(data));
+    }
+
+    bool stored_exactly() const {
+        auto o = server_object(okey);
+        return o && o->size() == data.size() && std::memcmp(o->data(), data.data(), data.size()) == 0;
+    }
+    bool absent() const { return !server_object(okey).has_value(); }
+
+    /// Destroys the store (its pooled idle connections go with it) and checks
+    /// that every descriptor and thread it used is gone.
+    void finish() {
+        st.reset();
+        // A socket closed by libcurl is gone at once; allow a moment for threads.
+        for (int i = 0; i < 50 && (count_dir("/proc/self/fd") != fds0 || count_dir("/proc/self/task") != tasks0); ++i)
+            std::this_thread::sleep_for(10ms);
+        CHECK(count_dir("/proc/self/fd") == fds0);
+        CHECK(count_dir("/proc/self/task") == tasks0);
+    }
+};
+
+double ms_since(sclock::time_point t) {
+    return std::chrono::duration<double, std::milli>(sclock::now() - t).count();
+}
+
+struct http_fault {
+    const char* name;
+    int status;
+    const char* code;
+    const char* body; // fault_server body kind
+    errc expect;
+};
+
+// The documented classes of HTTP error answers to a GET (which has a body).
+const http_fault get_faults[] = {
+    {"500 InternalError", 500, "InternalError", "xml", errc::transient},
+    {"502 with an HTML body", 502, "", "html", errc::transient},
+    {"503 SlowDown", 503, "SlowDown", "xml", errc::transient},
+    {"504 with an empty body", 504, "", "empty", errc::transient},
+    {"429 without a code", 429, "", "empty", errc::transient},
+    {"400 RequestTimeout", 400, "RequestTimeout", "xml", errc::transient},
+    {"403 SignatureDoesNotMatch", 403, "SignatureDoesNotMatch", "xml", errc::auth},
+    {"403 InvalidAccessKeyId", 403, "InvalidAccessKeyId", "xml", errc::auth},
+    {"403 RequestTimeTooSkewed", 403, "RequestTimeTooSkewed", "xml", errc::auth},
+    {"403 AccessDenied", 403, "AccessDenied", "xml", errc::auth},
+    {"400 ExpiredToken", 400, "ExpiredToken", "xml", errc::auth},
+    {"404 NoSuchBucket", 404, "NoSuchBucket", "xml", errc::misconfigured},
+    {"403 with an HTML body", 403, "", "html", errc::auth},
+    {"503 with truncated XML", 503, "SlowDown", "truncated_xml", errc::transient},
+    {"403 with truncated XML", 403, "SignatureDoesNotMatch", "truncated_xml", errc::auth},
+    {"404 with truncated XML", 404, "NoSuchKey", "truncated_xml", errc::not_found},
+    {"412 to an unconditional GET", 412, "PreconditionFailed", "xml", errc::protocol},
+};
+
+json status_extra(const http_fault& f) {
+    json e{{"status", f.status}, {"body", f.body}};
+    if (f.code[0] != '\0') e["code"] = f.code;
+    return e;
+}
+
+} // namespace
+
+// =============================================================================
+// HTTP error answers
+// =============================================================================
+
+TEST_CASE("fault: the server works as a plain S3 store", "[fault]") {
+    scenario sc;
+    checking_sink sink;
+    auto r = sc.get(1000, 100000, sink);
+    INFO(r);
+    REQUIRE(r.has_value());
+    CHECK_FALSE(sink.wrong);
+    CHECK(sink.received == 100000);
+    CHECK(sc.stored_exactly());
+    auto info = sc.st->stat({}, sc.key);
+    REQUIRE(info.has_value());
+    CHECK(info->size == static_cast<std::int64_t>(sc.data.size()));
+    CHECK(sc.put().error().code == errc::commit_lost);
+    REQUIRE(sc.st->remove({}, sc.key).has_value());
+    CHECK(sc.absent());
+    CHECK(sc.st->stat({}, sc.key).error().code == errc::not_found);
+    sc.finish();
+}
+
+TEST_CASE("fault: get_chunk error answers are classified, retried only when transient", "[fault][get]") {
+    for (const auto& f : get_faults) {
+        DYNAMIC_SECTION("always: " << f.name) {
+            scenario sc;
+            script(json::array({sc.rule("GET", "status", "always", status_extra(f))}));
+            checking_sink sink;
+            const auto t0 = sclock::now();
+            auto r = sc.get(0, 4096, sink);
+            INFO(r);
+            REQUIRE_FALSE(r.has_value());
+            const error& e = r.error();
+            CHECK(e.code == f.expect);
+            CHECK(e.http_status == f.status);
+            CHECK(sink.received == 0);
+            const int want_attempts = is_retryable(f.expect) ? max_attempts : 1;
+            CHECK(e.attempts == want_attempts);
+            CHECK(static_cast<int>(sc.log("GET").size()) == want_attempts);
+            CHECK(ms_since(t0) < 2000);
+            if (std::string_view(f.body) == "xml") {
+                CHECK(e.s3_code == f.code);
+                CHECK(e.request_id.rfind("FAULT", 0) == 0);
+            }
+            CHECK(e.to_string().find(sc.cfg.creds.secret_access_key) == std::string::npos);
+            sc.finish();
+        }
+        if (is_retryable(f.expect)) {
+            DYNAMIC_SECTION("once, then success: " << f.name) {
+                scenario sc;
+                script(json::array({sc.rule("GET", "status", "once", status_extra(f))}));
+                checking_sink sink;
+                auto r = sc.get(7, 50000, sink);
+                INFO(r);
+                REQUIRE(r.has_value());
+                CHECK_FALSE(sink.wrong);
+                CHECK(sink.received == 50000);
+                const auto log = sc.log("GET");
+                REQUIRE(log.size() == 2);
+                CHECK(log[0]["action"] == "status");
+                CHECK(log[1]["action"] == "none");
+                CHECK(log[1]["range"] == "bytes=7-50006");
+                sc.finish();
+            }
+        }
+    }
+}
+
+TEST_CASE("fault: stat (HEAD has no body) is classified from the status alone", "[fault][stat]") {
+    struct head_fault {
+        int status;
+        const char* code;
+        errc expect;
+    };
+    // A HEAD answer has no error document: 400 cannot tell RequestTimeout from
+    // ExpiredToken (protocol), and 404 cannot tell NoSuchBucket from NoSuchKey.
+    const head_fault faults[] = {
+        {500, "InternalError", errc::transient}, {503, "SlowDown", errc::transient},
+        {429, "", errc::transient},              {403, "SignatureDoesNotMatch", errc::auth},
+        {400, "ExpiredToken", errc::protocol},   {404, "NoSuchBucket", errc::not_found},
+    };
+    for (const auto& f : faults) {
+        DYNAMIC_SECTION("HEAD " << f.status << " " << f.code) {
+            scenario sc;
+            json extra{{"status", f.status}};
+            if (f.code[0] != '\0') extra["code"] = f.code;
+            script(json::array({sc.rule("HEAD", "status", "always", extra)}));
+            auto r = sc.st->stat(context::with_timeout(10s), sc.key);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == f.expect);
+            CHECK(r.error().http_status == f.status);
+            CHECK(r.error().attempts == (is_retryable(f.expect) ? max_attempts : 1));
+            sc.finish();
+        }
+    }
+    SECTION("HEAD 503 once, then success") {
+        scenario sc;
+        script(json::array({sc.rule("HEAD", "status", "once", {{"status", 503}, {"code", "SlowDown"}})}));
+        auto r = sc.st->stat(context::with_timeout(10s), sc.key);
+        INFO((r.has_value() ? std::string() : r.error().to_string()));
+        REQUIRE(r.has_value());
+        CHECK(r->size == static_cast<std::int64_t>(sc.data.size()));
+        CHECK(sc.log("HEAD").size() == 2);
+        sc.finish();
+    }
+}
+
+TEST_CASE("fault: remove retries transient answers and refuses auth", "[fault][remove]") {
+    SECTION("503 once") {
+        scenario sc;
+        script(json::array({sc.rule("DELETE", "status", "once", {{"status", 503}, {"code", "SlowDown"}})}));
+        REQUIRE(sc.st->remove(context::with_timeout(10s), sc.key).has_value());
+        CHECK(sc.log("DELETE").size() == 2);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("403 AccessDenied") {
+        scenario sc;
+        script(json::array({sc.rule("DELETE", "status", "always", {{"status", 403}, {"code", "AccessDenied"}})}));
+        auto r = sc.st->remove(context::with_timeout(10s), sc.key);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().attempts == 1);
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("404 NoSuchBucket is not 'already removed'") {
+        scenario sc;
+        script(json::array({sc.rule("DELETE", "status", "always", {{"status", 404}, {"code", "NoSuchBucket"}})}));
+        auto r = sc.st->remove(context::with_timeout(10s), sc.key);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::misconfigured);
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// Error bodies: hostile, huge, malformed
+// =============================================================================
+
+TEST_CASE("fault: error bodies with DTDs and entities are never expanded", "[fault][errbody]") {
+    SECTION("internal and external entities") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "status", "always", {{"status", 503}, {"body", "entities"}})}));
+        checking_sink sink;
+        auto r = sc.get(0, 100, sink);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient); // from the status: the Code is not a known one
+        CHECK(r.error().s3_code == "&code;");
+        CHECK(r.error().message.find("root:") == std::string::npos);
+        CHECK(r.error().attempts == max_attempts);
+        sc.finish();
+    }
+    SECTION("billion laughs") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"body", "billion_laughs"}})}));
+        checking_sink sink;
+        const auto t0 = sclock::now();
+        auto r = sc.get(0, 100, sink);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().s3_code == "&lol9;");
+        CHECK(r.error().message.size() <= 512);
+        CHECK(ms_since(t0) < 1000);
+        sc.finish();
+    }
+}
+
+TEST_CASE("fault: a huge error body keeps memory bounded", "[fault][errbody]") {
+    SECTION("50 MB 503 once, then success") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "status", "once", {{"status", 503}, {"code", "SlowDown"}, {"body", "huge"}})}));
+        const bool can_measure = reset_peak_rss();
+        const long before = peak_rss_kib();
+        checking_sink sink;
+        auto r = sc.get(0, 10000, sink);
+        const long peak = peak_rss_kib();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sink.received == 10000);
+        if (can_measure) CHECK(peak - before < 16 * 1024); // far below the 50 MB body
+        sc.finish();
+    }
+    SECTION("50 MB 403: auth, bounded fields") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", "AccessDenied"}, {"body", "huge"}})}));
+        const bool can_measure = reset_peak_rss();
+        const long before = peak_rss_kib();
+        checking_sink sink;
+        auto r = sc.get(0, 10000, sink);
+        const long peak = peak_rss_kib();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().s3_code == "AccessDenied");
+        CHECK(r.error().message.size() <= 512);
+        if (can_measure) CHECK(peak - before < 16 * 1024);
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// Broken connections and framing lies on GET
+// =============================================================================
+
+TEST_CASE("fault: a reset before the status line is transient and retried", "[fault][get][reset]") {
+    for (const char* action : {"reset_before_status", "close_before_status"}) {
+        DYNAMIC_SECTION(action << " once") {
+            scenario sc;
+            script(json::array({sc.rule("GET", action, "once")}));
+            checking_sink sink;
+            auto r = sc.get(100, 200000, sink);
+            INFO(r);
+            REQUIRE(r.has_value());
+            CHECK_FALSE(sink.wrong);
+            CHECK(sink.received == 200000);
+            CHECK(sc.log("GET").size() == 2);
+            sc.finish();
+        }
+        DYNAMIC_SECTION(action << " always") {
+            scenario sc;
+            script(json::array({sc.rule("GET", action, "always")}));
+            checking_sink sink;
+            auto r = sc.get(100, 200000, sink);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == errc::transient);
+            CHECK(r.error().attempts == max_attempts);
+            CHECK(sink.received == 0);
+            CHECK(sc.log("GET").size() >= static_cast<std::size_t>(max_attempts));
+            sc.finish();
+        }
+    }
+}
+
+TEST_CASE("fault: a kept-alive GET connection reset before the answer is replayed at once", "[fault][get][reset]") {
+    scenario sc;
+    sc.cfg.retry.max_attempts = 1;
+    sc.open();
+    checking_sink sink;
+    REQUIRE(sc.get(0, 10, sink).has_value()); // leaves a kept-alive connection in the pool
+    script(json::array({sc.rule("GET", "reset_before_status", "once")}));
+    auto r = sc.get(5, 100000, sink);
+    INFO(r);
+    REQUIRE(r.has_value());
+    CHECK(sink.received == 100000);
+    CHECK_FALSE(sink.wrong);
+    sc.finish();
+}
+
+TEST_CASE("fault: a server that closes kept-alive connections is harmless", "[fault][reset]") {
+    // Every answer is followed by the server closing the connection, at once
+    // or a moment later (an idle reaper). Every operation must succeed: a
+    // dead pooled connection is detected, or libcurl replays the request (and
+    // rewinds a PUT body) on a new one; only when the close races a PUT body
+    // already going out does it cost one (transient) attempt.
+    for (double delay : {0.0, 0.005, 0.02}) {
+        DYNAMIC_SECTION("close " << delay << " s after each answer") {
+            scenario sc(64 * 1024, false);
+            sc.cfg.retry.max_attempts = 2;
+            sc.open();
+            script(json::array({json{{"action", "respond_then_close"}, {"delay", delay}, {"count", "always"}}}));
+            for (int i = 0; i < 6; ++i) {
+                sc.key.index = i;
+                sc.okey = *sc.st->object_key(sc.key);
+                auto p = sc.put();
+                INFO(i << ": " << p);
+                REQUIRE(p.has_value());
+                checking_sink sink;
+                auto g = sc.get(100, 30000, sink);
+                INFO(i << ": " << g);
+                REQUIRE(g.has_value());
+                CHECK(sink.received == 30000);
+                auto st = sc.st->stat({}, sc.key);
+                REQUIRE(st.has_value());
+                REQUIRE(sc.st->remove({}, sc.key).has_value());
+            }
+            sc.finish();
+        }
+    }
+}
+
+TEST_CASE("fault: a refused connection is transient, retried within the budget", "[fault][reset]") {
+    // A port nobody listens on: bind one, then close it.
+    int port = 0;
+    {
+        const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port = ntohs(a.sin_port);
+        close(fd);
+    }
+    scenario sc(1000, false);
+    sc.cfg.endpoint = "http://127.0.0.1:" + std::to_string(port);
+    sc.open();
+    checking_sink sink;
+    const auto t0 = sclock::now();
+    auto r = sc.get(0, 10, sink);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::transient);
+    CHECK(r.error().attempts == max_attempts);
+    CHECK(r.error().http_status == 0);
+    CHECK(ms_since(t0) < 1000);
+    auto p = sc.put();
+    REQUIRE_FALSE(p.has_value());
+    CHECK(p.error().code == errc::transient);
+    sc.finish();
+}
+
+TEST_CASE("fault: an answer that is not HTTP at all is misconfigured (wrong endpoint)", "[fault][framing]") {
+    SECTION("on a new connection: not retried") {
+        scenario sc;
+        sc.open(); // an empty pool: the GET opens a new connection
+        script(json::array({sc.rule("GET", "garbage", "always")}));
+        checking_sink sink;
+        auto r = sc.get(0, 100, sink);
+        INFO(r);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::misconfigured);
+        CHECK(r.error().attempts == 1);
+        CHECK(sink.received == 0);
+        sc.finish();
+    }
+    SECTION("on a kept-alive connection: retried once on a new one, then misconfigured") {
+        scenario sc; // seeding left a kept-alive connection in the pool
+        script(json::array({sc.rule("GET", "garbage", "always")}));
+        checking_sink sink;
+        auto r = sc.get(0, 100, sink);
+        INFO(r);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::misconfigured);
+        CHECK(r.error().attempts == 2);
+        CHECK(sink.received == 0);
+        sc.finish();
+    }
+}
+
+TEST_CASE("fault: a body cut short resumes where it stopped, each byte once", "[fault][get][resume]") {
+    struct cut {
+        const char* action;
+        json extra;
+    };
+    const cut cuts[] = {
+        {"reset_mid_body", {{"after", 70000}}},
+        {"short_body", {{"after", 70000}}},
+        {"short_body_nolength", {{"after", 70000}}},
+        {"chunked_cut", {{"after", 65536}}},
+    };
+    for (const auto& c : cuts) {
+        DYNAMIC_SECTION(c.action << " once, then success") {
+            scenario sc;
+            script(json::array({sc.rule("GET", c.action, "once", c.extra)}));
+            checking_sink sink;
+            auto r = sc.get(1000, 200000, sink);
+            INFO(r);
+            REQUIRE(r.has_value());
+            CHECK_FALSE(sink.wrong);
+            CHECK(sink.received == 200000);
+            const auto log = sc.log("GET");
+            REQUIRE(log.size() == 2);
+            CHECK(log[0]["range"] == "bytes=1000-200999");
+            // The retry asks only for what the sink has not received.
+            const std::string second = log[1]["range"];
+            CHECK(second != "bytes=1000-200999");
+            CHECK(second.ends_with("-200999"));
+            sc.finish();
+        }
+        DYNAMIC_SECTION(c.action << " always: transient after max_attempts, only correct bytes") {
+            scenario sc;
+            json extra = c.extra;
+            extra["after"] = 20000;
+            script(json::array({sc.rule("GET", c.action, "always", extra)}));
+            checking_sink sink;
+            auto r = sc.get(1000, 200000, sink);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == errc::transient);
+            CHECK(r.error().attempts == max_attempts);
+            CHECK_FALSE(sink.wrong); // a prefix of correct bytes, which the caller discards
+            CHECK(sink.received < 200000);
+            CHECK(sc.log("GET").size() == static_cast<std::size_t>(max_attempts));
+            sc.finish();
+        }
+    }
+}
+
+TEST_CASE("fault: framing lies are protocol errors, never delivered bytes", "[fault][get][framing]") {
+    struct lie {
+        const char* name;
+        const char* action;
+        json extra;
+        std::int64_t off, n;
+        errc expect;
+        bool bytes_may_arrive; ///< a correct prefix may reach the sink before the lie shows
+    };
+    const lie lies[] = {
+        {"body longer than Content-Range (Content-Length counts it)", "long_body", {{"mode", "length"}}, 10, 5000, errc::protocol, false},
+        {"body longer than the range (chunked)", "long_body", {{"mode", "chunked"}}, 10, 50000, errc::protocol, true},
+        {"body longer than the range (close-delimited)", "long_body", {{"mode", "close"}}, 10, 50000, errc::protocol, true},
+        {"Content-Range for other bytes", "bad_content_range", {{"mode", "shifted"}}, 10, 5000, errc::protocol, false},
+        {"unparseable Content-Range", "bad_content_range", {{"mode", "garbage"}}, 10, 5000, errc::protocol, false},
+        {"missing Content-Range", "bad_content_range", {{"mode", "missing"}}, 10, 5000, errc::protocol, false},
+        {"impossible Content-Range total", "bad_content_range", {{"mode", "wrong_total"}}, 10, 5000, errc::protocol, false},
+        {"200 with the whole object (offset > 0)", "whole_object", json::object(), 10, 5000, errc::protocol, false},
+        {"200 with the whole object (offset 0, shorter range)", "whole_object", json::object(), 0, 5000, errc::protocol, false},
+    };
+    for (const auto& l : lies) {
+        DYNAMIC_SECTION(l.name) {
+            scenario sc;
+            script(json::array({sc.rule("GET", l.action, "always", l.extra)}));
+            checking_sink sink;
+            auto r = sc.get(l.off, l.n, sink);
+            INFO(r);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == l.expect);
+            CHECK(r.error().attempts == 1); // not retried: the server would lie again
+            CHECK_FALSE(sink.wrong);
+            if (!l.bytes_may_arrive) CHECK(sink.received == 0);
+            CHECK(sink.received < l.n);
+            sc.finish();
+        }
+    }
+    for (double delay : {0.0, 0.05}) {
+        DYNAMIC_SECTION("stray bytes after an honest body (" << delay << " s later) never reach the next call") {
+            scenario sc;
+            script(json::array({sc.rule("GET", "long_body", 1, {{"mode", "trailing"}, {"extra", 300}, {"delay", delay}})}));
+            checking_sink sink;
+            auto r = sc.get(10, 5000, sink);
+            INFO(r);
+            REQUIRE(r.has_value()); // the answer itself was complete and correct
+            CHECK(sink.received == 5000);
+            CHECK_FALSE(sink.wrong);
+            std::this_thread::sleep_for(100ms);
+            for (int i = 0; i < 3; ++i) {
+                auto r2 = sc.get(20, 6000, sink);
+                INFO(r2);
+                CHECK(r2.has_value());
+                CHECK(sink.received == 6000);
+                CHECK_FALSE(sink.wrong);
+            }
+            sc.finish();
+        }
+    }
+    SECTION("200 with an empty body: out_of_range, not retried") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "status", "always", {{"status", 200}, {"body", "empty"}})}));
+        checking_sink sink;
+        auto r = sc.get(0, 100, sink);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::out_of_range);
+        CHECK(r.error().attempts == 1);
+        sc.finish();
+    }
+    SECTION("200 with the whole object when the range is the whole object is fine") {
+        scenario sc(5000);
+        script(json::array({sc.rule("GET", "whole_object", "always")}));
+        checking_sink sink;
+        auto r = sc.get(0, 5000, sink);
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sink.received == 5000);
+        CHECK_FALSE(sink.wrong);
+        sc.finish();
+    }
+    SECTION("a range past the stored size is out_of_range, not a short read") {
+        scenario sc(5000);
+        checking_sink sink;
+        auto r = sc.get(4000, 2000, sink);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::out_of_range);
+        CHECK(sink.received == 0);
+        auto r2 = sc.get(6000, 10, sink);
+        REQUIRE_FALSE(r2.has_value());
+        CHECK(r2.error().code == errc::out_of_range); // 416 InvalidRange
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// Stalls, drips, deadlines and stop requests: no hang
+// =============================================================================
+
+TEST_CASE("fault: a stalled server ends at the context deadline", "[fault][time]") {
+    for (const char* phase : {"headers", "status"}) {
+        DYNAMIC_SECTION("stall after " << phase) {
+            scenario sc;
+            script(json::array({sc.rule("GET", "stall", "always", {{"seconds", 5}, {"phase", phase}})}));
+            checking_sink sink;
+            const auto ctx = context::with_timeout(600ms);
+            auto r = sc.get(0, 1000, sink, ctx);
+            const auto late = std::chrono::duration<double, std::milli>(sclock::now() - ctx.deadline()).count();
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == errc::deadline_exceeded);
+            CHECK(late >= -1.0);
+            CHECK(late < 100.0);
+            CHECK(sink.received == 0);
+            sc.finish();
+        }
+    }
+    SECTION("the operation timeout applies when the context has none") {
+        scenario sc;
+        sc.cfg.timeouts.operation = 500ms;
+        sc.open();
+        script(json::array({sc.rule("GET", "stall", "always", {{"seconds", 5}})}));
+        checking_sink sink;
+        const auto t0 = sclock::now();
+        auto r = sc.get(0, 1000, sink, context{});
+        const double took = ms_since(t0);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::deadline_exceeded);
+        CHECK(took >= 499.0);
+        CHECK(took < 600.0);
+        sc.finish();
+    }
+}
+
+TEST_CASE("fault: a stop request from another thread ends a stalled call within 100 ms", "[fault][time]") {
+    SECTION("stalled GET") {
+        scenario sc;
+        script(json::array({sc.rule("GET", "stall", "always", {{"seconds", 5}})}));
+        std::stop_source stop;
+        sclock::time_point stopped_at{};
+        std::atomic<bool> stopped{false};
+        std::jthread stopper([&] {
+            std::this_thread::sleep_for(300ms);
+            stopped_at = sclock::now();
+            stopped = true;
+            stop.request_stop();
+        });
+        checking_sink sink;
+        auto r = sc.get(0, 1000, sink, context(stop.get_token(), sclock::now() + 10s));
+        const auto end = sclock::now();
+        stopper.join();
+        REQUIRE(stopped.load());
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::cancelled);
+        CHECK(std::chrono::duration<double, std::milli>(end - stopped_at).count() < 100.0);
+        sc.finish();
+    }
+    SECTION("stalled PUT (no answer after the body)") {
+        scenario sc(64 * 1024, false);
+        script(json::array({sc.rule("PUT", "stall", "always", {{"seconds", 5}, {"phase", "status"}})}));
+        std::stop_source stop;
+        sclock::time_point stopped_at{};
+        std::jthread stopper([&] {
+            std::this_thread::sleep_for(300ms);
+            stopped_at = sclock::now();
+            stop.request_stop();
+        });
+        auto r = sc.put(context(stop.get_token(), sclock::now() + 10s));
+        const auto end = sclock::now();
+        stopper.join();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::cancelled);
+        CHECK(std::chrono::duration<double, std::milli>(end - stopped_at).count() < 100.0);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("waiting between retries") {
+        scenario sc;
+        sc.cfg.retry.base_delay = 5000ms;
+        sc.cfg.retry.max_delay = 5000ms;
+        sc.cfg.retry.max_attempts = 20;
+        sc.open();
+        script(json::array({sc.rule("GET", "status", "always", {{"status", 503}, {"code", "SlowDown"}})}));
+        std::stop_source stop;
+        sclock::time_point stopped_at{};
+        std::jthread stopper([&] {
+            std::this_thread::sleep_for(300ms);
+            stopped_at = sclock::now();
+            stop.request_stop();
+        });
+        checking_sink sink;
+        auto r = sc.get(0, 1000, sink, context(stop.get_token(), sclock::now() + 30s));
+        const auto end = sclock::now();
+        stopper.join();
+        REQUIRE_FALSE(r.has_value());
+        // Either stopped while waiting or the jittered wait happened to be short
+        // and the next attempt was stopped: cancelled in both cases.
+        CHECK(r.error().code == errc::cancelled);
+        CHECK(std::chrono::duration<double, std::milli>(end - stopped_at).count() < 100.0);
+        sc.finish();
+    }
+}
+
+TEST_CASE("fault: retries never wait past the deadline", "[fault][time]") {
+    scenario sc;
+    sc.cfg.retry.base_delay = 2000ms;
+    sc.cfg.retry.max_delay = 2000ms;
+    sc.cfg.retry.max_attempts = 20;
+    sc.open();
+    script(json::array({sc.rule("GET", "status", "always", {{"status", 503}, {"code", "SlowDown"}})}));
+    checking_sink sink;
+    const auto ctx = context::with_timeout(400ms);
+    auto r = sc.get(0, 1000, sink, ctx);
+    const auto late = std::chrono::duration<double, std::milli>(sclock::now() - ctx.deadline()).count();
+    REQUIRE_FALSE(r.has_value());
+    // Transient when no time was left for another attempt, or the deadline
+    // itself if a short jittered wait fit and the clock ran out during it.
+    CHECK((r.error().code == errc::transient || r.error().code == errc::deadline_exceeded));
+    CHECK(late < 100.0);
+    sc.finish();
+}
+
+TEST_CASE("fault: a one-byte-per-second drip trips the low-speed limit", "[fault][time]") {
+    SECTION("once: the retry resumes after the dripped bytes") {
+        scenario sc;
+        sc.cfg.timeouts.low_speed_time = 1s;
+        sc.cfg.timeouts.low_speed_limit = 1024;
+        sc.open();
+        script(json::array({sc.rule("GET", "drip", "once", {{"interval", 1.0}})}));
+        checking_sink sink;
+        const auto t0 = sclock::now();
+        auto r = sc.get(500, 100000, sink);
+        const double took = ms_since(t0);
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK_FALSE(sink.wrong);
+        CHECK(sink.received == 100000);
+        CHECK(took < 4000);
+        const auto log = sc.log("GET");
+        REQUIRE(log.size() == 2);
+        CHECK(log[1]["range"] != log[0]["range"]); // resumed after the dripped bytes
+        sc.finish();
+    }
+    SECTION("always: transient within the budget") {
+        scenario sc;
+        sc.cfg.timeouts.low_speed_time = 1s;
+        sc.cfg.retry.max_attempts = 2;
+        sc.open();
+        script(json::array({sc.rule("GET", "drip", "always", {{"interval", 1.0}})}));
+        checking_sink sink;
+        const auto t0 = sclock::now();
+        auto r = sc.get(0, 100000, sink);
+        const double took = ms_since(t0);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().attempts == 2);
+        CHECK_FALSE(sink.wrong);
+        CHECK(took < 2 * 3000 + 500);
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// put_chunk: nothing partial is ever committed
+// =============================================================================
+
+TEST_CASE("fault: put_chunk under faults commits all or nothing", "[fault][put]") {
+    SECTION("server closes mid-upload, always: transient, absent") {
+        scenario sc(512 * 1024, false);
+        script(json::array({sc.rule("PUT", "close_mid_upload", "always", {{"after", 100000}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().attempts == max_attempts);
+        // libcurl itself replays the first PUT once: it went out on the
+        // kept-alive connection of put_chunk's stat.
+        CHECK(sc.log("PUT").size() >= static_cast<std::size_t>(max_attempts));
+        script(json::array());
+        CHECK(sc.st->stat({}, sc.key).error().code == errc::not_found); // HEAD without faults
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("server closes mid-upload, once: the retry commits the exact bytes") {
+        scenario sc(512 * 1024, false);
+        script(json::array({sc.rule("PUT", "close_mid_upload", "once", {{"after", 100000}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("500 after the body, once: retried with the whole body") {
+        scenario sc(300 * 1024, false);
+        script(json::array({sc.rule("PUT", "status", "once", {{"status", 500}, {"code", "InternalError"}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        const auto log = sc.log("PUT");
+        REQUIRE(log.size() == 2);
+        CHECK(log[0]["received"] == 300 * 1024);
+        CHECK(log[1]["received"] == 300 * 1024);
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("500 after the body, always: transient, absent") {
+        scenario sc(300 * 1024, false);
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 500}, {"code", "InternalError"}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().attempts == max_attempts);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("503 SlowDown on the stat before the put: retried") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("HEAD", "status", "once", {{"status", 503}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.log("HEAD").size() == 2);
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("409 ConditionalRequestConflict: retried") {
+        scenario sc(1000, false);
+        sc.cfg.commit = s3::commit_mode::if_none_match;
+        sc.open();
+        script(json::array({sc.rule("PUT", "status", 2, {{"status", 409}, {"code", "ConditionalRequestConflict"}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        const auto log = sc.log("PUT");
+        REQUIRE(log.size() == 3);
+        CHECK(log[2]["if_none_match"] == "*");
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("409 ConditionalRequestConflict always: transient after max_attempts") {
+        scenario sc(1000, false);
+        sc.cfg.commit = s3::commit_mode::if_none_match;
+        sc.open();
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 409}, {"code", "ConditionalRequestConflict"}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().attempts == max_attempts);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("412 to a conditional PUT: commit_lost, not retried") {
+        scenario sc(1000, false);
+        sc.cfg.commit = s3::commit_mode::if_none_match;
+        sc.open();
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 412}, {"code", "PreconditionFailed"}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::commit_lost);
+        CHECK(r.error().attempts == 1);
+        CHECK(sc.log("PUT").size() == 1);
+        sc.finish();
+    }
+    SECTION("a writer racing between stat and put: the server's real 412 is commit_lost") {
+        scenario sc(1000);
+        sc.cfg.commit = s3::commit_mode::if_none_match;
+        sc.open();
+        // The stat misses (as if the other writer had not finished yet) ...
+        script(json::array({sc.rule("HEAD", "status", "once", {{"status", 404}})}));
+        const auto other = pattern(1000, 1);
+        auto r = sc.st->put_chunk(context::with_timeout(10s), sc.key, 1000, std::span<const std::byte>(other));
+        // ... and the conditional PUT finds the committed chunk.
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::commit_lost);
+        CHECK(sc.stored_exactly()); // the first commit is the truth
+        sc.finish();
+    }
+    SECTION("the commit succeeded but the answer was lost (if_none_match): commit_lost, stored") {
+        scenario sc(1000, false);
+        sc.cfg.commit = s3::commit_mode::if_none_match;
+        sc.open();
+        script(json::array({sc.rule("PUT", "commit_then_reset", "once")}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::commit_lost); // our own commit: the stored bytes are ours
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("the commit succeeded but the answer was lost (stat_then_put): the retry rewrites the same bytes") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("PUT", "commit_then_reset", "once")}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("403 on PUT: auth, not retried, absent") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 403}, {"code", "SignatureDoesNotMatch"}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().attempts == 1);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("403 before the body was read: auth, absent") {
+        scenario sc(2 * 1024 * 1024, false);
+        sc.key.chunk_size = 4 << 20;
+        sc.okey = *sc.st->object_key(sc.key);
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 403}, {"code", "AccessDenied"}, {"early", true}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE_FALSE(r.has_value());
+        // The answer arrives while the body is still going out: libcurl stops
+        // sending and reports it.
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().s3_code == "AccessDenied");
+        CHECK(r.error().attempts == 1);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("503 before the body was read, once: retried, exact bytes") {
+        scenario sc(2 * 1024 * 1024, false);
+        sc.key.chunk_size = 4 << 20;
+        sc.okey = *sc.st->object_key(sc.key);
+        script(json::array({sc.rule("PUT", "status", "once", {{"status", 503}, {"code", "SlowDown"}, {"early", true}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("a HEAD answered with a body does not poison the PUT after it") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("HEAD", "head_with_body", 1, {{"delay", 0.02}})}));
+        auto r = sc.put();
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("a server that stops reading mid-upload: a stop request ends it, nothing committed") {
+        scenario sc(16 * 1024 * 1024, false);
+        sc.key.chunk_size = 16 << 20;
+        sc.okey = *sc.st->object_key(sc.key);
+        script(json::array({sc.rule("PUT", "stall_mid_upload", "always", {{"after", 100000}, {"seconds", 5}})}));
+        std::stop_source stop;
+        sclock::time_point stopped_at{};
+        std::jthread stopper([&] {
+            std::this_thread::sleep_for(400ms);
+            stopped_at = sclock::now();
+            stop.request_stop();
+        });
+        auto r = sc.put(context(stop.get_token(), sclock::now() + 10s));
+        const auto end = sclock::now();
+        stopper.join();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::cancelled);
+        CHECK(std::chrono::duration<double, std::milli>(end - stopped_at).count() < 100.0);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("HEAD 403 for absent keys (no ListBucket): auth, nothing uploaded") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("HEAD", "status", "always", {{"status", 403}, {"absent_only", true}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(sc.log("PUT").empty());
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("404 NoSuchBucket on PUT: misconfigured") {
+        scenario sc(1000, false);
+        script(json::array({sc.rule("PUT", "status", "always", {{"status", 404}, {"code", "NoSuchBucket"}})}));
+        auto r = sc.put();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::misconfigured);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("a kept-alive connection reset before the answer: replayed at once, even without retries") {
+        scenario sc(200 * 1024, false);
+        sc.cfg.retry.max_attempts = 1; // libcurl's own replay on a fresh connection must suffice
+        sc.open();
+        // put_chunk's stat (HEAD) leaves the connection kept alive: the PUT reuses it.
+        script(json::array({sc.rule("PUT", "reset_before_status", "once")}));
+        std::size_t at = 0;
+        auto src = [&](std::span<std::byte> buf) -> result<std::size_t> {
+            const std::size_t n = std::min(buf.size(), sc.data.size() - at);
+            std::memcpy(buf.data(), sc.data.data() + at, n);
+            at += n;
+            return n;
+        };
+        auto r = sc.st->put_chunk(context::with_timeout(10s), sc.key, static_cast<std::int64_t>(sc.data.size()), src);
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.stored_exactly());
+        const auto log = sc.log();
+        REQUIRE(log.size() == 3); // HEAD, PUT (reset), PUT on a new connection
+        CHECK(log[0]["conn"] == log[1]["conn"]);
+        CHECK(log[2]["conn"] != log[1]["conn"]);
+        sc.finish();
+    }
+    SECTION("a stalled PUT ends at the deadline and commits nothing") {
+        scenario sc(64 * 1024, false);
+        script(json::array({sc.rule("PUT", "stall", "always", {{"seconds", 5}, {"phase", "status"}})}));
+        const auto ctx = context::with_timeout(500ms);
+        auto r = sc.put(ctx);
+        const auto late = std::chrono::duration<double, std::milli>(sclock::now() - ctx.deadline()).count();
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::deadline_exceeded);
+        CHECK(late < 100.0);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// self_test
+// =============================================================================
+
+TEST_CASE("fault: self_test refuses unusable buckets with an actionable message", "[fault][self_test]") {
+    SECTION("a healthy server passes and is seen to enforce If-None-Match") {
+        scenario sc(1000, false);
+        sc.cfg.commit = s3::commit_mode::auto_detect;
+        sc.open();
+        auto r = sc.st->self_test(context::with_timeout(10s));
+        INFO(r);
+        REQUIRE(r.has_value());
+        CHECK(sc.st->last_self_test().conditional_put_enforced);
+        CHECK(sc.st->conditional_commit());
+        sc.finish();
+    }
+    SECTION("HEAD 403 for absent keys: auth, mentions ListBucket") {
+        scenario sc(1000, false);
+        script(json::array({json{{"method", "HEAD"}, {"absent_only", true}, {"action", "status"}, {"status", 403}, {"count", "always"}}}));
+        auto r = sc.st->self_test(context::with_timeout(10s));
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().message.find("ListBucket") != std::string::npos);
+        sc.finish();
+    }
+    SECTION("GET and HEAD 403 AccessDenied for absent keys: auth, mentions ListBucket") {
+        scenario sc(1000, false);
+        script(json::array({json{{"absent_only", true}, {"key", ".cachestore-selftest/"}, {"action", "status"},
+                                 {"status", 403}, {"code", "AccessDenied"}, {"count", "always"}}}));
+        auto r = sc.st->self_test(context::with_timeout(10s));
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+        CHECK(r.error().message.find("ListBucket") != std::string::npos);
+        sc.finish();
+    }
+    for (const char* v : {"Enabled", "Suspended"}) {
+        DYNAMIC_SECTION("versioning " << v << ": misconfigured") {
+            scenario sc(1000, false);
+            script(json::array({json{{"method", "GET"}, {"query", "versioning"}, {"action", "versioning"}, {"status", v}, {"count", "always"}}}));
+            auto r = sc.st->self_test(context::with_timeout(10s));
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == errc::misconfigured);
+            CHECK(r.error().message.find("versioning") != std::string::npos);
+            sc.finish();
+        }
+    }
+    SECTION("NoSuchBucket: misconfigured, names the bucket") {
+        scenario sc(1000, false);
+        script(json::array({json{{"method", "GET"}, {"query", "versioning"}, {"action", "status"}, {"status", 404},
+                                 {"code", "NoSuchBucket"}, {"count", "always"}}}));
+        auto r = sc.st->self_test(context::with_timeout(10s));
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::misconfigured);
+        CHECK(r.error().message.find("faultbucket") != std::string::npos);
+        sc.finish();
+    }
+    SECTION("three 503 SlowDown answers in a row: retried, passes") {
+        scenario sc(1000, false);
+        script(json::array({json{{"action", "status"}, {"status", 503}, {"code", "SlowDown"}, {"count", 3}}}));
+        auto r = sc.st->self_test(context::with_timeout(10s));
+        INFO(r);
+        REQUIRE(r.has_value());
+        sc.finish();
+    }
+}
+
+// =============================================================================
+// Many threads, many faults
+// =============================================================================
+
+TEST_CASE("fault: concurrent readers under random faults get exact bytes or a clean error", "[fault][threads]") {
+    scenario sc(256 * 1024);
+    sc.cfg.retry.max_attempts = 8;
+    sc.open();
+    const std::string k = sc.okey;
+    script(json::array({
+        json{{"method", "GET"}, {"key", k}, {"action", "reset_mid_body"}, {"count", 15}, {"after", 30000}},
+        json{{"method", "GET"}, {"key", k}, {"action", "status"}, {"status", 503}, {"code", "SlowDown"}, {"count", 15}},
+        json{{"method", "GET"}, {"key", k}, {"action", "short_body"}, {"count", 15}, {"after", 10000}},
+        json{{"method", "GET"}, {"key", k}, {"action", "chunked_cut"}, {"count", 15}, {"after", 20000}},
+    }));
+    std::atomic<int> ok{0}, failed_clean{0}, wrong{0};
+    std::mutex report_mu;
+    std::string report;
+    {
+        std::vector<std::jthread> threads;
+        for (int t = 0; t < 4; ++t) {
+            threads.emplace_back([&, t] {
+                std::mt19937 rng(static_cast<unsigned>(t));
+                for (int i = 0; i < 12; ++i) {
+                    const std::int64_t off = std::uniform_int_distribution<std::int64_t>(0, 100000)(rng);
+                    const std::int64_t n = std::uniform_int_distribution<std::int64_t>(1, 150000)(rng);
+                    checking_sink sink{std::span<const std::byte>(sc.data), off};
+                    auto r = sc.st->get_chunk(context::with_timeout(20s), sc.key, off, n, sink);
+                    if (sink.wrong) ++wrong;
+                    if (r && sink.received == n) ++ok;
+                    else if (!r && r.error().code == errc::transient) ++failed_clean;
+                    else {
+                        ++wrong;
+                        std::lock_guard lock(report_mu);
+                        report += "off=" + std::to_string(off) + " n=" + std::to_string(n) + " received=" +
+                                  std::to_string(sink.received) + " " + sink.what + " " +
+                                  (r ? std::string("ok") : r.error().to_string()) + "\n";
+                    }
+                }
+            });
+        }
+    }
+    INFO(report);
+    CHECK(wrong == 0);
+    CHECK(ok + failed_clean == 48);
+    CHECK(ok >= 40);
+    sc.finish();
+}
