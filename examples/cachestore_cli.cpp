@@ -1,0 +1,560 @@
+// cachestore - a command-line client for any cachestore driver.
+//
+//   cachestore put   --store URL KEYFLAGS [FILE|-]
+//   cachestore get   --store URL KEYFLAGS [--offset N] [--length N] [--out FILE]
+//   cachestore stat  --store URL KEYFLAGS
+//   cachestore rm    --store URL KEYFLAGS
+//   cachestore selftest --store URL
+//   cachestore path  KEYFLAGS
+//
+// The driver is chosen at run time from the URL (examples/store_url.hpp); every
+// command is a template over cachestore::CacheStore, instantiated per driver.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cachestore/s3.hpp"
+#include "common.hpp"
+#include "store_url.hpp"
+
+namespace {
+
+namespace cs = cachestore;
+namespace ex = cachestore::examples;
+using json = nlohmann::json;
+
+constexpr std::string_view store_help =
+    "Store URLs (--store, else the CACHESTORE_URL environment variable):\n"
+    "  mem:                       an in-memory store (lives only as long as this process)\n"
+    "  file:///var/cache/chunks   a POSIX directory store\n"
+    "  s3://BUCKET/PREFIX?endpoint=URL&region=R&addressing=path|virtual&commit=MODE&config=FILE\n"
+    "                             an S3 store; parameters are optional and percent-encoded\n"
+    "                             (endpoint=http%3A%2F%2F127.0.0.1%3A7480). Credentials come from\n"
+    "                             AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,\n"
+    "                             the shared credentials file, or the JSON config file; never\n"
+    "                             from the URL. Endpoint and region also from AWS_ENDPOINT_URL\n"
+    "                             and AWS_REGION.\n";
+
+/// What every subcommand shares.
+struct common {
+    std::string command;
+    bool json = false;
+    bool progress = true;
+    std::chrono::seconds timeout{120};
+    std::string store_url;
+    ex::store_spec spec;
+};
+
+void add_common_flags(ex::arg_parser& p, bool with_store) {
+    p.section("Common options");
+    if (with_store) {
+        p.flag("--store", "URL", "the store (default: $CACHESTORE_URL); see 'Store URLs' below");
+        p.flag("--timeout", "SECONDS", "deadline for the whole operation (default 120)");
+    }
+    p.flag("--json", "", "print one JSON object on stdout instead of text");
+    if (with_store) p.flag("--no-progress", "", "never draw the progress bar (drawn only when stderr is a terminal)");
+}
+
+std::string epilog(bool with_store) {
+    std::string s;
+    if (with_store) s += std::string(store_help) + "\n";
+    s += std::string(ex::exit_code_help);
+    return s;
+}
+
+/// Prints the outcome and returns the exit code.
+int report_error(const common& c, const cs::error& e, std::string_view hint = {}) {
+    const int code = ex::exit_code_for(e.code);
+    if (c.json) {
+        json j = {{"ok", false}, {"command", c.command}, {"error", ex::error_json(e)}, {"exit_code", code}};
+        std::cout << j.dump() << std::endl;
+    } else {
+        std::cerr << "cachestore " << c.command << ": " << e.to_string() << "\n";
+        if (!hint.empty()) std::cerr << "  " << hint << "\n";
+    }
+    return code;
+}
+
+int report_usage(const common& c, const std::string& message) {
+    if (c.json) {
+        json j = {{"ok", false},
+                  {"command", c.command},
+                  {"error", ex::error_json(ex::usage_as_error("usage", message))},
+                  {"exit_code", static_cast<int>(ex::exit_usage)}};
+        std::cout << j.dump() << std::endl;
+    }
+    std::cerr << "cachestore" << (c.command.empty() ? "" : " " + c.command) << ": " << message << "\n"
+              << "Try 'cachestore " << (c.command.empty() ? "" : c.command + " ") << "--help'.\n";
+    return ex::exit_usage;
+}
+
+int report_ok(const common& c, const json& j, const std::string& text) {
+    if (c.json) {
+        json out = {{"ok", true}, {"command", c.command}};
+        out.update(j);
+        std::cout << out.dump() << std::endl;
+    } else if (!text.empty()) {
+        std::cout << text << std::flush;
+    }
+    return ex::exit_ok;
+}
+
+/// Reads the key flags; an invalid key is a usage error.
+cs::chunk_key key_from(const ex::arg_parser& p) {
+    cs::chunk_key k;
+    k.origin_id = p.require("--origin");
+    k.bucket = p.get_or("--bucket", "");
+    k.object_key = p.require("--key");
+    k.etag = p.require("--etag");
+    k.chunk_size = p.size_or("--chunk-size", -1);
+    if (!p.has("--chunk-size")) throw ex::usage_error("missing required option --chunk-size");
+    k.index = p.int_or("--index", 0, 0, std::numeric_limits<std::int64_t>::max());
+    if (auto v = cs::validate(k, "key"); !v) throw ex::usage_error(v.error().message);
+    return k;
+}
+
+/// --store / CACHESTORE_URL, parsed. Errors come back as cachestore errors.
+cs::result<ex::store_spec> store_from(const ex::arg_parser& p, common& c) {
+    auto url = p.get("--store");
+    if (!url) {
+        url = ex::env_value("CACHESTORE_URL");
+    }
+    if (!url) throw ex::usage_error("no store given: pass --store URL or set CACHESTORE_URL");
+    c.store_url = *url;
+    return ex::parse_store_url(*url);
+}
+
+cs::context make_ctx(const common& c, const std::stop_token& stop) { return cs::context::with_timeout(c.timeout, stop); }
+
+std::string iso8601(std::chrono::system_clock::time_point t) {
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// ---- put -----------------------------------------------------------------------
+
+/// The input of `put`: a regular file streamed through a source function, or
+/// everything read from a pipe / stdin into memory first (its size is unknown
+/// until it ends).
+struct put_input {
+    int fd = -1;
+    bool owned = false;
+    bool streamed = false;
+    std::int64_t size = 0;
+    std::vector<std::byte> bytes;
+    std::string name;
+    ~put_input() {
+        if (owned && fd >= 0) ::close(fd);
+    }
+};
+
+cs::result<> open_input(const std::string& file, std::int64_t limit, put_input& in) {
+    in.name = file == "-" ? "stdin" : file;
+    if (file == "-") {
+        in.fd = STDIN_FILENO;
+    } else {
+        in.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (in.fd < 0) {
+            const int err = errno;
+            return cs::fail(cs::errc::invalid_argument, "put", {}, "cannot open " + file + ": " + ex::errno_text(err));
+        }
+        in.owned = true;
+    }
+    struct ::stat st {};
+    if (::fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        in.streamed = true;
+        in.size = static_cast<std::int64_t>(st.st_size);
+        return {};
+    }
+    // A pipe or a terminal: read up to one byte more than a chunk may hold.
+    std::byte buf[64 * 1024];
+    for (;;) {
+        const ssize_t r = ::read(in.fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            const int err = errno;
+            return cs::fail(cs::errc::io_error, "put", {}, "reading " + in.name + ": " + ex::errno_text(err));
+        }
+        if (r == 0) break;
+        in.bytes.insert(in.bytes.end(), buf, buf + r);
+        if (static_cast<std::int64_t>(in.bytes.size()) > limit) break;
+    }
+    in.size = static_cast<std::int64_t>(in.bytes.size());
+    return {};
+}
+
+template <cs::CacheStore S>
+int do_put(S& store, const common& c, const cs::chunk_key& key, put_input& in, const std::stop_token& stop) {
+    const auto path = *cs::storage_path(key);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ctx = make_ctx(c, stop);
+    ex::progress_bar bar("put", in.size, c.progress);
+    cs::result<> r;
+    if (in.streamed) {
+        std::int64_t left = in.size + 1; // read one past the size to notice a file that grew
+        auto source = [&](std::span<std::byte> buf) -> cs::result<std::size_t> {
+            for (;;) {
+                const auto want = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(buf.size()), left));
+                if (want == 0) return std::size_t{0};
+                const ssize_t n = ::read(in.fd, buf.data(), want);
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) {
+                    const int err = errno;
+                    return cs::fail(cs::errc::io_error, "put_chunk", path, "reading " + in.name + ": " + ex::errno_text(err));
+                }
+                left -= n;
+                bar.add(n);
+                return static_cast<std::size_t>(n);
+            }
+        };
+        r = store.put_chunk(ctx, key, in.size, source);
+    } else {
+        r = store.put_chunk(ctx, key, in.size, std::span<const std::byte>(in.bytes));
+        bar.add(in.size);
+    }
+    bar.finish();
+    const double secs = ex::seconds_since(t0);
+    if (!r) {
+        if (r.error().code == cs::errc::commit_lost)
+            return report_error(c, r.error(), "the chunk is already stored; it is byte-identical by construction");
+        return report_error(c, r.error());
+    }
+    char line[160];
+    std::snprintf(line, sizeof line, "committed %s (%" PRId64 " bytes) in %.3f s\n", path.c_str(), in.size, secs);
+    return report_ok(c, {{"path", path}, {"bytes", in.size}, {"seconds", secs}}, line);
+}
+
+int cmd_put(int argc, char** argv, common& c, const std::stop_token& stop) {
+    ex::arg_parser p("cachestore put [OPTIONS] [FILE|-]",
+                     "Commit one chunk, read from FILE (or stdin when FILE is '-' or absent).\n"
+                     "The input's length is the chunk's size: at least 1 byte and at most --chunk-size.\n"
+                     "If the chunk is already stored nothing is uploaded and the exit code is 6 (commit_lost).");
+    add_common_flags(p, true);
+    ex::add_key_flags(p, true);
+    p.flag("--object-size", "SIZE", "the origin object's size: check that the input is exactly\nexpected_len(SIZE) bytes for --index");
+    p.epilog(epilog(true));
+    p.parse(argc, argv, 2);
+    if (p.help()) return std::cout << p.help_text(), 0;
+    c.json = p.has("--json");
+    c.progress = !p.has("--no-progress");
+    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (p.positional().size() > 1) throw ex::usage_error("put takes at most one FILE");
+    const auto key = key_from(p);
+    const std::string file = p.positional().empty() ? "-" : p.positional()[0];
+    auto spec = store_from(p, c);
+    if (!spec) return report_error(c, spec.error());
+    put_input in;
+    if (auto r = open_input(file, key.chunk_size, in); !r) return report_error(c, r.error());
+    if (in.size == 0) throw ex::usage_error("the input " + in.name + " is empty: a chunk holds at least 1 byte");
+    if (in.size > key.chunk_size)
+        throw ex::usage_error("the input " + in.name + " holds " + (in.streamed ? std::to_string(in.size) : "more than " + std::to_string(key.chunk_size)) +
+                              " bytes, more than --chunk-size " + std::to_string(key.chunk_size));
+    if (p.has("--object-size")) {
+        const auto want = key.expected_len(p.size_or("--object-size", 0));
+        if (want != in.size)
+            throw ex::usage_error("chunk " + std::to_string(key.index) + " of an object of " + p.require("--object-size") +
+                                  " bytes holds " + std::to_string(want) + " bytes, but the input holds " +
+                                  std::to_string(in.size));
+    }
+    ex::store_holder store;
+    if (auto r = store.open(*spec); !r) return report_error(c, r.error());
+    return store.visit([&]<cs::CacheStore S>(S& s) { return do_put(s, c, key, in, stop); });
+}
+
+// ---- get -----------------------------------------------------------------------
+
+template <cs::CacheStore S>
+int do_get(S& store, const common& c, const cs::chunk_key& key, std::int64_t off, std::optional<std::int64_t> len,
+           const std::optional<std::string>& out_file, const std::stop_token& stop) {
+    const auto path = *cs::storage_path(key);
+    const auto ctx = make_ctx(c, stop);
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!len) { // the rest of the stored chunk
+        auto st = store.stat(ctx, key);
+        if (!st) return report_error(c, st.error());
+        if (off >= st->size)
+            return report_error(c, cs::fail(cs::errc::out_of_range, "get_chunk", path,
+                                            "offset " + std::to_string(off) + " is at or past the end of the " +
+                                                std::to_string(st->size) + "-byte chunk")
+                                       .error());
+        len = st->size - off;
+    }
+    // Into FILE through a temp file renamed on success, or to stdout.
+    std::string tmp;
+    int fd = STDOUT_FILENO;
+    if (out_file) {
+        tmp = *out_file + ".part-" + std::to_string(::getpid());
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            const int err = errno;
+            return report_error(c, cs::fail(cs::errc::io_error, "get", path, "cannot create " + tmp + ": " + ex::errno_text(err)).error());
+        }
+    }
+    ex::progress_bar bar("get", *len, c.progress);
+    int write_errno = 0;
+    auto sink = [&](std::span<const std::byte> b) {
+        const std::byte* p = b.data();
+        std::size_t left = b.size();
+        while (left != 0) {
+            const ssize_t w = ::write(fd, p, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                write_errno = errno;
+                return false;
+            }
+            p += w;
+            left -= static_cast<std::size_t>(w);
+        }
+        bar.add(static_cast<std::int64_t>(b.size()));
+        return true;
+    };
+    auto r = store.get_chunk(ctx, key, off, *len, sink);
+    bar.finish();
+    if (out_file) {
+        if (r && ::fsync(fd) != 0) write_errno = errno;
+        if (::close(fd) != 0 && r && write_errno == 0) write_errno = errno;
+        if (r && write_errno == 0 && ::rename(tmp.c_str(), out_file->c_str()) != 0) write_errno = errno;
+        if (!r || write_errno != 0) ::unlink(tmp.c_str());
+    }
+    if (write_errno != 0)
+        return report_error(c, cs::fail(cs::errc::io_error, "get", path,
+                                        std::string("writing ") + (out_file ? *out_file : "stdout") + ": " +
+                                            ex::errno_text(write_errno))
+                                   .error());
+    if (!r) return report_error(c, r.error());
+    const double secs = ex::seconds_since(t0);
+    char line[200];
+    std::snprintf(line, sizeof line, "wrote %" PRId64 " bytes [%" PRId64 ", %" PRId64 ") of %s to %s in %.3f s\n", *len,
+                  off, off + *len, path.c_str(), out_file ? out_file->c_str() : "stdout", secs);
+    if (!out_file && !c.json) return ex::exit_ok; // the bytes are the output
+    return report_ok(c, {{"path", path}, {"offset", off}, {"length", *len}, {"out", out_file.value_or("-")}, {"seconds", secs}}, line);
+}
+
+int cmd_get(int argc, char** argv, common& c, const std::stop_token& stop) {
+    ex::arg_parser p("cachestore get [OPTIONS]",
+                     "Read bytes [offset, offset+length) of a stored chunk, to stdout or --out FILE.\n"
+                     "Exactly length bytes are written, or nothing (FILE is replaced only on success).");
+    add_common_flags(p, true);
+    ex::add_key_flags(p, true);
+    p.section("Range and output");
+    p.flag("--offset", "N", "first byte inside the chunk (default 0)");
+    p.flag("--length", "N", "number of bytes (default: to the end of the stored chunk)");
+    p.flag("--out", "FILE", "write to FILE instead of stdout (required with --json)");
+    p.epilog(epilog(true));
+    p.parse(argc, argv, 2);
+    if (p.help()) return std::cout << p.help_text(), 0;
+    c.json = p.has("--json");
+    c.progress = !p.has("--no-progress");
+    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!p.positional().empty()) throw ex::usage_error("get takes no positional arguments (use --out FILE)");
+    const auto key = key_from(p);
+    const std::int64_t off = p.size_or("--offset", 0);
+    std::optional<std::int64_t> len;
+    if (p.has("--length")) {
+        len = p.size_or("--length", 0);
+        if (*len <= 0) throw ex::usage_error("--length must be at least 1");
+    }
+    const auto out = p.get("--out");
+    if (c.json && !out) throw ex::usage_error("--json needs --out FILE for get: stdout carries the JSON");
+    auto spec = store_from(p, c);
+    if (!spec) return report_error(c, spec.error());
+    ex::store_holder store;
+    if (auto r = store.open(*spec); !r) return report_error(c, r.error());
+    return store.visit([&]<cs::CacheStore S>(S& s) { return do_get(s, c, key, off, len, out, stop); });
+}
+
+// ---- stat, rm --------------------------------------------------------------------
+
+template <cs::CacheStore S>
+int do_stat(S& store, const common& c, const cs::chunk_key& key, const std::stop_token& stop) {
+    const auto path = *cs::storage_path(key);
+    auto st = store.stat(make_ctx(c, stop), key);
+    if (!st) return report_error(c, st.error());
+    const auto unix_s = std::chrono::duration_cast<std::chrono::seconds>(st->committed.time_since_epoch()).count();
+    const std::string when = iso8601(st->committed);
+    std::string text = path + "\n  size       " + std::to_string(st->size) + " bytes\n  committed  " + when + "\n";
+    return report_ok(c, {{"path", path}, {"size", st->size}, {"committed", when}, {"committed_unix", unix_s}}, text);
+}
+
+template <cs::CacheStore S>
+int do_rm(S& store, const common& c, const cs::chunk_key& key, const std::stop_token& stop) {
+    const auto path = *cs::storage_path(key);
+    auto r = store.remove(make_ctx(c, stop), key);
+    if (!r) return report_error(c, r.error());
+    return report_ok(c, {{"path", path}}, "removed " + path + " (or it was not stored)\n");
+}
+
+int cmd_stat_rm(int argc, char** argv, common& c, const std::stop_token& stop, bool rm) {
+    ex::arg_parser p(rm ? "cachestore rm [OPTIONS]" : "cachestore stat [OPTIONS]",
+                     rm ? "Remove a stored chunk. Removing a chunk that is not stored succeeds (exit 0)."
+                        : "Show a stored chunk's size and commit time (exit 3 when it is not stored).");
+    add_common_flags(p, true);
+    ex::add_key_flags(p, true);
+    p.epilog(epilog(true));
+    p.parse(argc, argv, 2);
+    if (p.help()) return std::cout << p.help_text(), 0;
+    c.json = p.has("--json");
+    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!p.positional().empty()) throw ex::usage_error(c.command + " takes no positional arguments");
+    const auto key = key_from(p);
+    auto spec = store_from(p, c);
+    if (!spec) return report_error(c, spec.error());
+    ex::store_holder store;
+    if (auto r = store.open(*spec); !r) return report_error(c, r.error());
+    return store.visit([&]<cs::CacheStore S>(S& s) { return rm ? do_rm(s, c, key, stop) : do_stat(s, c, key, stop); });
+}
+
+// ---- selftest ------------------------------------------------------------------------
+
+int cmd_selftest(int argc, char** argv, common& c, const std::stop_token& stop) {
+    ex::arg_parser p("cachestore selftest [OPTIONS]",
+                     "Run the store's boot self-test: read-after-write visibility and fitness for\n"
+                     "stat-then-put. For S3 also: the bucket exists and is not versioned, misses are 404\n"
+                     "(s3:ListBucket granted), the clock is in sync, and whether If-None-Match commits\n"
+                     "are enforced. Prints what it found; exit 0 when the store is fit.");
+    add_common_flags(p, true);
+    p.epilog(epilog(true));
+    p.parse(argc, argv, 2);
+    if (p.help()) return std::cout << p.help_text(), 0;
+    c.json = p.has("--json");
+    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!p.positional().empty()) throw ex::usage_error("selftest takes no positional arguments");
+    auto spec = store_from(p, c);
+    if (!spec) return report_error(c, spec.error());
+    ex::store_holder store;
+    if (auto r = store.open(*spec); !r) return report_error(c, r.error());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = store.visit([&]<cs::CacheStore S>(S& s) { return s.self_test(make_ctx(c, stop)); });
+    if (!r) return report_error(c, r.error());
+    const double secs = ex::seconds_since(t0);
+    json j = {{"store", std::string(ex::driver_name(*spec))}, {"description", ex::describe(*spec)},
+              {"atomic_commit", store.atomic_commit()}, {"seconds", secs}};
+    std::string text = "self-test passed in " + std::to_string(secs).substr(0, 5) + " s: " + ex::describe(*spec) + "\n";
+    if (auto* s3 = store.s3()) {
+        const auto rep = s3->last_self_test();
+        j["conditional_put_enforced"] = rep.conditional_put_enforced;
+        j["clock_offset_ms"] = rep.clock_offset.count();
+        text += std::string("  If-None-Match commits: ") +
+                (rep.conditional_put_enforced ? "enforced (racing writers get exactly one winner)"
+                                              : "not enforced (stat-then-put: racing writers may upload identical bytes)") +
+                "\n  clock offset to the server: " + std::to_string(rep.clock_offset.count()) + " ms\n";
+    } else {
+        text += "  commits are atomic (exactly one winner among racing writers)\n";
+    }
+    return report_ok(c, j, text);
+}
+
+// ---- path ------------------------------------------------------------------------------
+
+int cmd_path(int argc, char** argv, common& c) {
+    ex::arg_parser p("cachestore path [OPTIONS]",
+                     "Print a key's storage path: origin_id/sha256(...)/index, byte-identical to the\n"
+                     "upstream Go driver (SPEC section 2). Needs no store. With --object-size also print\n"
+                     "the chunk's expected length.");
+    p.section("Common options");
+    p.flag("--json", "", "print one JSON object on stdout instead of text");
+    ex::add_key_flags(p, true);
+    p.flag("--object-size", "SIZE", "the origin object's size, to print expected_len");
+    p.epilog(std::string(ex::exit_code_help));
+    p.parse(argc, argv, 2);
+    if (p.help()) return std::cout << p.help_text(), 0;
+    c.json = p.has("--json");
+    if (!p.positional().empty()) throw ex::usage_error("path takes no positional arguments");
+    const auto key = key_from(p);
+    const auto path = *cs::storage_path(key);
+    json j = {{"path", path}, {"origin_id", key.origin_id}, {"index", key.index}, {"chunk_size", key.chunk_size}};
+    std::string text = path + "\n";
+    if (p.has("--object-size")) {
+        const auto n = key.expected_len(p.size_or("--object-size", 0));
+        j["expected_len"] = n;
+        text += "expected_len " + std::to_string(n) + "\n";
+    }
+    return report_ok(c, j, text);
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+constexpr std::string_view top_help =
+    "usage: cachestore COMMAND [OPTIONS]\n"
+    "\n"
+    "A client for cachestore chunk stores (memory, POSIX directory, S3).\n"
+    "\n"
+    "Commands:\n"
+    "  put        commit one chunk from a file or stdin\n"
+    "  get        read a byte range of a chunk to stdout or a file\n"
+    "  stat       show a chunk's size and commit time\n"
+    "  rm         remove a chunk (absent is fine)\n"
+    "  selftest   run the store's boot self-test\n"
+    "  path       print a key's storage path (no store needed)\n"
+    "\n"
+    "'cachestore COMMAND --help' describes each command and its flags.\n"
+    "A chunk is named by --origin --bucket --key --etag --chunk-size --index.\n"
+    "\n";
+
+} // namespace
+
+int run_main(int argc, char** argv) {
+    if (argc < 2) {
+        std::cerr << top_help << store_help << "\n" << ex::exit_code_help;
+        return ex::exit_usage;
+    }
+    const std::string_view cmd = argv[1];
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+        std::cout << top_help << store_help << "\n" << ex::exit_code_help;
+        return ex::exit_ok;
+    }
+    common c;
+    c.command = std::string(cmd);
+    // Scan for --json early, so usage errors come out as JSON too.
+    for (int i = 2; i < argc && std::string_view(argv[i]) != "--"; ++i)
+        if (std::string_view(argv[i]) == "--json") c.json = true;
+    ex::signal_stop signals;
+    try {
+        int rc;
+        if (cmd == "put") rc = cmd_put(argc, argv, c, signals.token());
+        else if (cmd == "get") rc = cmd_get(argc, argv, c, signals.token());
+        else if (cmd == "stat") rc = cmd_stat_rm(argc, argv, c, signals.token(), false);
+        else if (cmd == "rm") rc = cmd_stat_rm(argc, argv, c, signals.token(), true);
+        else if (cmd == "selftest") rc = cmd_selftest(argc, argv, c, signals.token());
+        else if (cmd == "path") rc = cmd_path(argc, argv, c);
+        else {
+            c.command.clear();
+            return report_usage(c, "unknown command '" + std::string(cmd) + "'");
+        }
+        if (signals.received() != 0 && rc != 0) return 128 + signals.received();
+        return rc;
+    } catch (const ex::usage_error& e) {
+        return report_usage(c, e.what());
+    } catch (const std::exception& e) {
+        std::cerr << "cachestore " << c.command << ": unexpected error: " << e.what() << "\n";
+        return ex::exit_other;
+    }
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run_main(argc, argv);
+    } catch (...) { // e.g. std::bad_alloc before the command's own handler is in place
+        std::fputs("cachestore: unexpected error\n", stderr);
+        return ex::exit_other;
+    }
+}

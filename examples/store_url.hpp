@@ -1,0 +1,423 @@
+// examples/store_url.hpp - choose a cachestore driver at run time from a URL,
+// without bringing virtual dispatch into the library.
+//
+//   mem:                                   memory_store (this process only)
+//   file:///var/cache/chunks               posix_store rooted at /var/cache/chunks
+//   s3://BUCKET[/PREFIX][?PARAMS]          s3::store
+//
+// S3 parameters (all optional; percent-decode as usual, '+' is a literal '+'):
+//   endpoint=URL         e.g. http%3A%2F%2F127.0.0.1%3A7480 (else AWS_ENDPOINT_URL_S3 /
+//                        AWS_ENDPOINT_URL, else AWS)
+//   region=NAME          signing region (else AWS_REGION / AWS_DEFAULT_REGION, else us-east-1)
+//   addressing=path|virtual
+//   commit=auto|stat_then_put|if_none_match
+//   config=/path/to/config.json
+//                        a JSON config (docs/s3.md); the URL's bucket, prefix and
+//                        parameters override the file's values
+// PREFIX is a folder: "s3://b/cache" and "s3://b/cache/" both store under
+// "cache/". Credentials never go into the URL: they come from the JSON config
+// or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// AWS_SESSION_TOKEN, the shared credentials file).
+//
+// Usage:
+//
+//   cachestore::examples::store_holder store;        // not movable: lives where it is declared
+//   if (auto r = store.open("file:///tmp/chunks"); !r) ...;
+//   int rc = store.visit([&]<cachestore::CacheStore S>(S& s) { return work(s); });
+//
+// The work is a template over the concept; std::visit picks the driver once,
+// at the top, and every call inside is direct.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+
+#include "cachestore/memory_store.hpp"
+#include "cachestore/posix_store.hpp"
+#include "cachestore/s3.hpp"
+
+namespace cachestore::examples {
+
+/// `mem:`
+struct memory_spec {};
+
+/// `file:///root`
+struct posix_spec {
+    std::string root;
+};
+
+/// `s3://bucket/prefix?...`: a resolved, validated configuration.
+struct s3_spec {
+    s3::config cfg;
+    std::string config_file; ///< the JSON file it came from, if any (for messages)
+};
+
+/// What a store URL names. Holds no open resource: it can be copied, and a
+/// forked child can open its own store from it.
+using store_spec = std::variant<memory_spec, posix_spec, s3_spec>;
+
+namespace url_detail {
+
+inline std::unexpected<error> bad_url(std::string message) {
+    return fail(errc::invalid_argument, "store URL", {}, std::move(message));
+}
+
+inline std::unexpected<error> misconfigured(std::string message) {
+    return fail(errc::misconfigured, "store URL", {}, std::move(message));
+}
+
+[[nodiscard]] constexpr int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/// Decodes %XX escapes (RFC 3986; '+' stays '+'). A malformed escape or an
+/// encoded NUL is an error; `what` names the component for the message.
+[[nodiscard]] inline result<std::string> percent_decode(std::string_view s, std::string_view what) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '%') {
+            out += s[i];
+            continue;
+        }
+        if (i + 2 >= s.size() || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
+            return bad_url("malformed percent-escape in the " + std::string(what) +
+                           " (a '%' must be followed by two hex digits; write a literal '%' as %25)");
+        const char c = static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+        if (c == '\0') return bad_url("the " + std::string(what) + " contains an encoded NUL (%00)");
+        out += c;
+        i += 2;
+    }
+    return out;
+}
+
+struct curlu_deleter {
+    void operator()(CURLU* u) const noexcept { curl_url_cleanup(u); }
+};
+
+/// A part of a parsed URL, raw (not decoded), or nullopt when absent.
+[[nodiscard]] inline std::optional<std::string> part(CURLU* u, CURLUPart which) {
+    char* raw = nullptr;
+    if (curl_url_get(u, which, &raw, 0) != CURLUE_OK || raw == nullptr) return std::nullopt;
+    std::string s(raw);
+    curl_free(raw);
+    return s;
+}
+
+/// Lowercase ASCII copy.
+[[nodiscard]] inline std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+/// Reads a config file (at most 1 MiB).
+[[nodiscard]] inline result<std::string> read_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        const int err = errno;
+        return misconfigured("cannot read the config file " + s3::detail::quote(path) + ": " + std::strerror(err));
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) return misconfigured("error while reading the config file " + s3::detail::quote(path));
+    std::string text = std::move(ss).str();
+    if (text.size() > (1u << 20)) return misconfigured("the config file " + s3::detail::quote(path) + " is larger than 1 MiB");
+    return text;
+}
+
+struct s3_params {
+    std::optional<std::string> endpoint, region, addressing, commit, config;
+};
+
+/// Splits and decodes the query; unknown, repeated and empty parameters are errors.
+[[nodiscard]] inline result<s3_params> parse_s3_query(std::string_view query) {
+    s3_params p;
+    std::size_t i = 0;
+    while (i <= query.size()) {
+        std::size_t amp = query.find('&', i);
+        if (amp == std::string_view::npos) amp = query.size();
+        const std::string_view item = query.substr(i, amp - i);
+        i = amp + 1;
+        if (item.empty()) continue;
+        const std::size_t eq = item.find('=');
+        auto name = percent_decode(item.substr(0, eq), "query parameter name");
+        if (!name) return std::unexpected(std::move(name.error()));
+        std::optional<std::string>* slot = nullptr;
+        if (*name == "endpoint") slot = &p.endpoint;
+        else if (*name == "region") slot = &p.region;
+        else if (*name == "addressing") slot = &p.addressing;
+        else if (*name == "commit") slot = &p.commit;
+        else if (*name == "config") slot = &p.config;
+        else
+            return bad_url("unknown parameter " + s3::detail::quote(*name) +
+                           " in the s3 URL (known: endpoint, region, addressing, commit, config; credentials go in the "
+                           "environment or the config file, never in the URL)");
+        if (slot->has_value()) return bad_url("parameter " + *name + " is given twice in the s3 URL");
+        if (eq == std::string_view::npos) return bad_url("parameter " + *name + " needs a value (" + *name + "=...)");
+        auto value = percent_decode(item.substr(eq + 1), "value of " + *name);
+        if (!value) return std::unexpected(std::move(value.error()));
+        if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
+        *slot = std::move(*value);
+    }
+    return p;
+}
+
+[[nodiscard]] inline result<s3_spec> parse_s3(std::string_view url, CURLU* u, const s3::env_source& env) {
+    if (url.size() > 5 && url[5] == '/')
+        return bad_url("an s3 URL names its bucket first: s3://BUCKET/PREFIX (got an empty bucket)");
+    if (part(u, CURLUPART_USER) || part(u, CURLUPART_PASSWORD))
+        return bad_url("the s3 URL contains user info ('...@'): never put credentials in a URL; use the "
+                       "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a config file");
+    if (part(u, CURLUPART_PORT)) return bad_url("an s3 URL takes no port: the server goes in endpoint=...");
+    if (part(u, CURLUPART_FRAGMENT)) return bad_url("an s3 URL takes no fragment ('#...')");
+    auto host = part(u, CURLUPART_HOST);
+    if (!host || host->empty()) return bad_url("an s3 URL needs a bucket: s3://BUCKET/PREFIX");
+    auto bucket = percent_decode(*host, "bucket");
+    if (!bucket) return std::unexpected(std::move(bucket.error()));
+    auto raw_path = part(u, CURLUPART_PATH).value_or("/");
+    auto path = percent_decode(raw_path, "prefix");
+    if (!path) return std::unexpected(std::move(path.error()));
+    std::string prefix = path->substr(path->starts_with('/') ? 1 : 0);
+    if (!prefix.empty() && !prefix.ends_with('/')) prefix += '/';
+    if (prefix.starts_with('/')) return bad_url("the prefix of an s3 URL must not start with '/' (s3://bucket//x)");
+
+    auto params = parse_s3_query(part(u, CURLUPART_QUERY).value_or(""));
+    if (!params) return std::unexpected(std::move(params.error()));
+
+    s3::config cfg;
+    auto set_enums = [&](s3::config& c) -> result<> {
+        if (params->addressing) {
+            if (*params->addressing == "path") c.addressing_style = s3::addressing::path;
+            else if (*params->addressing == "virtual") c.addressing_style = s3::addressing::virtual_hosted;
+            else return bad_url("addressing must be path or virtual");
+        }
+        if (params->commit) {
+            if (*params->commit == "auto") c.commit = s3::commit_mode::auto_detect;
+            else if (*params->commit == "stat_then_put") c.commit = s3::commit_mode::stat_then_put;
+            else if (*params->commit == "if_none_match") c.commit = s3::commit_mode::if_none_match;
+            else return bad_url("commit must be auto, stat_then_put or if_none_match");
+        }
+        return {};
+    };
+
+    { // a bad value in the URL is the URL's problem (invalid_argument), not the config file's
+        s3::config scratch;
+        if (auto r = set_enums(scratch); !r) return std::unexpected(std::move(r.error()));
+    }
+
+    s3_spec spec;
+    if (params->config) {
+        // The file is the base; the URL's values override it. The merged
+        // document goes through config_from_json, which fills the rest from
+        // the environment and validates; its messages never echo values.
+        spec.config_file = *params->config;
+        auto text = read_config_file(*params->config);
+        if (!text) return std::unexpected(std::move(text.error()));
+        const std::string where = "config file " + s3::detail::quote(*params->config) + ": ";
+        nlohmann::json doc = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+        if (doc.is_discarded() || !doc.is_object()) {
+            auto r = s3::config_from_json(*text, env); // for its message (line and column)
+            error e = r ? error{} : r.error();
+            e.code = errc::misconfigured;
+            e.op = "store URL";
+            e.message = where + (r ? std::string("must be a JSON object") : e.message);
+            return std::unexpected(std::move(e));
+        }
+        doc["bucket"] = *bucket;
+        if (!prefix.empty()) doc["prefix"] = prefix;
+        if (params->endpoint) doc["endpoint"] = *params->endpoint;
+        if (params->region) doc["region"] = *params->region;
+        if (params->addressing) doc["addressing"] = *params->addressing;
+        if (params->commit) doc["commit_mode"] = *params->commit;
+        auto c = s3::config_from_json(doc.dump(), env);
+        if (!c) {
+            error e = std::move(c.error());
+            e.message = where + e.message;
+            return std::unexpected(std::move(e));
+        }
+        spec.cfg = std::move(*c);
+        if (auto r = set_enums(spec.cfg); !r) return std::unexpected(std::move(r.error()));
+    } else {
+        cfg.bucket = *bucket;
+        cfg.prefix = prefix;
+        cfg.endpoint = params->endpoint.value_or("");
+        cfg.region = params->region.value_or(""); // empty: the environment decides
+        if (auto r = set_enums(cfg); !r) return std::unexpected(std::move(r.error()));
+        auto c = s3::config_from_env(std::move(cfg), env);
+        if (!c) return std::unexpected(std::move(c.error()));
+        if (auto v = s3::validate(*c); !v) return std::unexpected(std::move(v.error()));
+        spec.cfg = std::move(*c);
+    }
+    return spec;
+}
+
+} // namespace url_detail
+
+/// Parses a store URL into the configuration of one driver. For s3 URLs it
+/// also resolves the environment (endpoint, region, credentials) and reads the
+/// config file, and validates the result. A malformed URL is
+/// `invalid_argument`; a well-formed one that cannot work (no credentials, a
+/// bad endpoint, an unreadable config file) is `misconfigured`. No message
+/// contains a secret or the URL's user info.
+[[nodiscard]] inline result<store_spec> parse_store_url(std::string_view url,
+                                                        const s3::env_source& env = s3::env_source(s3::process_env)) {
+    using namespace url_detail;
+    if (url.empty())
+        return bad_url("no store URL given: use mem:, file:///path or s3://bucket/prefix (flag --store or CACHESTORE_URL)");
+    if (url.find('\0') != std::string_view::npos) return bad_url("the store URL contains a NUL byte");
+    const std::string low = lower(url.substr(0, std::min<std::size_t>(url.size(), 8)));
+    if (low == "mem:" || low == "mem://" || low == "memory:") return store_spec{memory_spec{}};
+    if (low.starts_with("mem:") || low.starts_with("memory:"))
+        return bad_url("a memory store URL is just mem: (nothing after it)");
+    if (url.starts_with("/") || url.starts_with("."))
+        return bad_url("the store URL is a path, not a URL: write file:///absolute/path");
+
+    std::unique_ptr<CURLU, curlu_deleter> u(curl_url());
+    if (!u) return fail(errc::io_error, "store URL", {}, "out of memory");
+    const std::string s(url);
+    const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, s.c_str(),
+                                      CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS | CURLU_ALLOW_SPACE);
+    if (rc != CURLUE_OK) {
+        std::string why = curl_url_strerror(rc);
+        if (low.starts_with("file:")) why += " (a file URL is file:///absolute/path or file://localhost/absolute/path)";
+        return bad_url("cannot parse the store URL: " + why);
+    }
+    const std::string scheme = lower(part(u.get(), CURLUPART_SCHEME).value_or(""));
+    if (scheme == "file") {
+        if (part(u.get(), CURLUPART_QUERY) || part(u.get(), CURLUPART_FRAGMENT))
+            return bad_url("a file URL takes no query or fragment");
+        auto path = percent_decode(part(u.get(), CURLUPART_PATH).value_or(""), "file path");
+        if (!path) return std::unexpected(std::move(path.error()));
+        if (!path->starts_with('/'))
+            return bad_url("a file URL needs an absolute path: file:///var/cache/chunks (three slashes)");
+        return store_spec{posix_spec{std::move(*path)}};
+    }
+    if (scheme == "s3") {
+        auto spec = parse_s3(s, u.get(), env);
+        if (!spec) return std::unexpected(std::move(spec.error()));
+        return store_spec{std::move(*spec)};
+    }
+    return bad_url("unsupported store URL scheme " + s3::detail::quote(scheme) +
+                   ": use mem:, file:///path or s3://bucket/prefix");
+}
+
+/// A one-line description of a spec, safe to print (no secret: s3::describe).
+[[nodiscard]] inline std::string describe(const store_spec& spec) {
+    struct v {
+        std::string operator()(const memory_spec&) const { return "memory store (this process only)"; }
+        std::string operator()(const posix_spec& p) const { return "posix store at " + p.root; }
+        std::string operator()(const s3_spec& s) const {
+            std::string d = "s3 store: " + s3::describe(s.cfg);
+            if (!s.config_file.empty()) d += " config_file=" + s.config_file;
+            return d;
+        }
+    };
+    return std::visit(v{}, spec);
+}
+
+/// The driver's short name: "memory", "posix" or "s3".
+[[nodiscard]] inline std::string_view driver_name(const store_spec& spec) noexcept {
+    static constexpr std::string_view names[] = {"memory", "posix", "s3"};
+    return names[spec.index()];
+}
+
+/// Holds one open driver in place. Not copyable or movable (memory_store
+/// holds a mutex), so declare it where it is used and open() it there.
+class store_holder {
+public:
+    store_holder() = default;
+    store_holder(const store_holder&) = delete;
+    store_holder& operator=(const store_holder&) = delete;
+
+    /// Opens the driver `spec` names, replacing any open one.
+    result<> open(const store_spec& spec) {
+        close();
+        struct opener {
+            store_holder& h;
+            result<> operator()(const memory_spec&) const {
+                h.v_.emplace<memory_store>();
+                return {};
+            }
+            result<> operator()(const posix_spec& p) const {
+                auto s = posix_store::open(p.root);
+                if (!s) return std::unexpected(std::move(s.error()));
+                h.v_.emplace<posix_store>(std::move(*s));
+                return {};
+            }
+            result<> operator()(const s3_spec& p) const {
+                auto s = s3::store::create(p.cfg);
+                if (!s) return std::unexpected(std::move(s.error()));
+                h.v_.emplace<s3::store>(std::move(*s));
+                return {};
+            }
+        };
+        return std::visit(opener{*this}, spec);
+    }
+
+    /// parse_store_url(url) then open().
+    result<> open(std::string_view url) {
+        auto spec = parse_store_url(url);
+        if (!spec) return std::unexpected(std::move(spec.error()));
+        return open(*spec);
+    }
+
+    void close() noexcept { v_.emplace<std::monostate>(); }
+    [[nodiscard]] bool is_open() const noexcept { return v_.index() != 0; }
+
+    /// Whether racing writers of one chunk get exactly one winner: always for
+    /// memory and POSIX; for S3 once If-None-Match commits are on (configured,
+    /// or proven by self_test in auto mode).
+    [[nodiscard]] bool atomic_commit() const noexcept {
+        if (const auto* s = std::get_if<s3::store>(&v_)) return s->conditional_commit();
+        return is_open();
+    }
+
+    /// The S3 driver, when that is what is open (for S3-only details).
+    [[nodiscard]] s3::store* s3() noexcept { return std::get_if<s3::store>(&v_); }
+
+    /// Calls `f(driver&)` with the open driver's concrete type. `f` is
+    /// typically a generic lambda or a function template over
+    /// cachestore::CacheStore; it is instantiated once per driver, and the
+    /// choice is made here, once. Precondition: is_open().
+    template <class F>
+    decltype(auto) visit(F&& f) {
+        using R = std::invoke_result_t<F&, memory_store&>;
+        return std::visit(
+            [&]<class S>(S& s) -> R {
+                if constexpr (std::is_same_v<S, std::monostate>) {
+                    std::fputs("store_holder::visit: no store is open\n", stderr);
+                    std::abort();
+                } else {
+                    static_assert(CacheStore<S>);
+                    return f(s);
+                }
+            },
+            v_);
+    }
+
+private:
+    std::variant<std::monostate, memory_store, posix_store, s3::store> v_;
+};
+
+} // namespace cachestore::examples

@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the example programs (cachestore, read_through, fill_race).
+
+Usage: run_examples.py MODE CACHESTORE READ_THROUGH FILL_RACE
+  MODE posix: against a file:// store in a temp dir (and mem: where it makes sense)
+  MODE rgw:   against the Ceph RGW that tests/servers/with-servers.sh started
+              (CACHESTORE_RGW_*). Without it: fails when CI=true, otherwise
+              prints a loud warning and exits 77 (skipped).
+
+Checks outputs and exit codes: usage 2, not found 3, auth 4, commit lost 6,
+misconfigured 7; --help present and accurate (every flag it lists is
+accepted); --json parseable; read_through cold-then-warm hit counts and
+--verify; fill_race winner counts; the secret key never printed.
+Python standard library only.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+GOLDEN = {
+    "args": ["--origin", "aws-us-east-1-prod", "--bucket", "datasets", "--key", "shards/train-00001.tar",
+             "--etag", '"9b2cf535f27731c974343645a3985328"', "--chunk-size", "8388608", "--index", "3"],
+    "path": "aws-us-east-1-prod/ff89713af401c8a03bfbc660db0bb49338d90c7090954f4e50af080bcff24b82/3",
+}
+
+
+class Runner:
+    def __init__(self, mode, cli, rt, fr):
+        self.mode, self.cli, self.rt, self.fr = mode, cli, rt, fr
+        self.failures, self.passed = [], 0
+        self.outputs = []  # every stdout/stderr, for the secret scan
+        self.secrets = []
+        self.tmp = tempfile.mkdtemp(prefix="cachestore-examples-test-")
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("AWS_") and k != "CACHESTORE_URL"}
+        self.env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(self.tmp, "no-such-credentials-file")
+        self.env["HOME"] = self.tmp
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def run(self, argv, stdin=None, env=None, timeout=180):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
+                           timeout=timeout)
+        self.outputs.append((argv, p.stdout, p.stderr))
+        return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+    def check(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+        else:
+            self.failures.append(what)
+            print(f"FAIL: {what}" + (f"\n      {detail}" if detail else ""), flush=True)
+        return cond
+
+    def expect_rc(self, argv, rc_want, what, **kw):
+        rc, out, err = self.run(argv, **kw)
+        self.check(rc == rc_want, f"{what}: exit {rc_want}", f"got {rc}; stderr: {err.strip()[:600]}")
+        return rc, out, err
+
+    def json_of(self, out, what):
+        try:
+            return json.loads(out.decode())
+        except ValueError as e:
+            self.check(False, f"{what}: --json output parses", f"{e}: {out[:300]!r}")
+            return {}
+
+    def file(self, name, data):
+        path = os.path.join(self.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    # ---- the stores --------------------------------------------------------------------
+
+    def setup_store(self):
+        run_id = f"{os.getpid()}-{random.randrange(1 << 32):08x}"
+        self.origin = f"ex-{run_id}"
+        if self.mode == "posix":
+            self.store = "file://" + os.path.join(self.tmp, "store")
+            return True
+        ep = os.environ.get("CACHESTORE_RGW_ENDPOINT", "")
+        if not ep:
+            return False
+        self.secret = os.environ["CACHESTORE_RGW_SECRET_KEY"]
+        self.secrets.append(self.secret)
+        self.env.update({"AWS_ACCESS_KEY_ID": os.environ["CACHESTORE_RGW_ACCESS_KEY"],
+                         "AWS_SECRET_ACCESS_KEY": self.secret,
+                         "AWS_REGION": os.environ.get("CACHESTORE_RGW_REGION", "us-east-1")})
+        self.bucket = os.environ["CACHESTORE_RGW_BUCKET"]
+        self.endpoint = ep
+        self.ep_enc = urllib.parse.quote(ep, safe="")
+        self.store = f"s3://{self.bucket}/examples-test-{run_id}/?endpoint={self.ep_enc}"
+        return True
+
+    def key(self, **over):
+        k = {"--origin": self.origin, "--bucket": "b", "--key": "obj/one", "--etag": '"e1"',
+             "--chunk-size": "1K", "--index": "0"}
+        k.update({f"--{a.replace('_', '-')}": str(v) for a, v in over.items()})
+        return [x for kv in k.items() for x in kv]
+
+    # ---- help and usage -------------------------------------------------------------------
+
+    def help_flags(self, text):
+        return sorted({m[1] for m in re.finditer(r"^\s{2}(--[a-z][a-z0-9-]*)", text, re.M)} - {"--help"})
+
+    def check_help_accurate(self, prog, sub, name):
+        rc, out, err = self.expect_rc([prog] + sub + ["--help"], 0, f"{name} --help")
+        text = out.decode()
+        self.check(text.startswith("usage: "), f"{name} --help starts with a usage line")
+        self.check("Exit codes:" in text and "3  not_found" in text and "7  misconfigured" in text,
+                   f"{name} --help lists the exit codes")
+        flags = self.help_flags(text)
+        self.check(len(flags) > 0, f"{name} --help lists flags")
+        for f in flags:
+            takes_value = re.search(rf"^\s{{2}}{re.escape(f)} [A-Z]", text, re.M) is not None
+            argv = [prog] + sub + [f] + (["1"] if takes_value else [])
+            rc, out, err = self.run(argv, env={"CACHESTORE_URL": ""})
+            self.check("unknown option" not in err, f"{name}: the flag {f} that --help lists is accepted", err.strip())
+        rc, out, err = self.run([prog] + sub + ["--no-such-flag"])
+        self.check(rc == 2 and "unknown option --no-such-flag" in err, f"{name}: an unknown flag is exit 2", err)
+        return text
+
+    def test_help_and_usage(self):
+        rc, out, err = self.expect_rc([self.cli, "--help"], 0, "cachestore --help")
+        top = out.decode()
+        for cmd in ["put", "get", "stat", "rm", "selftest", "path"]:
+            self.check(f"  {cmd} " in top, f"cachestore --help lists {cmd}")
+        self.check("CACHESTORE_URL" in top and "s3://" in top, "cachestore --help explains store URLs")
+        self.expect_rc([self.cli], 2, "cachestore without a command")
+        self.expect_rc([self.cli, "frobnicate"], 2, "unknown command")
+        for cmd in ["put", "get", "stat", "rm", "selftest", "path"]:
+            text = self.check_help_accurate(self.cli, [cmd], f"cachestore {cmd}")
+            self.check(f"usage: cachestore {cmd}" in text, f"cachestore {cmd} --help names the command")
+        self.check_help_accurate(self.rt, [], "read_through")
+        self.check_help_accurate(self.fr, [], "fill_race")
+
+        s = ["--store", self.store]
+        self.expect_rc([self.cli, "stat"] + s + ["--origin", "o", "--key", "k", "--chunk-size", "1K"], 2,
+                       "missing --etag")
+        self.expect_rc([self.cli, "stat"] + s + self.key(origin="a/b"), 2, "origin_id with '/'")
+        self.expect_rc([self.cli, "stat"] + s + self.key(chunk_size="0"), 2, "chunk size 0")
+        self.expect_rc([self.cli, "stat"] + s + self.key(chunk_size="lots"), 2, "chunk size not a size")
+        self.expect_rc([self.cli, "stat"] + self.key(), 2, "no store given", env={"CACHESTORE_URL": ""})
+        rc, out, err = self.expect_rc([self.cli, "stat", "--json", "--store", "file:///x"] + self.key(origin=".."), 2,
+                                      "invalid key with --json")
+        j = self.json_of(out, "usage error --json")
+        self.check(j.get("ok") is False and j.get("exit_code") == 2 and j.get("error", {}).get("code") == "invalid_argument",
+                   "usage error as JSON", str(j))
+        bad_urls = ["ftp://host/x", "/tmp/relative-to-nothing", "file:relative/path", "file://otherhost/x",
+                    "s3:///prefix", "s3://bucket/x?foo=1", "s3://bucket/x?endpoint=%zz", "s3://bucket:99/x",
+                    "s3://bucket/x?region=a&region=b", "mem:extra", "s3://bucket/x#frag", ""]
+        for url in bad_urls:
+            rc, out, err = self.run([self.cli, "stat", "--store", url] + self.key(), env={"CACHESTORE_URL": ""})
+            self.check(rc == 2, f"bad store URL {url!r}: exit 2", f"got {rc}: {err.strip()}")
+        rc, out, err = self.run([self.cli, "stat", "--store", "s3://AKIAEXAMPLE:s3cr3tv4lue@bucket/x"] + self.key())
+        self.check(rc == 2 and "s3cr3tv4lue" not in err and "user info" in err,
+                   "credentials in an s3 URL are refused without echoing them", err)
+
+    # ---- path --------------------------------------------------------------------------
+
+    def test_path(self):
+        rc, out, err = self.expect_rc([self.cli, "path"] + GOLDEN["args"], 0, "path (golden vector)")
+        self.check(out.decode() == GOLDEN["path"] + "\n", "path prints the SPEC golden vector", out.decode())
+        rc, out, err = self.expect_rc([self.cli, "path", "--json", "--object-size", "26214400"] + GOLDEN["args"], 0,
+                                      "path --json")
+        j = self.json_of(out, "path --json")
+        self.check(j.get("path") == GOLDEN["path"] and j.get("expected_len") == 26214400 - 3 * 8388608,
+                   "path --json: path and expected_len", str(j))
+
+    # ---- the CLI against the store ---------------------------------------------------------
+
+    def test_cli_store(self):
+        s = ["--store", self.store]
+        data = os.urandom(1000)
+        f = self.file("chunk0.bin", data)
+        rc, out, err = self.expect_rc([self.cli, "put"] + s + self.key() + [f], 0, "put a file")
+        self.check(b"committed " in out, "put says committed", out.decode(errors="replace"))
+        self.expect_rc([self.cli, "put"] + s + self.key() + [f], 6, "put again: commit_lost")
+        rc, out, err = self.expect_rc([self.cli, "put", "--json"] + s + self.key() + [f], 6, "put again --json")
+        j = self.json_of(out, "put again --json")
+        self.check(j.get("error", {}).get("code") == "commit_lost" and j.get("exit_code") == 6,
+                   "commit_lost in JSON", str(j))
+        rc, out, err = self.expect_rc([self.cli, "get"] + s + self.key(), 0, "get to stdout")
+        self.check(out == data, "get returns the bytes put")
+        rc, out, err = self.expect_rc([self.cli, "get"] + s + self.key() + ["--offset", "10", "--length", "100"], 0,
+                                      "get a range")
+        self.check(out == data[10:110], "get --offset/--length returns the slice")
+        outf = os.path.join(self.tmp, "got.bin")
+        rc, out, err = self.expect_rc([self.cli, "get", "--json", "--out", outf] + s + self.key(), 0, "get --out --json")
+        j = self.json_of(out, "get --json")
+        self.check(j.get("ok") is True and j.get("length") == 1000, "get --json fields", str(j))
+        self.check(open(outf, "rb").read() == data, "get --out writes the bytes")
+        self.expect_rc([self.cli, "get", "--json"] + s + self.key(), 2, "get --json without --out")
+        self.expect_rc([self.cli, "get"] + s + self.key() + ["--offset", "990", "--length", "100"], 1,
+                       "get past the stored end (out_of_range)")
+        rc, out, err = self.expect_rc([self.cli, "stat", "--json"] + s + self.key(), 0, "stat --json")
+        j = self.json_of(out, "stat --json")
+        self.check(j.get("size") == 1000 and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", j.get("committed", "")),
+                   "stat --json size and commit time", str(j))
+        self.expect_rc([self.cli, "stat"] + self.key(), 0, "the store from CACHESTORE_URL", env={"CACHESTORE_URL": self.store})
+        # stdin, limits
+        data1 = os.urandom(700)
+        self.expect_rc([self.cli, "put"] + s + self.key(index=1), 0, "put from stdin", stdin=data1)
+        rc, out, err = self.expect_rc([self.cli, "get"] + s + self.key(index=1), 0, "get the stdin chunk")
+        self.check(out == data1, "stdin chunk round-trips")
+        self.expect_rc([self.cli, "put"] + s + self.key(index=2) + ["-"], 2, "put of empty stdin", stdin=b"")
+        self.expect_rc([self.cli, "put"] + s + self.key(index=2) + [self.file("big.bin", os.urandom(1025))], 2,
+                       "put of more than --chunk-size")
+        self.expect_rc([self.cli, "put"] + s + self.key(index=2), 2, "put of more than --chunk-size from stdin",
+                       stdin=os.urandom(5000))
+        self.expect_rc([self.cli, "put"] + s + self.key(index=2) + ["--object-size", "3000", f], 2,
+                       "put whose length is not expected_len")
+        self.expect_rc([self.cli, "put"] + s + self.key(index=2) + ["--object-size", "3048", f], 0,
+                       "put whose length is expected_len")
+        self.expect_rc([self.cli, "put"] + s + self.key() + ["/no/such/file"], 2, "put of a missing file")
+        # rm, not found
+        self.expect_rc([self.cli, "rm"] + s + self.key(), 0, "rm")
+        self.expect_rc([self.cli, "rm"] + s + self.key(), 0, "rm of an absent chunk succeeds")
+        rc, out, err = self.expect_rc([self.cli, "stat", "--json"] + s + self.key(), 3, "stat after rm: not found")
+        j = self.json_of(out, "stat not found --json")
+        self.check(j.get("error", {}).get("code") == "not_found" and j.get("exit_code") == 3, "not_found in JSON", str(j))
+        self.expect_rc([self.cli, "get"] + s + self.key(), 3, "get after rm: not found")
+        self.expect_rc([self.cli, "get"] + s + self.key() + ["--length", "10"], 3, "ranged get after rm: not found")
+        for i in (1, 2):
+            self.run([self.cli, "rm"] + s + self.key(index=i))
+        # selftest
+        rc, out, err = self.expect_rc([self.cli, "selftest"] + s, 0, "selftest")
+        self.check(b"self-test passed" in out, "selftest says passed")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json"] + s, 0, "selftest --json")
+        j = self.json_of(out, "selftest --json")
+        self.check(j.get("ok") is True and j.get("store") == ("posix" if self.mode == "posix" else "s3"),
+                   "selftest --json fields", str(j))
+        if self.mode == "rgw":
+            self.check(j.get("conditional_put_enforced") is True and j.get("atomic_commit") is True,
+                       "RGW enforces If-None-Match (selftest --json)", str(j))
+
+    def test_progress(self):
+        script = shutil.which("script")
+        if not script:
+            print("note: 'script' (util-linux) not found: progress bar check skipped")
+            return
+        s = ["--store", self.store]
+        big = self.file("big5m.bin", os.urandom(5 << 20))
+        k = self.key(chunk_size="8M", index=7)
+        rc, out, err = self.expect_rc([self.cli, "put"] + s + k + [big], 0, "put 5 MiB (stderr not a terminal)")
+        self.check(err == "", "no progress bar when stderr is not a terminal", repr(err[:200]))
+        outf = os.path.join(self.tmp, "big-out.bin")
+        cmd = " ".join(shlex_quote(x) for x in [self.cli, "get"] + s + k + ["--out", outf])
+        rc, out, err = self.run([script, "-qec", cmd, "/dev/null"])
+        self.check(rc == 0 and b"\r" in out and b"100%" in out and b"get [" in out,
+                   "a progress bar on a terminal", repr(out[-300:]))
+        self.check(open(outf, "rb").read() == open(big, "rb").read(), "get --out of 5 MiB under a terminal")
+        rc, out, err = self.run([script, "-qec", cmd + " --no-progress", "/dev/null"])
+        self.check(rc == 0 and b"100%" not in out, "--no-progress on a terminal", repr(out[-300:]))
+        self.run([self.cli, "rm"] + s + k)
+
+    # ---- read_through ------------------------------------------------------------------------
+
+    def rt_json(self, args, what, rc_want=0):
+        rc, out, err = self.expect_rc([self.rt, "--json", "--store", self.store, "--no-progress"] + args, rc_want, what)
+        return self.json_of(out, what)
+
+    def test_read_through(self):
+        data = os.urandom((5 << 20) + 123)
+        origin = self.file("origin.bin", data)
+        common = ["--origin-file", origin, "--chunk-size", "1M", "--origin", self.origin, "--verify"]
+        cold = self.rt_json(common + ["--threads", "3"], "read_through cold")
+        self.check(cold.get("chunks") == 6 and cold.get("hits") == 0 and cold.get("misses") == 6 and
+                   cold.get("commits_won") == 6 and cold.get("commits_lost") == 0, "cold: 0 hits, 6 misses, 6 won", str(cold))
+        self.check(cold.get("verified_bytes") == len(data) and cold.get("bytes_from_origin") == len(data),
+                   "cold: every byte verified, all from the origin", str(cold))
+        warm = self.rt_json(common + ["--threads", "3"], "read_through warm")
+        self.check(warm.get("hits") == 6 and warm.get("misses") == 0 and warm.get("bytes_from_origin") == 0 and
+                   warm.get("bytes_from_store") == len(data) and warm.get("hit_rate") == 1.0,
+                   "warm: 6 hits, nothing from the origin", str(warm))
+        out_path = os.path.join(self.tmp, "slice.bin")
+        sl = self.rt_json(common + ["--offset", "1000000", "--length", "2500000", "--out", out_path], "read_through slice")
+        self.check(sl.get("chunks") == 4 and sl.get("hits") == 4 and sl.get("bytes_served") == 2500000,
+                   "slice: 4 chunks, all hits", str(sl))
+        self.check(open(out_path, "rb").read() == data[1000000:3500000], "slice: --out holds exactly the range")
+        rc, out, err = self.expect_rc([self.rt, "--store", self.store, "--no-progress", "--out", "-"] + common +
+                                      ["--offset", "5", "--length", "7"], 0, "read_through --out -")
+        self.check(out == data[5:12], "read_through --out - writes only the bytes to stdout", repr(out[:40]))
+        self.check("hits 1" in err, "read_through --out -: the report goes to stderr", err)
+        text_rc, text, err = self.run([self.rt, "--store", self.store, "--no-progress"] + common)
+        self.check(text_rc == 0 and b"hit rate 100%" in text and b"MiB/s" in text, "read_through text report",
+                   text.decode(errors="replace"))
+        ev = self.rt_json(common + ["--evict"], "read_through --evict")
+        self.check(ev.get("misses") == 6 and ev.get("commits_won") == 6, "--evict: cold again", str(ev))
+        # Two cold runs at once on a new ETag: one commit per chunk in total; a lost commit is served.
+        etag = f'"concurrent-{random.randrange(1 << 30)}"'
+        argv = [self.rt, "--json", "--store", self.store, "--no-progress", "--etag", etag, "--threads", "4",
+                "--origin-latency-ms", "20"] + common
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env) for _ in range(3)]
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=180)
+            self.outputs.append((argv, out, err))
+            self.check(p.returncode == 0, "concurrent read_through exit 0", err.decode(errors="replace"))
+            results.append(self.json_of(out, "concurrent read_through"))
+        won = sum(r.get("commits_won", 0) for r in results)
+        self.check(won == 6, "3 concurrent cold runs: exactly 6 commits won in total", str([(r.get("hits"), r.get("misses"), r.get("commits_won"), r.get("commits_lost")) for r in results]))
+        self.check(all(r.get("hits", 0) + r.get("misses", 0) == 6 and
+                       r.get("commits_won", 0) + r.get("commits_lost", 0) == r.get("misses", -1) and
+                       r.get("verified_bytes") == len(data) for r in results),
+                   "concurrent runs: every miss committed or lost, every byte verified", str(results))
+        # --verify catches a store that serves other bytes than the origin's.
+        changed = bytearray(data)
+        changed[2 * 1048576 + 17] ^= 0xFF
+        origin2 = self.file("origin-changed.bin", bytes(changed))
+        bad = self.rt_json(["--origin-file", origin2, "--chunk-size", "1M", "--origin", self.origin, "--verify",
+                            "--key", cold.get("object_key", ""), "--etag", cold.get("etag", "")],
+                           "read_through --verify on a mismatch", rc_want=1)
+        self.check(bad.get("ok") is False and "2097169" in bad.get("verify_failure", ""),
+                   "--verify names the first differing byte", str(bad.get("verify_failure")))
+        self.expect_rc([self.rt, "--store", self.store, "--origin-file", "/no/such/file"], 2, "read_through: missing origin")
+        self.expect_rc([self.rt, "--store", self.store, "--origin-file", origin, "--offset", str(len(data))], 2,
+                       "read_through: range outside the object")
+        self.expect_rc([self.rt, "--origin-file", origin], 2, "read_through: no store", env={"CACHESTORE_URL": ""})
+
+    # ---- fill_race -----------------------------------------------------------------------------
+
+    def fr_json(self, args, what, rc_want=0, store=None):
+        rc, out, err = self.expect_rc([self.fr, "--json", "--store", store or self.store, "--origin", self.origin] + args,
+                                      rc_want, what)
+        return self.json_of(out, what)
+
+    def check_race(self, j, writers, chunks, what, atomic=True):
+        cs = j.get("chunks", [])
+        self.check(j.get("ok") is True and j.get("writers") == writers and len(cs) == chunks and not j.get("violations"),
+                   f"{what}: ok, {writers} writers, {chunks} chunks", str(j.get("violations")))
+        self.check(j.get("atomic_commit") is atomic, f"{what}: atomic_commit is {atomic}")
+        if atomic:
+            self.check(all(c["winners"] == 1 and c["commit_lost"] == writers - 1 for c in cs),
+                       f"{what}: exactly one winner per chunk", str(cs))
+        else:
+            self.check(all(c["winners"] >= 1 and c["winners"] + c["commit_lost"] == writers for c in cs),
+                       f"{what}: at least one writer per chunk, the rest commit_lost", str(cs))
+        self.check(all(c["readers_identical"] == writers and c["errors"] == 0 for c in cs),
+                   f"{what}: every reader saw identical bytes", str(cs))
+
+    def test_fill_race(self):
+        j = self.fr_json(["--threads", "8", "--chunks", "3"], "fill_race threads")
+        self.check_race(j, 8, 3, "fill_race 8 threads")
+        j = self.fr_json(["--threads", "4", "--processes", "3", "--chunks", "2", "--rounds", "2", "--chunk-size", "100K"],
+                         "fill_race processes")
+        self.check_race(j, 12, 4, "fill_race 3 processes x 4 threads")
+        rc, out, err = self.expect_rc([self.fr, "--store", self.store, "--threads", "4", "--chunks", "2"], 0,
+                                      "fill_race text")
+        self.check(b"OK: exactly one writer won each of the 2 chunks" in out, "fill_race text verdict",
+                   out.decode(errors="replace"))
+        self.expect_rc([self.fr, "--store", self.store, "--threads", "0"], 2, "fill_race --threads 0")
+        if self.mode == "posix":
+            j = self.fr_json(["--threads", "8"], "fill_race mem:", store="mem:")
+            self.check_race(j, 8, 4, "fill_race mem:")
+            self.expect_rc([self.fr, "--store", "mem:", "--processes", "2"], 2, "fill_race mem: --processes")
+        else:
+            j = self.fr_json(["--threads", "8", "--chunks", "3"], "fill_race stat-then-put",
+                             store=self.store + "&commit=stat_then_put")
+            self.check_race(j, 8, 3, "fill_race S3 stat-then-put", atomic=False)
+
+    # ---- driver-specific failures ----------------------------------------------------------------
+
+    def test_posix_specific(self):
+        self.expect_rc([self.cli, "selftest", "--store", "file:///etc/passwd"], 7, "a file as the POSIX root: misconfigured")
+        self.expect_rc([self.cli, "put", "--store", "mem:"] + self.key() + [self.file("m.bin", b"x" * 10)], 0, "mem: put")
+        self.expect_rc([self.cli, "stat", "--store", "mem:"] + self.key(), 3, "mem: lives in one process")
+        self.expect_rc([self.cli, "selftest", "--store", "file:///tmp/x%41y%zz"], 2, "bad escape in a file URL")
+        enc = os.path.join(self.tmp, "a b+c")
+        self.expect_rc([self.cli, "selftest", "--store", "file://" + os.path.join(self.tmp, "a%20b+c")], 0,
+                       "a percent-encoded file URL")
+        self.check(os.path.isdir(enc), "file URL decoded: %20 is a space, '+' stays '+'")
+
+    def test_rgw_specific(self):
+        k = self.key()
+        rc, out, err = self.expect_rc([self.cli, "stat", "--store", self.store] + k, 4, "wrong secret: auth",
+                                      env={"AWS_SECRET_ACCESS_KEY": "wrong-secret-value-xyz"})
+        self.check("wrong-secret-value-xyz" not in err, "a wrong secret is not echoed")
+        self.expect_rc([self.cli, "selftest", "--store", self.store], 7, "no credentials: misconfigured",
+                       env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+        nb = f"s3://no-such-bucket-{random.randrange(1 << 30)}/?endpoint={self.ep_enc}"
+        self.expect_rc([self.cli, "selftest", "--store", nb], 7, "selftest on a missing bucket: misconfigured")
+        # (get --length: a GET, whose error document names NoSuchBucket; a HEAD cannot)
+        self.expect_rc([self.cli, "get", "--store", nb, "--length", "10"] + k, 7, "get from a missing bucket: misconfigured")
+        self.expect_rc([self.cli, "stat", "--store", nb] + k, 3, "stat (HEAD) on a missing bucket: not_found, as documented")
+        self.expect_rc([self.cli, "selftest", "--store", self.store + "&addressing=virtual"], 7,
+                       "virtual addressing with an IP endpoint: misconfigured")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store",
+                                       f"s3://{self.bucket}/enc%2Fded%20x?endpoint={self.ep_enc}"], 0, "encoded prefix")
+        self.check("prefix=enc/ded x/ " in self.json_of(out, "encoded prefix").get("description", ""),
+                   "s3 URL prefix decoded, and a folder", out.decode(errors="replace"))
+        self.expect_rc([self.cli, "selftest", "--store", self.store + "&addressing=sideways"], 2,
+                       "a bad addressing value is a usage error")
+        # A JSON config file holding the credentials; the URL overrides bucket and prefix.
+        cfg = self.file("s3.json", json.dumps({
+            "endpoint": self.endpoint, "bucket": "overridden-by-the-url",
+            "access_key_id": os.environ["CACHESTORE_RGW_ACCESS_KEY"], "secret_access_key": self.secret,
+            "retry": {"max_attempts": 2}}).encode())
+        url = f"s3://{self.bucket}/examples-cfg-{os.getpid()}/?config={urllib.parse.quote(cfg, safe='')}"
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store", url], 0, "config= file",
+                                      env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+        j = self.json_of(out, "selftest with config=")
+        self.check(f"bucket={self.bucket} " in j.get("description", "") and "max_attempts=2" in j.get("description", ""),
+                   "config= file read, URL bucket wins", j.get("description", ""))
+        broken = self.file("broken.json", ('{"secret_access_key": "' + self.secret + '", "bucket": ').encode())
+        url = f"s3://{self.bucket}/x/?config={urllib.parse.quote(broken, safe='')}"
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--store", url], 7, "malformed config file: misconfigured")
+        self.check("line 1" in err, "malformed config file: the position is named", err)
+        self.expect_rc([self.cli, "selftest", "--store", f"s3://{self.bucket}/x/?config=/no/such.json"], 7,
+                       "missing config file: misconfigured")
+
+    def test_no_secret_printed(self):
+        for argv, out, err in self.outputs:
+            for s in self.secrets:
+                if s.encode() in out or s.encode() in err:
+                    self.check(False, f"the secret key is never printed (found in the output of {argv[:3]})")
+                    return
+        self.check(True, "no secret printed")
+
+
+def shlex_quote(s):
+    import shlex
+    return shlex.quote(s)
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[1] not in ("posix", "rgw"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    mode = sys.argv[1]
+    r = Runner(mode, *sys.argv[2:])
+    try:
+        if not r.setup_store():
+            msg = ("CACHESTORE_RGW_ENDPOINT is not set: the example tests against Ceph RGW did not run. "
+                   "Run them through tests/servers/with-servers.sh --rgw -- meson test ...")
+            if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+                print(f"ERROR: {msg} (CI={os.environ['CI']}: failing)", file=sys.stderr)
+                return 1
+            bar = "!" * 78
+            print(f"{bar}\n!!! WARNING: {msg}\n!!! Skipping (exit 77).\n{bar}", file=sys.stderr)
+            return 77
+        print(f"examples against {mode}: store {r.store}", flush=True)
+        t0 = time.monotonic()
+        tests = [r.test_help_and_usage, r.test_path, r.test_cli_store, r.test_progress, r.test_read_through,
+                 r.test_fill_race, r.test_posix_specific if mode == "posix" else r.test_rgw_specific,
+                 r.test_no_secret_printed]
+        for t in tests:
+            before = len(r.failures)
+            t1 = time.monotonic()
+            t()
+            print(f"{'ok  ' if len(r.failures) == before else 'FAIL'} {t.__name__} ({time.monotonic() - t1:.1f} s)", flush=True)
+        print(f"{r.passed} checks passed, {len(r.failures)} failed in {time.monotonic() - t0:.1f} s")
+        return 1 if r.failures else 0
+    finally:
+        shutil.rmtree(r.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
