@@ -37,14 +37,20 @@ struct chunk_slice {
 }
 
 /// The slice of object range `[offset, offset + length)` inside chunk `index`
-/// (length 0 when the chunk is outside the range). Preconditions as above.
+/// (length 0 when the chunk is outside the range, or when the arguments break
+/// the preconditions of chunks_for_range). Never overflows: the last chunk of
+/// a range ending near INT64_MAX may itself extend past INT64_MAX.
 [[nodiscard]] constexpr chunk_slice slice_in_chunk(std::int64_t chunk_size, std::int64_t index,
                                                    std::int64_t offset, std::int64_t length) noexcept {
-    const std::int64_t chunk_begin = index * chunk_size;
-    const std::int64_t chunk_end = chunk_begin + chunk_size;
+    if (chunk_size <= 0 || offset < 0 || length <= 0 || offset > std::numeric_limits<std::int64_t>::max() - length)
+        return {index, 0, 0};
+    const std::int64_t range_end = offset + length;
+    // Outside [first, last] of the range: empty (and index * chunk_size might overflow).
+    if (index < offset / chunk_size || index > (range_end - 1) / chunk_size) return {index, 0, 0};
+    const std::int64_t chunk_begin = index * chunk_size; // <= range_end - 1: no overflow
     const std::int64_t begin = offset > chunk_begin ? offset : chunk_begin;
-    const std::int64_t end = offset + length < chunk_end ? offset + length : chunk_end;
-    if (end <= begin) return {index, 0, 0};
+    // chunk_begin + chunk_size may exceed INT64_MAX: compare the distances instead.
+    const std::int64_t end = range_end - chunk_begin <= chunk_size ? range_end : chunk_begin + chunk_size;
     return {index, begin - chunk_begin, end - begin};
 }
 

@@ -39,7 +39,7 @@ public:
         if (off + n > size)
             return fail(errc::out_of_range, "get_chunk", path,
                         "range ends at " + std::to_string(off + n) + " but the chunk holds " + std::to_string(size) + " bytes");
-        constexpr std::int64_t block = 64 * 1024; // bounds the time between cancellation checks
+        constexpr std::int64_t block = std::int64_t{64} * 1024; // bounds the time between cancellation checks
         for (std::int64_t at = off; at < off + n; at += block) {
             if (auto c = ctx.check("get_chunk", path); !c) return c;
             const std::int64_t len = std::min(block, off + n - at);

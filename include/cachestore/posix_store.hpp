@@ -145,7 +145,13 @@ inline const char* strerror_pick(const char* msg, const char*) noexcept { return
 }
 
 [[nodiscard]] constexpr bool is_no_link_errno(int err) noexcept {
-    return err == EPERM || err == ENOTSUP || err == EOPNOTSUPP || err == EXDEV || err == ENOSYS;
+    switch (err) {
+    case EPERM:
+    case ENOTSUP:
+    case EXDEV:
+    case ENOSYS: return true;
+    default: return err == EOPNOTSUPP; // the same value as ENOTSUP on Linux, not on every system
+    }
 }
 
 /// A 64-bit value unique per call across threads and forked processes (not a

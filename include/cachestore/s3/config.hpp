@@ -140,7 +140,7 @@ using env_source = std::function<std::optional<std::string>(std::string_view nam
 /// The process environment (std::getenv). Like getenv itself, not safe
 /// against a concurrent setenv/putenv in another thread.
 [[nodiscard]] inline std::optional<std::string> process_env(std::string_view name) {
-    const char* v = std::getenv(std::string(name).c_str());
+    const char* v = std::getenv(std::string(name).c_str()); // NOLINT(concurrency-mt-unsafe): documented above
     if (v == nullptr) return std::nullopt;
     return std::string(v);
 }
@@ -345,6 +345,9 @@ struct curl_free_deleter {
         return endpoint_parts{"https", aws_host(c.region), 443, true};
     }
     const std::string shown = quote(redact_endpoint(c.endpoint));
+    // curl reads a C string: a NUL would silently cut the endpoint short.
+    if (has_control(c.endpoint))
+        return std::unexpected("endpoint " + shown + " contains a control character: check for a stray newline or NUL");
     curlu_ptr u(curl_url());
     if (!u) return std::unexpected(std::string("out of memory while parsing the endpoint"));
     // CURLU_NON_SUPPORT_SCHEME: parse "s3://..." too, to name the bad scheme.
@@ -373,10 +376,22 @@ struct curl_free_deleter {
     if (p.host.empty()) return std::unexpected("endpoint " + shown + " has no host");
     if (url_part(u.get(), CURLUPART_ZONEID))
         return std::unexpected("endpoint " + shown + ": IPv6 zone ids (%25...) are not supported; use a routable address");
+    // curl decodes %XX in the host once: "h%2541" would be host "h%41", which
+    // the next URL built from it decodes again.
+    if (p.host.find('%') != std::string::npos)
+        return std::unexpected("endpoint " + shown + ": the host must not be percent-encoded");
     const std::string path = url_part(u.get(), CURLUPART_PATH).value_or("/");
-    if (path != "/" && !path.empty())
+    if (path != "/" && !path.empty()) {
+        // "http://user/name:secret@host": curl sees host "user" and a path that
+        // holds the secret, so a path next to an '@' is never shown.
+        if (c.endpoint.find('@') != std::string::npos)
+            return std::unexpected("endpoint " + shown +
+                                   " must not have a path, and seems to contain user info (user:password@), which "
+                                   "is not allowed: give scheme://host[:port] only and put the keys in "
+                                   "access_key_id/secret_access_key");
         return std::unexpected("endpoint " + shown + " must not have a path (" + quote(path) +
                                "): give scheme://host[:port] only; to store under a key prefix, set prefix");
+    }
     if (url_part(u.get(), CURLUPART_QUERY))
         return std::unexpected("endpoint " + shown + " must not have a query (?...): give scheme://host[:port] only");
     if (url_part(u.get(), CURLUPART_FRAGMENT))
@@ -761,14 +776,14 @@ public:
                 if (!string_value(key, v, s)) continue;
                 if (s == "path") c.addressing_style = addressing::path;
                 else if (s == "virtual") c.addressing_style = addressing::virtual_hosted;
-                else problems.push_back("addressing must be \"path\" or \"virtual\"");
+                else problems.emplace_back("addressing must be \"path\" or \"virtual\"");
             } else if (key == "commit_mode") {
                 std::string s;
                 if (!string_value(key, v, s)) continue;
                 if (s == "auto") c.commit = commit_mode::auto_detect;
                 else if (s == "stat_then_put") c.commit = commit_mode::stat_then_put;
                 else if (s == "if_none_match") c.commit = commit_mode::if_none_match;
-                else problems.push_back("commit_mode must be \"auto\", \"stat_then_put\" or \"if_none_match\"");
+                else problems.emplace_back("commit_mode must be \"auto\", \"stat_then_put\" or \"if_none_match\"");
             } else if (key == "max_idle_connections") {
                 std::uint64_t n = 0;
                 if (integer_value<std::uint64_t>(key, v, n, 0, std::numeric_limits<std::size_t>::max()))

@@ -458,8 +458,9 @@ inline void check_amz_date(std::string_view d) {
         if (secret.size() + 4 <= small) {
             char buf[small];
             c::cleanse_guard g(buf, sizeof buf);
-            std::memcpy(buf, "AWS4", 4);
-            if (!secret.empty()) std::memcpy(buf + 4, secret.data(), secret.size());
+            // A key of explicit length, not a C string: no terminating NUL.
+            std::copy_n("AWS4", 4, buf);
+            std::copy_n(secret.data(), secret.size(), buf + 4);
             c::hmac_sha256_into(buf, secret.size() + 4, date8.data(), date8.size(), k.data());
         } else {
             std::string buf;
