@@ -3,7 +3,8 @@
 # Quick and silent when everything is already there.
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3 curl
-      libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2)
+      libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2
+      libs3-dev valgrind)  # libs3 and valgrind: benchmark baselines only
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

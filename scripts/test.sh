@@ -2,7 +2,7 @@
 # Runs the whole test suite: builds with warnings as errors, starts local S3
 # servers (Ceph RGW and moto with signature checking), runs every test, runs
 # the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# concurrent suites under ThreadSanitizer. The last line is "N passed, N failed".
+# concurrent suites under ThreadSanitizer, and a smoke pass of the benchmarks. The last line is "N passed, N failed".
 # Usage (as root on Debian 12): bash scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,11 +42,13 @@ run_all() {
   echo "== meson test -C build-tsan (ThreadSanitizer, concurrent suites)"
   # shellcheck disable=SC2086
   meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 1 $TSAN_TESTS || rc=1
+  echo "== benchmarks, smoke pass (builds and runs every row briefly; asserts no timing)"
+  meson test -C build --benchmark --logbase benchlog --no-rebuild --print-errorlogs || rc=1
   return $rc
 }
 export -f run_all
-bash tests/servers/with-servers.sh --rgw --moto -- bash -c run_all
+bash tests/servers/with-servers.sh --rgw --moto --nginx -- bash -c run_all
 rc=$?
 python3 scripts/summarize.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-  build-tsan/meson-logs/testlog.json
+  build-tsan/meson-logs/testlog.json build/meson-logs/benchlog.json
 exit $rc
