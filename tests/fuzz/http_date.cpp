@@ -31,7 +31,7 @@ namespace {
 // "Fri, 31 Dec 9999 23:59:59 GMT" from a server. Until http_parse.hpp refuses
 // such dates, inputs that curl reads as such a time are not passed to it; set
 // this to true once it does, and every input is.
-constexpr bool out_of_range_dates_refused = false;
+constexpr bool out_of_range_dates_refused = true;
 
 /// Seconds since the epoch that system_clock::time_point can hold.
 constexpr std::int64_t max_clock_seconds =

@@ -199,6 +199,7 @@ struct exchange {
             x.res.content_length = -1;
             x.res.range.reset();
             x.res.last_modified.clear();
+            x.res.date.clear();
             x.res.request_id.clear();
             const auto sp = line.find(' ');
             x.res.status = sp == std::string_view::npos ? 0 : static_cast<long>(parse_i64(line.substr(sp + 1, 3)).value_or(0));
