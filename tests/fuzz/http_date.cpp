@@ -33,6 +33,14 @@ namespace {
 // this to true once it does, and every input is.
 constexpr bool out_of_range_dates_refused = true;
 
+// Known issue, reported to the lead: parse_http_date accepts what
+// system_clock can hold (1677..2262), but the S3 driver's self_test computes
+// "server Date - now", which overflows for a Date before about 1730 (e.g.
+// "Mon, 01 Jan 1680 00:00:00 GMT"). Once parse_http_date keeps to a window
+// where that subtraction is safe, set this to true and the harness checks it
+// for every result. Reproducer: tests/fuzz/reproducers/http_date/.
+constexpr bool results_subtractable_from_now = true;
+
 /// Seconds since the epoch that system_clock::time_point can hold.
 constexpr std::int64_t max_clock_seconds =
     std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count();
@@ -80,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     auto parse = [](std::string_view v) {
         const auto secs = curl_seconds(v);
-        const bool representable = !secs || (*secs > -max_clock_seconds && *secs < max_clock_seconds);
+        const bool representable = !secs || (*secs >= -max_clock_seconds && *secs <= max_clock_seconds);
         if (!out_of_range_dates_refused && !representable) return;
         const auto r = h::parse_http_date(v);
         if (h::trim_ows(v).size() > 64) FUZZ_CHECK(!r);
@@ -88,6 +96,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             // What curl read, exactly, and only times the clock can hold.
             FUZZ_CHECK(representable && secs.has_value());
             FUZZ_CHECK(std::chrono::duration_cast<std::chrono::seconds>(r->time_since_epoch()).count() == *secs);
+            if (results_subtractable_from_now) {
+                // As callers use it (the self-test's clock offset): UBSan catches an overflow here.
+                const volatile auto ticks = (*r - std::chrono::system_clock::now()).count();
+                (void)ticks;
+            }
         }
         FUZZ_CHECK(h::parse_http_date(" \t" + std::string(v) + "\r\n") == r);
     };

@@ -69,10 +69,11 @@ inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std:
     const time_t t = curl_getdate(s.c_str(), nullptr);
     if (t == static_cast<time_t>(-1)) return std::nullopt;
     // system_clock counts nanoseconds: it holds 1677..2262 only. A server's
-    // "31 Dec 9999" must be refused, not overflow.
+    // "31 Dec 9999" must be refused, not overflow; and a date before 1970
+    // (meaningless for S3) would overflow "date - now" in the callers.
     constexpr auto max_seconds =
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count();
-    if (static_cast<long long>(t) > max_seconds || static_cast<long long>(t) < -max_seconds) return std::nullopt;
+    if (static_cast<long long>(t) > max_seconds || t < 0) return std::nullopt;
     return std::chrono::system_clock::from_time_t(t);
 }
 
