@@ -2,7 +2,8 @@
 # Runs the whole test suite: builds with warnings as errors, starts local S3
 # servers (Ceph RGW and moto with signature checking), runs every test, runs
 # the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# concurrent suites under ThreadSanitizer, and a smoke pass of the benchmarks. The last line is "N passed, N failed".
+# concurrent suites under ThreadSanitizer, a smoke pass of the benchmarks, and
+# each fuzz target for a short bounded time. The last line is "N passed, N failed".
 # Usage (as root on Debian 12): bash scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,12 @@ run_all() {
 export -f run_all
 bash tests/servers/with-servers.sh --rgw --moto --nginx -- bash -c run_all
 rc=$?
+
+# libFuzzer: every harness for a short bounded time (the replays already ran above).
+echo "== fuzzing (libFuzzer, ${CACHESTORE_FUZZ_SECONDS:-10} s per target)"
+fuzz_result=OK
+bash scripts/fuzz.sh "${CACHESTORE_FUZZ_SECONDS:-10}" || { fuzz_result=FAIL; rc=1; }
+printf '{"name": "libfuzzer-bounded-run", "result": "%s", "stdout": ""}\n' "$fuzz_result" > build/fuzzlog.json
 python3 scripts/summarize.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-  build-tsan/meson-logs/testlog.json build/meson-logs/benchlog.json
+  build-tsan/meson-logs/testlog.json build/meson-logs/benchlog.json build/fuzzlog.json
 exit $rc

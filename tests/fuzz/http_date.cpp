@@ -25,20 +25,16 @@ namespace h = cachestore::s3::detail;
 
 namespace {
 
-// Known issue, reported to the lead: parse_http_date converts whatever
-// curl_getdate returns with system_clock::from_time_t, whose nanosecond
-// representation overflows (undefined behaviour) outside 1677..2262, e.g. for
-// "Fri, 31 Dec 9999 23:59:59 GMT" from a server. Until http_parse.hpp refuses
-// such dates, inputs that curl reads as such a time are not passed to it; set
-// this to true once it does, and every input is.
+// parse_http_date used to pass whatever curl_getdate returned to
+// system_clock::from_time_t, whose nanoseconds overflow outside 1677..2262
+// (undefined behaviour for a server's "Fri, 31 Dec 9999 23:59:59 GMT"); it
+// refuses those now. With this false, inputs curl reads as such a time would
+// not be passed to it (the switch stays for the next parser of this kind).
 constexpr bool out_of_range_dates_refused = true;
 
-// Known issue, reported to the lead: parse_http_date accepts what
-// system_clock can hold (1677..2262), but the S3 driver's self_test computes
-// "server Date - now", which overflows for a Date before about 1730 (e.g.
-// "Mon, 01 Jan 1680 00:00:00 GMT"). Once parse_http_date keeps to a window
-// where that subtraction is safe, set this to true and the harness checks it
-// for every result. Reproducer: tests/fuzz/reproducers/http_date/.
+// The S3 driver's self_test computes "server Date - now", which overflowed
+// for a Date before about 1730 (corpus: date-minus-now-overflows.txt) until
+// parse_http_date refused dates before 1970. Every result is checked for that.
 constexpr bool results_subtractable_from_now = true;
 
 /// Seconds since the epoch that system_clock::time_point can hold.

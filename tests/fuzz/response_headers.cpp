@@ -26,8 +26,9 @@ namespace t = cachestore::s3::detail;
 
 namespace {
 
-// transport.hpp does not clear res.date on a new status line (it clears the
-// other headers): reported to the lead; set to true once that is fixed.
+// transport.hpp did not clear res.date on a new status line (the Date of a
+// 100 Continue survived into the final answer; corpus:
+// date-survives-new-status-line.txt). Fixed; the reference checks it.
 constexpr bool status_line_forgets_date = true;
 
 std::string lower(std::string_view s) {
