@@ -250,7 +250,9 @@ struct s3_params {
         if (params->region) doc["region"] = *params->region;
         if (params->addressing) doc["addressing"] = *params->addressing;
         if (params->commit) doc["commit_mode"] = *params->commit;
-        auto c = s3::config_from_json(doc.dump(), env);
+        // Invalid UTF-8 (a bucket spelled "%FF") must not throw: replace it,
+        // and validation then refuses the name.
+        auto c = s3::config_from_json(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), env);
         if (!c) {
             error e = std::move(c.error());
             e.message = where + e.message;

@@ -44,7 +44,7 @@ namespace {
 // type_error 316 for invalid UTF-8 ("s3://%FF/x?config=..."): the exception
 // escapes parse_store_url. Until that is fixed this one exception is skipped;
 // set this to true afterwards. Reproducer: tests/fuzz/reproducers/store_url/.
-constexpr bool invalid_utf8_bucket_fixed = false;
+constexpr bool invalid_utf8_bucket_fixed = true;
 
 // Known issue, reported to the lead: the bucket is taken from curl's parsed
 // host, which curl has already rewritten: a host that looks like an IPv4
