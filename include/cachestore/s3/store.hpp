@@ -112,6 +112,32 @@ inline result<std::string> payload_sha256_hex(std::span<const std::byte> body, s
     }
 }
 
+/// An in-memory request body, replayable from its first byte: by libcurl
+/// (rewinding to resend on a fresh connection) and by the retry loop.
+struct memory_body {
+    std::span<const std::byte> bytes;
+    std::size_t pos = 0;
+
+    /// Makes `spec` send these bytes; `*this` must outlive the request.
+    void attach(request_spec& spec) {
+        spec.body.self = this;
+        spec.body.size = static_cast<std::int64_t>(bytes.size());
+        spec.body.read = [](void* self, std::span<std::byte> buf, abort_reason&, error&) -> std::optional<std::size_t> {
+            auto& m = *static_cast<memory_body*>(self);
+            const std::size_t n = std::min(buf.size(), m.bytes.size() - m.pos);
+            if (n != 0) std::memcpy(buf.data(), m.bytes.data() + m.pos, n);
+            m.pos += n;
+            return n;
+        };
+        spec.body.rewind = [](void* self) {
+            static_cast<memory_body*>(self)->pos = 0;
+            return true;
+        };
+        spec.retry_state = this;
+        spec.before_retry = [](request_spec&, const response&, void* state) { static_cast<memory_body*>(state)->pos = 0; };
+    }
+};
+
 inline std::string random_hex(std::size_t bytes) {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     static constexpr char digits[] = "0123456789abcdef";
@@ -305,27 +331,8 @@ public:
         spec.method = "PUT";
         spec.payload_hash = std::move(*digest);
         if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
-        struct put_state {
-            std::span<const std::byte> body;
-            std::size_t pos = 0;
-        } ps{body};
-        spec.body.self = &ps;
-        spec.body.size = size;
-        spec.body.read = [](void* self, std::span<std::byte> buf, detail::abort_reason&, error&) -> std::optional<std::size_t> {
-            auto& p = *static_cast<put_state*>(self);
-            const std::size_t n = std::min(buf.size(), p.body.size() - p.pos);
-            std::memcpy(buf.data(), p.body.data() + p.pos, n);
-            p.pos += n;
-            return n;
-        };
-        spec.body.rewind = [](void* self) {
-            static_cast<put_state*>(self)->pos = 0;
-            return true;
-        };
-        spec.retry_state = &ps;
-        spec.before_retry = [](detail::request_spec&, const detail::response&, void* state) {
-            static_cast<put_state*>(state)->pos = 0;
-        };
+        detail::memory_body mb{body};
+        mb.attach(spec);
         detail::response res;
         auto r = execute(ctx, spec, res, nullptr);
         if (!r && r.error().code == errc::commit_lost) r.error().message = "another writer committed this chunk first (412)";
@@ -594,10 +601,7 @@ private:
         spec.object_key = std::move(key);
         spec.query = std::move(query);
         spec.headers = std::move(headers);
-        struct body_state {
-            std::span<const std::byte> b;
-            std::size_t pos = 0;
-        } bs{body};
+        detail::memory_body mb{body};
         if (std::string_view(method) == "PUT") {
             if (payload_hash_override.empty()) {
                 auto digest = detail::payload_sha256_hex(body, "self_test");
@@ -605,21 +609,7 @@ private:
                 payload_hash_override = std::move(*digest);
             }
             spec.payload_hash = std::move(payload_hash_override);
-            spec.body.self = &bs;
-            spec.body.size = static_cast<std::int64_t>(body.size());
-            spec.body.read = [](void* self, std::span<std::byte> buf, detail::abort_reason&, error&) -> std::optional<std::size_t> {
-                auto& s = *static_cast<body_state*>(self);
-                const std::size_t n = std::min(buf.size(), s.b.size() - s.pos);
-                std::memcpy(buf.data(), s.b.data() + s.pos, n);
-                s.pos += n;
-                return n;
-            };
-            spec.body.rewind = [](void* self) {
-                static_cast<body_state*>(self)->pos = 0;
-                return true;
-            };
-            spec.retry_state = &bs;
-            spec.before_retry = [](detail::request_spec&, const detail::response&, void* state) { static_cast<body_state*>(state)->pos = 0; };
+            mb.attach(spec);
         } else {
             }
         struct collect {
