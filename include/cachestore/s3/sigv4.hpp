@@ -637,15 +637,7 @@ public:
                 "x-amz-security-token header");
 
         const std::string_view date8 = amz_date.substr(0, 8);
-        // String to sign.
-        s.to_sign.clear();
-        s.to_sign.append(algorithm);
-        s.to_sign += '\n';
-        s.to_sign.append(amz_date);
-        s.to_sign += '\n';
-        s.to_sign.append(date8);
-        s.to_sign.append(scope_suffix_);
-        s.to_sign += '\n';
+        string_to_sign_head(s.to_sign, algorithm, amz_date);
         append_sha256_hex(s.to_sign, s.canonical);
 
         char sig[64];
@@ -668,6 +660,19 @@ public:
         a.append(sig, sizeof sig);
     }
 
+    /// `<algo>\n<amz_date>\n<date><scope suffix>\n` into `out`: the head both
+    /// string-to-sign forms (request and aws-chunked chunk) share.
+    void string_to_sign_head(std::string& out, std::string_view algo, std::string_view amz_date) const {
+        out.clear();
+        out.append(algo);
+        out += '\n';
+        out.append(amz_date);
+        out += '\n';
+        out.append(amz_date.substr(0, 8));
+        out.append(scope_suffix_);
+        out += '\n';
+    }
+
     /// The signature of one aws-chunked chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD):
     /// HMAC over `AWS4-HMAC-SHA256-PAYLOAD\n<amz_date>\n<scope>\n<previous
     /// signature>\n<sha256 of "">\n<hex sha256 of the chunk data>`. The first
@@ -679,14 +684,7 @@ public:
         detail::check_amz_date(amz_date);
         auto& s = detail::thread_scratch();
         const std::string_view date8 = amz_date.substr(0, 8);
-        s.to_sign.clear();
-        s.to_sign.append(chunk_algorithm);
-        s.to_sign += '\n';
-        s.to_sign.append(amz_date);
-        s.to_sign += '\n';
-        s.to_sign.append(date8);
-        s.to_sign.append(scope_suffix_);
-        s.to_sign += '\n';
+        string_to_sign_head(s.to_sign, chunk_algorithm, amz_date);
         s.to_sign.append(previous_signature);
         s.to_sign += '\n';
         s.to_sign.append(empty_payload_sha256);
