@@ -72,6 +72,42 @@ decremented). Actions:
     stall_mid_upload      PUT: read `after` body bytes, sleep `seconds`, RST
     respond_then_close    answer normally (keep-alive), then FIN `delay` s later
     versioning            GET ?versioning: <Status>`status`</Status>
+
+Proxy mode (the soak run behind faults, tests/soak/run-fault-soak.sh):
+
+    python3 fault_server.py --upstream http://127.0.0.1:PORT --fault-rate 0.03
+                            [--seed N] [--faults k1,k2,...] [--stall-seconds 0.5]
+                            [--drip-seconds 0.2] [--port P] [--watch-stdin]
+
+Every S3 request is forwarded to the upstream unchanged: the request line and
+every header line byte for byte (Host included, so a SigV4 signature made for
+the proxy's host:port verifies at the upstream), and the body. Each client
+connection gets its own kept-alive upstream connection. With probability
+--fault-rate a request gets instead one fault kind, drawn uniformly (seeded)
+among those that apply to its method:
+
+    slowdown_503, internal_500    any: not forwarded; 503 SlowDown / 500 InternalError
+    reset_before_status           any: request read, not forwarded, RST
+    close_before_status           any: request read, not forwarded, FIN
+    stall                         any: --stall-seconds, then forwarded normally
+    reset_mid_body, short_body    GET: forwarded; headers + half the body, RST / FIN
+    drip                          GET: forwarded; the body in 8 pieces over --drip-seconds
+    commit_then_reset             PUT: forwarded (committed upstream), then RST
+    reset_mid_upload              PUT: half the body read, not forwarded, RST
+    upstream_cut_mid_upload       PUT: headers + half the body forwarded, then
+                                  both connections RST (the upstream must not
+                                  commit a partial object)
+
+A body fault drawn for an answer without a body (a 404) is not applied (counted
+as not_applicable). Control endpoints in proxy mode (never faulted):
+
+    GET  /_fault/stats        JSON: requests, requests.<METHOD>, forwarded, injected,
+                              fault.<kind> counts, not_applicable,
+                              upstream_errors (answered 502), upstream_reconnects,
+                              committed_then_reset, fault_rate, paused
+    POST /_fault/stats/reset  zero the counters
+    POST /_fault/pause        no faults until /_fault/resume (e.g. during setup)
+    POST /_fault/resume
 """
 
 import email.utils
@@ -199,10 +235,12 @@ def read_request(conn):
     r = Request()
     r.method, r.target, r.version = parts
     r.headers = {}
+    r.head = [line]  # the raw request line and header lines, as received (proxy mode)
     while True:
         h = conn.readline()
         if h == b"":
             break
+        r.head.append(h)
         name, _, value = h.decode("latin-1").partition(":")
         r.headers[name.strip().lower()] = value.strip()
     u = urllib.parse.urlsplit(r.target)
@@ -685,16 +723,308 @@ def apply_fault(conn, r, rule):
     raise ValueError("unknown action " + action)
 
 
+# ---- proxy mode ------------------------------------------------------------
+#
+# With --upstream every S3 request is forwarded unchanged (request line, every
+# header byte for byte, body) to a real server over one kept-alive upstream
+# connection per client connection, and the answer is relayed back unchanged.
+# With probability --fault-rate a request gets one fault instead, drawn
+# uniformly from the kinds that apply to its method (PROXY_FAULTS).
+
+PROXY_FAULTS = {
+    # kind: (methods it applies to, what happens)
+    "slowdown_503": (None, "not forwarded; 503 SlowDown"),
+    "internal_500": (None, "not forwarded; 500 InternalError"),
+    "reset_before_status": (None, "request read, not forwarded; RST"),
+    "close_before_status": (None, "request read, not forwarded; FIN"),
+    "stall": (None, "sleep --stall-seconds, then forwarded normally"),
+    "reset_mid_body": ({"GET"}, "forwarded; headers + half the body, then RST"),
+    "short_body": ({"GET"}, "forwarded; headers + half the body, then FIN"),
+    "drip": ({"GET"}, "forwarded; the body in 8 pieces, --drip-seconds in all"),
+    "commit_then_reset": ({"PUT"}, "forwarded and committed upstream, then RST (answer lost)"),
+    "reset_mid_upload": ({"PUT"}, "half the body read, not forwarded; RST"),
+    "upstream_cut_mid_upload": ({"PUT"}, "headers + half the body forwarded, then both connections RST"),
+}
+
+
+class Proxy:
+    def __init__(self, upstream, rate, seed, kinds, stall_seconds, drip_seconds):
+        import random
+        u = urllib.parse.urlsplit(upstream)
+        if u.scheme != "http" or not u.hostname:
+            raise SystemExit("fault_server: --upstream must be http://HOST[:PORT]")
+        self.addr = (u.hostname, u.port or 80)
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.kinds = kinds
+        self.stall_seconds = stall_seconds
+        self.drip_seconds = drip_seconds
+        self.paused = False
+        self.zero()
+
+    def zero(self):
+        with LOCK:
+            self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "not_applicable": 0,
+                          "upstream_errors": 0, "upstream_reconnects": 0, "committed_then_reset": 0}
+            self.faults = {k: 0 for k in self.kinds}
+
+    def draw(self, method):
+        with LOCK:
+            self.stats["requests"] += 1
+            self.stats["requests." + method] = self.stats.get("requests." + method, 0) + 1
+            if self.paused or self.rng.random() >= self.rate:
+                return None
+            fit = [k for k in self.kinds if PROXY_FAULTS[k][0] is None or method in PROXY_FAULTS[k][0]]
+            return self.rng.choice(fit) if fit else None
+
+    def count(self, name, kind=None):
+        with LOCK:
+            if kind is not None:
+                self.faults[kind] += 1
+            self.stats[name] += 1
+
+    def snapshot(self):
+        with LOCK:
+            d = dict(self.stats)
+            for k, v in self.faults.items():
+                d["fault." + k] = v
+            d["fault_rate"] = self.rate
+            d["paused"] = self.paused
+            return d
+
+
+PROXY = [None]
+
+
+class Upstream:
+    """One kept-alive connection to the upstream server."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+        self.conn = None
+        self.used = False
+
+    def close(self, hard=False):
+        if self.conn is not None:
+            (rst if hard else fin)(self.conn.sock)
+            self.conn = None
+
+    def connect(self):
+        s = socket.create_connection(self.proxy.addr, timeout=60)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = Conn(s)
+        self.used = False
+
+    def send(self, data):
+        if self.conn is None:
+            self.connect()
+        self.conn.send(data)
+
+    def exchange(self, head, body, method):
+        """Sends a whole request, returns (status, raw head bytes, body bytes,
+        close). A kept-alive connection that fails before any answer byte is
+        replaced and the request sent once more (as HTTP clients do)."""
+        for attempt in (1, 2):
+            fresh = self.conn is None or not self.used
+            try:
+                self.send(head + body)
+                return self.read_response(method)
+            except (ClientGone, OSError):
+                self.close(hard=True)
+                if fresh or attempt == 2:
+                    raise
+                self.proxy.count("upstream_reconnects")
+        raise ClientGone()
+
+    def read_response(self, method):
+        c = self.conn
+        while True:
+            line = c.readline()
+            lines = [line]
+            while True:
+                h = c.readline()
+                lines.append(h)
+                if h == b"":
+                    break
+            parts = line.split(b" ", 2)
+            status = int(parts[1])
+            if 100 <= status < 200:
+                continue  # we never send Expect; skip any interim answer
+            break
+        self.used = True
+        headers = {}
+        for h in lines[1:-1]:
+            name, _, value = h.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        close = headers.get("connection", "").lower() == "close"
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            raw = []
+            while True:
+                size_line = c.readline()
+                raw.append(size_line + b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while True:
+                        t = c.readline()
+                        raw.append(t + b"\r\n")
+                        if t == b"":
+                            break
+                    break
+                raw.append(c.read(size + 2))
+            body = b"".join(raw)
+        elif "content-length" in headers:
+            body = c.read(int(headers["content-length"]))
+        else:
+            chunks = [c.buf]
+            c.buf = b""
+            while True:
+                try:
+                    c._fill()
+                except ClientGone:
+                    break
+                chunks.append(c.buf)
+                c.buf = b""
+            body = b"".join(chunks)
+            close = True
+        if close:
+            self.close()
+        return status, b"\r\n".join(lines) + b"\r\n", body, close, headers
+
+
+def proxy_error(conn, r, status, code, message):
+    rid = request_id()
+    body = error_xml(code, message, rid, r.path)
+    send_simple(conn, r, status, [("Content-Type", "application/xml")], body, rid)
+
+
+def proxy_request(conn, r, up):
+    """Forwards `r`, maybe with a fault. Returns False when the client
+    connection must close."""
+    proxy = PROXY[0]
+    kind = proxy.draw(r.method)
+    head = b"\r\n".join(r.head) + b"\r\n\r\n"
+    sock = conn.sock
+
+    if kind == "reset_mid_upload" and r.body_len >= 2:
+        conn.read(r.body_len // 2)
+        proxy.count("injected", kind)
+        rst(sock)
+        return False
+    if kind == "upstream_cut_mid_upload" and r.body_len >= 2:
+        half = conn.read(r.body_len // 2)
+        try:
+            if up.conn is None or up.used:
+                up.close()
+                up.connect()
+            up.send(head + half)
+            time.sleep(0.02)
+        except (ClientGone, OSError):
+            pass
+        up.close(hard=True)
+        proxy.count("injected", kind)
+        rst(sock)
+        return False
+    read_body(conn, r)
+    body = r.body
+    if kind in ("reset_mid_upload", "upstream_cut_mid_upload"):
+        proxy.count("not_applicable")  # an empty body: forwarded as it is
+        kind = None
+
+    if kind in ("slowdown_503", "internal_500"):
+        proxy.count("injected", kind)
+        if kind == "slowdown_503":
+            proxy_error(conn, r, 503, "SlowDown", "Please reduce your request rate.")
+        else:
+            proxy_error(conn, r, 500, "InternalError", "We encountered an internal error. Please try again.")
+        return True
+    if kind in ("reset_before_status", "close_before_status"):
+        proxy.count("injected", kind)
+        time.sleep(0.01)
+        (rst if kind == "reset_before_status" else fin)(sock)
+        return False
+    if kind == "stall":
+        proxy.count("injected", kind)
+        time.sleep(proxy.stall_seconds)
+
+    try:
+        status, rhead, rbody, close, rh = up.exchange(head, body, r.method)
+    except (ClientGone, OSError, ValueError, IndexError) as e:
+        # The upstream failed on its own: tell the client as a gateway would.
+        proxy.count("upstream_errors")
+        print("fault_server: upstream: %r" % (e,), file=sys.stderr)
+        up.close(hard=True)
+        proxy_error(conn, r, 502, "BadGateway", "upstream failed")
+        return True
+    proxy.count("forwarded")
+
+    if kind == "commit_then_reset":
+        proxy.count("injected", kind)
+        if 200 <= status < 300:
+            proxy.count("committed_then_reset")
+        rst(sock)
+        return False
+    body_kind = kind in ("reset_mid_body", "short_body", "drip")
+    if body_kind and not (status in (200, 206) and "content-length" in rh and len(rbody) >= 2):
+        proxy.count("not_applicable")  # e.g. a 404: relayed as it is
+        body_kind = False
+    if body_kind:
+        proxy.count("injected", kind)
+        conn.send(rhead)
+        if kind == "drip":
+            step = (len(rbody) + 7) // 8
+            for i in range(0, len(rbody), step):
+                conn.send(rbody[i:i + step])
+                time.sleep(proxy.drip_seconds / 8)
+            return not close
+        conn.send(rbody[:len(rbody) // 2])
+        if kind == "reset_mid_body":
+            time.sleep(0.02)  # let the client read what was sent before the RST discards it
+            rst(sock)
+        else:
+            fin(sock)
+        return False
+    conn.send(rhead + rbody)
+    return not close
+
+
+def proxy_control(conn, r):
+    """Proxy-mode control endpoints; False when `r` is not one of them."""
+    proxy = PROXY[0]
+    if r.path == "/_fault/stats" and r.method == "GET":
+        read_body(conn, r)
+        rid = request_id()
+        send_simple(conn, r, 200, [("Content-Type", "application/json")],
+                    json.dumps(proxy.snapshot(), sort_keys=True).encode(), rid)
+        return True
+    if r.method == "POST" and r.path in ("/_fault/stats/reset", "/_fault/pause", "/_fault/resume"):
+        read_body(conn, r)
+        if r.path == "/_fault/stats/reset":
+            proxy.zero()
+        else:
+            with LOCK:
+                proxy.paused = r.path == "/_fault/pause"
+        send_simple(conn, r, 200, [("Content-Type", "text/plain")], b"ok", request_id())
+        return True
+    return False
+
+
 def handle_conn(sock):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = Conn(sock)
+    up = Upstream(PROXY[0]) if PROXY[0] is not None else None
     try:
         while True:
             r = read_request(conn)
             if r is None:
                 break
             if r.path.startswith("/_fault/"):
-                handle_control(conn, r)
+                if up is None or not proxy_control(conn, r):
+                    handle_control(conn, r)
+            elif up is not None:
+                if not proxy_request(conn, r, up):
+                    return
             else:
                 rule = match_rule(r)
                 if rule is None or rule["action"] == "versioning" and not (r.key == "" and "versioning" in r.query):
@@ -711,6 +1041,9 @@ def handle_conn(sock):
         pass
     except Exception as e:  # noqa: BLE001 - keep serving other connections
         print("fault_server: %r" % (e,), file=sys.stderr)
+    finally:
+        if up is not None:
+            up.close()
     fin(sock)
 
 
@@ -725,12 +1058,40 @@ def exit_when_stdin_closes():
     os._exit(0)
 
 
+def parse_args(argv):
+    import argparse
+    p = argparse.ArgumentParser(description="A fault-injecting S3 server, or with --upstream a fault-injecting "
+                                "proxy in front of a real one (see the module docstring).")
+    p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches end of file")
+    p.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    p.add_argument("--upstream", help="proxy mode: forward to this http://HOST:PORT")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="proxy mode: probability of a fault per request")
+    p.add_argument("--seed", type=int, default=1, help="proxy mode: seed of the fault draws")
+    p.add_argument("--faults", default=",".join(PROXY_FAULTS),
+                   help="proxy mode: comma-separated fault kinds (default: all)")
+    p.add_argument("--stall-seconds", type=float, default=0.5, help="proxy mode: length of a stall")
+    p.add_argument("--drip-seconds", type=float, default=0.2, help="proxy mode: length of a drip")
+    a = p.parse_args(argv)
+    kinds = [k for k in a.faults.split(",") if k]
+    bad = [k for k in kinds if k not in PROXY_FAULTS]
+    if bad:
+        p.error("unknown fault kind(s) %s; known: %s" % (",".join(bad), ",".join(PROXY_FAULTS)))
+    if not 0.0 <= a.fault_rate <= 1.0:
+        p.error("--fault-rate must be between 0 and 1")
+    a.kinds = kinds
+    return a
+
+
 def main():
-    if "--watch-stdin" in sys.argv[1:]:
+    args = parse_args(sys.argv[1:])
+    if args.watch_stdin:
         threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
+    if args.upstream:
+        PROXY[0] = Proxy(args.upstream, args.fault_rate, args.seed, args.kinds, args.stall_seconds,
+                         args.drip_seconds)
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", 0))
+    srv.bind(("127.0.0.1", args.port))
     srv.listen(128)
     print("PORT %d" % srv.getsockname()[1], flush=True)
     while True:
