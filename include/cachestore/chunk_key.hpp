@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -79,10 +80,35 @@ inline void object_hash_hex(const chunk_key& k, char out[64]) noexcept {
     }
 }
 
+/// object_hash_hex, remembering this thread's last answer: the index is not
+/// hashed, so every chunk of one object version shares the hash, and callers
+/// touch the chunks of an object in runs (and each chunk many times).
+inline void object_hash_hex_memo(const chunk_key& k, char out[64]) {
+    struct memo {
+        std::string origin_id, bucket, object_key, etag;
+        std::int64_t chunk_size = 0;
+        char hex[64] = {};
+        bool valid = false;
+    };
+    thread_local memo m;
+    if (!(m.valid && m.chunk_size == k.chunk_size && m.object_key == k.object_key && m.etag == k.etag &&
+          m.bucket == k.bucket && m.origin_id == k.origin_id)) {
+        m.valid = false; // stays false if an assignment below throws
+        object_hash_hex(k, m.hex);
+        m.origin_id = k.origin_id;
+        m.bucket = k.bucket;
+        m.object_key = k.object_key;
+        m.etag = k.etag;
+        m.chunk_size = k.chunk_size;
+        m.valid = true;
+    }
+    std::memcpy(out, m.hex, 64);
+}
+
 /// Appends `origin_id/hex/index` to `out`. Precondition: validate(k) succeeded.
 inline void append_storage_path(std::string& out, const chunk_key& k) {
     char hex[64];
-    object_hash_hex(k, hex);
+    object_hash_hex_memo(k, hex);
     out.reserve(out.size() + k.origin_id.size() + 66 + 20);
     out += k.origin_id;
     out += '/';

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "cachestore/bytes.hpp"
 #include "cachestore/chunk_key.hpp"
@@ -59,6 +60,34 @@ result<> get_chunk(S& s, const context& ctx, const chunk_key& key, std::int64_t 
     } else {
         span_sink sink(out);
         return s.get_chunk(ctx, key, off, static_cast<std::int64_t>(out.size()), sink);
+    }
+}
+
+namespace detail {
+/// A SHA-256 digest spelled as 64 lowercase hex digits.
+inline result<> check_sha256_hex(std::string_view hex) {
+    bool ok = hex.size() == 64;
+    for (const char c : hex) ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!ok) return fail(errc::invalid_argument, "put_chunk", {}, "the payload digest must be 64 lowercase hex digits");
+    return {};
+}
+} // namespace detail
+
+/// put_chunk for bytes whose SHA-256 the caller already has (64 lowercase hex
+/// digits), typically hashed while they arrived from the origin. A driver
+/// that hashes what it uploads provides a member `put_chunk_prehashed(ctx,
+/// key, bytes, sha256_hex)`, which this calls, and so skips hashing the bytes
+/// again; the others ignore the digest. A digest that does not match the bytes
+/// is a caller bug: a driver may refuse the commit (S3 does, and the server
+/// checks it) but never commits anything but `bytes`.
+template <CacheStore S>
+result<> put_chunk_prehashed(S& s, const context& ctx, const chunk_key& key, std::span<const std::byte> bytes,
+                             std::string_view sha256_hex) {
+    if (auto d = detail::check_sha256_hex(sha256_hex); !d) return d;
+    if constexpr (requires { { s.put_chunk_prehashed(ctx, key, bytes, sha256_hex) } -> std::same_as<result<>>; }) {
+        return s.put_chunk_prehashed(ctx, key, bytes, sha256_hex);
+    } else {
+        return s.put_chunk(ctx, key, static_cast<std::int64_t>(bytes.size()), bytes);
     }
 }
 

@@ -61,9 +61,42 @@ inline std::optional<content_range> parse_content_range(std::string_view v) {
     return r;
 }
 
-/// An HTTP date (RFC 9110 IMF-fixdate and the obsolete forms), via libcurl.
+/// IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`: the one form RFC 9110 lets
+/// servers send. nullopt for anything else (and for years before 1970 or a
+/// leap second), which parse_http_date then hands to libcurl.
+inline std::optional<std::chrono::system_clock::time_point> parse_imf_fixdate(std::string_view v) {
+    if (v.size() != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
+        v[22] != ':' || v.substr(25) != " GMT")
+        return std::nullopt;
+    auto num = [v](std::size_t at, std::size_t n) {
+        int x = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const char c = v[at + i];
+            if (c < '0' || c > '9') return -1;
+            x = x * 10 + (c - '0');
+        }
+        return x;
+    };
+    constexpr std::string_view days = "SunMonTueWedThuFriSat";
+    constexpr std::string_view months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    const auto d = days.find(v.substr(0, 3));
+    const auto m = months.find(v.substr(8, 3));
+    const int day = num(5, 2), year = num(12, 4), hh = num(17, 2), mm = num(20, 2), ss = num(23, 2);
+    // Years past 2261 go to the general path, which refuses what the clock cannot hold.
+    if (d == std::string_view::npos || d % 3 != 0 || m == std::string_view::npos || m % 3 != 0 || day < 1 ||
+        year < 1970 || year > 2261 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 59)
+        return std::nullopt;
+    const std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(m / 3 + 1)},
+                                          std::chrono::day{static_cast<unsigned>(day)}};
+    if (!ymd.ok()) return std::nullopt;
+    return std::chrono::sys_days{ymd} + std::chrono::hours{hh} + std::chrono::minutes{mm} + std::chrono::seconds{ss};
+}
+
+/// An HTTP date (RFC 9110 IMF-fixdate without allocating; the obsolete forms
+/// via libcurl).
 inline std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string_view v) {
     v = trim_ows(v);
+    if (auto t = parse_imf_fixdate(v)) return t;
     if (v.empty() || v.size() > 64) return std::nullopt;
     const std::string s(v);
     const time_t t = curl_getdate(s.c_str(), nullptr);
