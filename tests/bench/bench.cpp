@@ -24,11 +24,12 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #if CACHESTORE_BENCH_LIBS3
@@ -46,12 +47,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -63,7 +67,9 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -122,16 +128,38 @@ void report_failure(std::string_view what, std::string_view detail) {
                  static_cast<int>(detail.size()), detail.data());
 }
 
+/// Ends the process with `status`, from any thread: flushes stdio, then
+/// _Exit, which (unlike std::exit) runs no atexit handlers or static
+/// destructors under the feet of the worker pool's threads.
+[[noreturn]] void exit_now(int status) {
+    std::fflush(nullptr);
+    std::_Exit(status);
+}
+
 [[noreturn]] void die(std::string_view msg) {
     std::fprintf(stderr, "bench: %.*s\n", static_cast<int>(msg.size()), msg.data());
-    std::exit(2);
+    exit_now(2);
+}
+
+/// The number `s` starts with, or nothing when there is none or it is out of
+/// range. With `whole`, nothing may follow the number.
+template <class T>
+std::optional<T> parse_number(std::string_view s, bool whole) {
+    T v{};
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || (whole && end != s.data() + s.size())) return std::nullopt;
+    return v;
+}
+
+std::string_view skip_blanks(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    return s;
 }
 
 bool selected(std::string_view row) {
     if (g_opt.only.empty()) return true;
-    for (const auto& o : g_opt.only)
-        if (row.find(o) != std::string_view::npos) return true;
-    return false;
+    return std::any_of(g_opt.only.begin(), g_opt.only.end(),
+                       [row](const std::string& o) { return row.find(o) != std::string_view::npos; });
 }
 
 std::string fmt(const char* f, double v) {
@@ -166,8 +194,10 @@ struct server {
     bool auth = false; ///< the server checks signatures
 };
 
+/// Only server_from_env reads the environment, in run() before the worker
+/// threads start (and nothing in this process sets variables).
 std::string env(const char* name) {
-    const char* v = std::getenv(name);
+    const char* v = std::getenv(name); // NOLINT(concurrency-mt-unsafe): read before any thread starts, see above
     return v == nullptr ? std::string() : std::string(v);
 }
 
@@ -200,7 +230,9 @@ server server_from_env(const std::string& target) {
     s.hostport = s.endpoint.substr(scheme + 3);
     const auto colon = s.hostport.rfind(':');
     if (colon == std::string::npos) die("the endpoint has no port: " + s.endpoint);
-    s.port = std::atoi(s.hostport.c_str() + colon + 1);
+    const auto port = parse_number<int>(std::string_view(s.hostport).substr(colon + 1), true);
+    if (!port || *port <= 0 || *port > 65535) die("the endpoint has no valid port: " + s.endpoint);
+    s.port = *port;
     return s;
 }
 
@@ -225,7 +257,7 @@ struct object {
     std::int64_t size = 0;
 };
 
-object make_object(const server& sv, s3::store& st, std::string name, std::int64_t size) {
+object make_object(const server& sv, s3::store& st, const std::string& name, std::int64_t size) {
     object o;
     o.key = cachestore::chunk_key{"bench", "origin-bucket", "objects/" + name, "\"etag-1\"", size, 0};
     auto k = st.object_key(o.key);
@@ -254,9 +286,9 @@ std::string sha256_hex(std::span<const std::byte> b) {
     if (EVP_Digest(b.data(), b.size(), md, &len, EVP_sha256(), nullptr) != 1) die("EVP_Digest failed");
     static constexpr char d[] = "0123456789abcdef";
     std::string s(64, '0');
-    for (int i = 0; i < 32; ++i) {
-        s[static_cast<std::size_t>(2 * i)] = d[md[i] >> 4];
-        s[static_cast<std::size_t>(2 * i + 1)] = d[md[i] & 15];
+    for (std::size_t i = 0; i < 32; ++i) {
+        s[2 * i] = d[md[i] >> 4];
+        s[2 * i + 1] = d[md[i] & 15];
     }
     return s;
 }
@@ -383,7 +415,7 @@ private:
         curl_easy_getinfo(h_, CURLINFO_RESPONSE_CODE, &st);
         return st;
     }
-    bool bad(const char* what, long st) {
+    bool bad(const char* what, long st) const {
         report_failure(std::string("raw libcurl ") + what, "HTTP " + std::to_string(st) + ", " + std::to_string(got_) +
                                                                " of " + std::to_string(cap_) + " bytes");
         return false;
@@ -677,7 +709,7 @@ struct ratio_result {
 std::vector<ratio_result> g_rows;
 std::function<void()> g_prepare; ///< run before the first selected row (uploads the objects)
 
-void run_row(ratio_row row) {
+void run_row(const ratio_row& row) {
     if (!selected(row.name + " vs " + row.baseline)) return;
     if (g_prepare) g_prepare();
     ratio_result r;
@@ -788,7 +820,8 @@ long status_kib(const char* field) {
     std::string line;
     const std::string key = std::string(field) + ":";
     while (std::getline(f, line))
-        if (line.starts_with(key)) return std::atol(line.c_str() + key.size());
+        if (line.starts_with(key))
+            return parse_number<long>(skip_blanks(std::string_view(line).substr(key.size())), false).value_or(-1);
     return -1;
 }
 
@@ -819,8 +852,9 @@ cg_totals parse_callgrind(const std::string& file) {
     bool in_memcpy = false, skip_next = false;
     while (std::getline(f, line)) {
         if (line.starts_with("totals:") || line.starts_with("summary:")) {
-            t.ir = std::atof(line.c_str() + line.find(':') + 1);
-            t.ok = true;
+            const auto ir = parse_number<double>(skip_blanks(std::string_view(line).substr(line.find(':') + 1)), false);
+            t.ir = ir.value_or(0);
+            t.ok = ir.has_value();
             continue;
         }
         // Function names are compressed: the first "fn=(id) name" or
@@ -852,13 +886,29 @@ cg_totals parse_callgrind(const std::string& file) {
         }
         if (in_memcpy) {
             const auto sp = line.find(' ');
-            if (sp != std::string::npos) t.memcpy_ir += std::atof(line.c_str() + sp + 1);
+            if (sp != std::string::npos)
+                t.memcpy_ir +=
+                    parse_number<double>(skip_blanks(std::string_view(line).substr(sp + 1)), false).value_or(0);
         }
     }
     return t;
 }
 
-bool have_valgrind() { return std::system("valgrind --version >/dev/null 2>&1") == 0; }
+/// Whether `valgrind --version` runs and exits 0 (its output discarded).
+bool have_valgrind() {
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0) return false;
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+    const char* argv[] = {"valgrind", "--version", nullptr};
+    pid_t pid = 0;
+    const int rc = posix_spawnp(&pid, "valgrind", &fa, nullptr, const_cast<char* const*>(argv), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return false;
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 cg_totals run_callgrind_child(const std::string& what, long iters) {
     char tmpl[] = "/tmp/cachestore-bench-cg-XXXXXX";
@@ -1239,6 +1289,7 @@ void connection_rows(fixture& f) {
     }
     {
         std::vector<std::unique_ptr<raw_http>> hs;
+        hs.reserve(static_cast<std::size_t>(threads));
         for (int i = 0; i < threads; ++i) hs.push_back(std::make_unique<raw_http>(f.sv, f.sv.auth));
         long conn = 0;
         auto [n, failed] = count(
@@ -1445,7 +1496,19 @@ void print_tables(const server& sv) {
     std::fprintf(stderr, "usage: cachestore_bench [--target nginx|rgw] [--runs N] [--seconds S] [--only SUBSTRING]...\n"
                          "                        [--no-callgrind] [--no-measurements] [--smoke]\n"
                          "Servers come from tests/servers/with-servers.sh (CACHESTORE_NGINX_* / CACHESTORE_RGW_*).\n");
-    std::exit(2);
+    exit_now(2);
+}
+
+/// The value of option `opt`, parsed whole as a T, or a usage error.
+template <class T>
+T option_value(std::string_view opt, const std::string& v) {
+    const auto n = parse_number<T>(v, true);
+    if (!n) {
+        std::fprintf(stderr, "bench: %.*s needs %s, got '%s'\n", static_cast<int>(opt.size()), opt.data(),
+                     std::is_integral_v<T> ? "an integer" : "a number", v.c_str());
+        usage();
+    }
+    return *n;
 }
 
 int run(int argc, char** argv) {
@@ -1460,9 +1523,9 @@ int run(int argc, char** argv) {
         else if (a == "--target")
             g_opt.target = next();
         else if (a == "--runs")
-            g_opt.runs = std::max(1, std::atoi(next().c_str()));
+            g_opt.runs = std::max(1, option_value<int>(a, next()));
         else if (a == "--seconds")
-            g_opt.seconds = std::atof(next().c_str());
+            g_opt.seconds = option_value<double>(a, next());
         else if (a == "--only")
             g_opt.only.push_back(next());
         else if (a == "--no-callgrind")
@@ -1474,9 +1537,13 @@ int run(int argc, char** argv) {
         else if (a == "--cg-child")
             g_opt.cg_child = next();
         else if (a == "--cg-iters")
-            g_opt.cg_iters = std::atol(next().c_str());
+            g_opt.cg_iters = option_value<long>(a, next());
         else
             usage();
+    }
+    if (!std::isfinite(g_opt.seconds) || g_opt.seconds < 0) {
+        std::fprintf(stderr, "bench: --seconds needs a number >= 0, got %g\n", g_opt.seconds);
+        usage();
     }
     {
         char buf[4096];
@@ -1486,10 +1553,11 @@ int run(int argc, char** argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (!g_opt.cg_child.empty()) return callgrind_child(g_opt.cg_child, g_opt.cg_iters);
 
+    server sv = server_from_env(g_opt.target); // reads the environment: before the threads start
     worker_pool pool(8);
     g_pool = &pool;
     {
-        fixture f(server_from_env(g_opt.target));
+        fixture f(std::move(sv));
         if (g_opt.setup_only) {
             f.upload();
             return 0;
@@ -1517,4 +1585,13 @@ int run(int argc, char** argv) {
 
 } // namespace bench
 
-int main(int argc, char** argv) { return bench::run(argc, argv); }
+int main(int argc, char** argv) {
+    try {
+        return bench::run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench: unexpected exception: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "bench: unexpected exception\n");
+    }
+    return 1;
+}
