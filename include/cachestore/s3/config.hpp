@@ -380,7 +380,21 @@ struct curl_free_deleter {
     // the next URL built from it decodes again.
     if (p.host.find('%') != std::string::npos)
         return std::unexpected("endpoint " + shown + ": the host must not be percent-encoded");
-    const std::string path = url_part(u.get(), CURLUPART_PATH).value_or("/");
+    // The path as written, not only as curl returns it: curl removes dot
+    // segments, so "http://u/x:secret@h/../" would otherwise pass as "/".
+    std::string path = url_part(u.get(), CURLUPART_PATH).value_or("/");
+    // The authority starts after the scheme's ':' and the slashes that follow
+    // (curl accepts "http:/h" too).
+    if (std::size_t at = c.endpoint.find(':'); at != std::string::npos) {
+        at = c.endpoint.find_first_not_of('/', at + 1);
+        const std::size_t path_at = at == std::string::npos ? at : c.endpoint.find_first_of("/?#", at);
+        if (path_at != std::string::npos) {
+            const std::size_t path_end = c.endpoint.find_first_of("?#", path_at);
+            const std::string written = c.endpoint.substr(path_at, path_end == std::string::npos ? std::string::npos
+                                                                                                  : path_end - path_at);
+            if (written.size() > 1) path = written;
+        }
+    }
     if (path != "/" && !path.empty()) {
         // "http://user/name:secret@host": curl sees host "user" and a path that
         // holds the secret, so a path next to an '@' is never shown.
