@@ -91,16 +91,8 @@ int report_error(const common& c, const cs::error& e, std::string_view hint = {}
 }
 
 int report_usage(const common& c, const std::string& message) {
-    if (c.json) {
-        json j = {{"ok", false},
-                  {"command", c.command},
-                  {"error", ex::error_json(ex::usage_as_error("usage", message))},
-                  {"exit_code", static_cast<int>(ex::exit_usage)}};
-        std::cout << j.dump() << std::endl;
-    }
-    std::cerr << "cachestore" << (c.command.empty() ? "" : " " + c.command) << ": " << message << "\n"
-              << "Try 'cachestore " << (c.command.empty() ? "" : c.command + " ") << "--help'.\n";
-    return ex::exit_usage;
+    return ex::report_usage(c.command.empty() ? "cachestore" : "cachestore " + c.command, c.json, message,
+                            {{"command", c.command}});
 }
 
 int report_ok(const common& c, const json& j, const std::string& text) {
@@ -130,13 +122,18 @@ cs::chunk_key key_from(const ex::arg_parser& p) {
 
 /// --store / CACHESTORE_URL, parsed. Errors come back as cachestore errors.
 cs::result<ex::store_spec> store_from(const ex::arg_parser& p, common& c) {
-    auto url = p.get("--store");
-    if (!url) {
-        url = ex::env_value("CACHESTORE_URL");
-    }
-    if (!url) throw ex::usage_error("no store given: pass --store URL or set CACHESTORE_URL");
-    c.store_url = *url;
-    return ex::parse_store_url(*url);
+    c.store_url = ex::store_url_from(p);
+    return ex::parse_store_url(c.store_url);
+}
+
+/// Parses a command's flags (argv[2..]) and sets the common options from
+/// them. Returns false after printing --help: the command is done.
+bool parse_flags(ex::arg_parser& p, int argc, char** argv, common& c) {
+    if (!p.parse_or_help(argc, argv, 2)) return false;
+    c.json = p.has("--json");
+    c.progress = !p.has("--no-progress");
+    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    return true;
 }
 
 cs::context make_ctx(const common& c, const std::stop_token& stop) { return cs::context::with_timeout(c.timeout, stop); }
@@ -252,11 +249,7 @@ int cmd_put(int argc, char** argv, common& c, const std::stop_token& stop) {
     ex::add_key_flags(p, true);
     p.flag("--object-size", "SIZE", "the origin object's size: check that the input is exactly\nexpected_len(SIZE) bytes for --index");
     p.epilog(epilog(true));
-    p.parse(argc, argv, 2);
-    if (p.help()) return std::cout << p.help_text(), 0;
-    c.json = p.has("--json");
-    c.progress = !p.has("--no-progress");
-    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (p.positional().size() > 1) throw ex::usage_error("put takes at most one FILE");
     const auto key = key_from(p);
     const std::string file = p.positional().empty() ? "-" : p.positional()[0];
@@ -360,11 +353,7 @@ int cmd_get(int argc, char** argv, common& c, const std::stop_token& stop) {
     p.flag("--length", "N", "number of bytes (default: to the end of the stored chunk)");
     p.flag("--out", "FILE", "write to FILE instead of stdout (required with --json)");
     p.epilog(epilog(true));
-    p.parse(argc, argv, 2);
-    if (p.help()) return std::cout << p.help_text(), 0;
-    c.json = p.has("--json");
-    c.progress = !p.has("--no-progress");
-    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (!p.positional().empty()) throw ex::usage_error("get takes no positional arguments (use --out FILE)");
     const auto key = key_from(p);
     const std::int64_t off = p.size_or("--offset", 0);
@@ -410,10 +399,7 @@ int cmd_stat_rm(int argc, char** argv, common& c, const std::stop_token& stop, b
     add_common_flags(p, true);
     ex::add_key_flags(p, true);
     p.epilog(epilog(true));
-    p.parse(argc, argv, 2);
-    if (p.help()) return std::cout << p.help_text(), 0;
-    c.json = p.has("--json");
-    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (!p.positional().empty()) throw ex::usage_error(c.command + " takes no positional arguments");
     const auto key = key_from(p);
     auto spec = store_from(p, c);
@@ -433,10 +419,7 @@ int cmd_selftest(int argc, char** argv, common& c, const std::stop_token& stop) 
                      "are enforced. Prints what it found; exit 0 when the store is fit.");
     add_common_flags(p, true);
     p.epilog(epilog(true));
-    p.parse(argc, argv, 2);
-    if (p.help()) return std::cout << p.help_text(), 0;
-    c.json = p.has("--json");
-    c.timeout = std::chrono::seconds(p.int_or("--timeout", 120, 1, std::int64_t{86400} * 7));
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (!p.positional().empty()) throw ex::usage_error("selftest takes no positional arguments");
     auto spec = store_from(p, c);
     if (!spec) return report_error(c, spec.error());
@@ -475,9 +458,7 @@ int cmd_path(int argc, char** argv, common& c) {
     ex::add_key_flags(p, true);
     p.flag("--object-size", "SIZE", "the origin object's size, to print expected_len");
     p.epilog(std::string(ex::exit_code_help));
-    p.parse(argc, argv, 2);
-    if (p.help()) return std::cout << p.help_text(), 0;
-    c.json = p.has("--json");
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (!p.positional().empty()) throw ex::usage_error("path takes no positional arguments");
     const auto key = key_from(p);
     const auto path = *cs::storage_path(key);
@@ -524,9 +505,7 @@ int run_main(int argc, char** argv) {
     }
     common c;
     c.command = std::string(cmd);
-    // Scan for --json early, so usage errors come out as JSON too.
-    for (int i = 2; i < argc && std::string_view(argv[i]) != "--"; ++i)
-        if (std::string_view(argv[i]) == "--json") c.json = true;
+    c.json = ex::wants_json(argc, argv, 2); // early, so that usage errors come out as JSON too
     ex::signal_stop signals;
     try {
         int rc;

@@ -1,6 +1,7 @@
 // examples/common.hpp - small helpers shared by the example programs: a
 // command-line parser that also writes the --help text, exit codes, sizes,
-// errors as JSON, a progress bar for terminals, and Ctrl-C as a stop request.
+// errors as JSON, usage errors and the store URL from the command line, a
+// progress bar for terminals, and Ctrl-C as a stop request.
 //
 // Not part of the library: the examples are programs a user can read and
 // copy from, and this is the plumbing they share.
@@ -201,7 +202,7 @@ public:
         flags_.push_back({"", "", std::move(title)});
         return *this;
     }
-    arg_parser& epilog(std::string text) {
+    arg_parser& epilog(std::string_view text) {
         epilog_ += text;
         return *this;
     }
@@ -243,6 +244,14 @@ public:
                 values_[name] = argv[++i];
             }
         }
+    }
+
+    /// parse(), and with --help print the help on stdout and return false:
+    /// the program (or command) is done.
+    [[nodiscard]] bool parse_or_help(int argc, char** argv, int first) {
+        parse(argc, argv, first);
+        if (help_) std::fputs(help_text().c_str(), stdout);
+        return !help_;
     }
 
     [[nodiscard]] bool help() const noexcept { return help_; }
@@ -315,6 +324,53 @@ private:
     std::vector<std::string> positional_;
     bool help_ = false;
 };
+
+// ---- the start of a program: --json, usage errors, the store URL ----------------------
+
+/// Whether argv[first..) asks for --json (before any "--"). Scanned before the
+/// flags are parsed, so that a usage error in them is reported as JSON too.
+[[nodiscard]] inline bool wants_json(int argc, char** argv, int first) {
+    for (int i = first; i < argc && std::string_view(argv[i]) != "--"; ++i)
+        if (std::string_view(argv[i]) == "--json") return true;
+    return false;
+}
+
+/// Reports a usage error and returns exit_usage: "PROGRAM: MESSAGE" and a
+/// pointer to PROGRAM --help on stderr and, with `json`, one object on stdout
+/// (`fields`, e.g. the subcommand, plus ok, error and exit_code).
+inline int report_usage(std::string_view program, bool json, const std::string& message,
+                        nlohmann::json fields = nlohmann::json::object()) {
+    if (json) {
+        fields["ok"] = false;
+        fields["error"] = error_json(usage_as_error("usage", message));
+        fields["exit_code"] = static_cast<int>(exit_usage);
+        std::fprintf(stdout, "%s\n", fields.dump().c_str());
+        std::fflush(stdout);
+    }
+    const std::string prog(program);
+    std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", prog.c_str(), message.c_str(), prog.c_str());
+    return exit_usage;
+}
+
+/// The store URL: --store, else the CACHESTORE_URL environment variable.
+/// Throws usage_error when neither is given. An empty --store is given: it
+/// is the URL parser's to refuse.
+[[nodiscard]] inline std::string store_url_from(const arg_parser& p) {
+    if (auto url = p.get("--store")) return *url;
+    if (auto url = env_value("CACHESTORE_URL")) return *url;
+    throw usage_error("no store given: pass --store URL or set CACHESTORE_URL");
+}
+
+/// Parses argv[first..) into `p` for a program that takes flags only, one of
+/// them --store, and sets `url` (store_url_from). With --help it prints the
+/// help on stdout and returns false: the program is done. Throws usage_error
+/// for an unknown or malformed flag, a positional argument, or no store.
+[[nodiscard]] inline bool parse_store_flags(arg_parser& p, int argc, char** argv, int first, std::string& url) {
+    if (!p.parse_or_help(argc, argv, first)) return false;
+    if (!p.positional().empty()) throw usage_error("unexpected argument '" + p.positional()[0] + "'");
+    url = store_url_from(p);
+    return true;
+}
 
 // ---- progress bar ------------------------------------------------------------------
 
@@ -391,7 +447,7 @@ public:
         sigaddset(&set_, SIGINT);
         sigaddset(&set_, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &set_, &old_);
-        watcher_ = std::jthread([this](std::stop_token self) {
+        watcher_ = std::jthread([this](const std::stop_token& self) {
             const timespec tick{0, 100'000'000};
             while (!self.stop_requested()) {
                 const int sig = sigtimedwait(&set_, nullptr, &tick);

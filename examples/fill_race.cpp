@@ -524,28 +524,10 @@ int run_main(int argc, char** argv) {
     p.epilog(std::string(ex::exit_code_help));
 
     options o;
-    bool json_early = false;
-    for (int i = 1; i < argc; ++i)
-        if (std::string_view(argv[i]) == "--json") json_early = true;
-    auto usage = [&](const std::string& msg) {
-        if (json_early)
-            std::cout << json{{"ok", false}, {"error", ex::error_json(ex::usage_as_error("usage", msg))}, {"exit_code", 2}}.dump()
-                      << std::endl;
-        std::cerr << "fill_race: " << msg << "\nTry 'fill_race --help'.\n";
-        return ex::exit_usage;
-    };
+    const bool json_early = ex::wants_json(argc, argv, 1);
     std::string url;
     try {
-        p.parse(argc, argv, 1);
-        if (p.help()) {
-            std::cout << p.help_text();
-            return ex::exit_ok;
-        }
-        if (!p.positional().empty()) throw ex::usage_error("unexpected argument '" + p.positional()[0] + "'");
-        url = p.get_or("--store", "");
-        if (url.empty())
-            url = ex::env_value("CACHESTORE_URL").value_or("");
-        if (url.empty()) throw ex::usage_error("no store given: pass --store URL or set CACHESTORE_URL");
+        if (!ex::parse_store_flags(p, argc, argv, 1, url)) return ex::exit_ok; // --help was printed
         o.threads = static_cast<int>(p.int_or("--threads", 8, 1, 512));
         o.processes = static_cast<int>(p.int_or("--processes", 1, 1, 64));
         o.chunks = static_cast<int>(p.int_or("--chunks", 4, 1, 10000));
@@ -560,16 +542,19 @@ int run_main(int argc, char** argv) {
         o.json_file = p.get("--json-file");
         o.timeout = std::chrono::seconds(p.int_or("--timeout", 60, 1, 86400));
     } catch (const ex::usage_error& e) {
-        return usage(e.what());
+        return ex::report_usage("fill_race", json_early, e.what());
     }
     auto spec = ex::parse_store_url(url);
     if (!spec) {
-        if (spec.error().code == cs::errc::invalid_argument) return usage(spec.error().to_string());
+        if (spec.error().code == cs::errc::invalid_argument)
+            return ex::report_usage("fill_race", json_early, spec.error().to_string());
         return fail_with(o, spec.error(), "bad store");
     }
     o.spec = *spec;
     if (o.processes > 1 && std::holds_alternative<ex::memory_spec>(o.spec))
-        return usage("--processes needs a store the processes share (file:// or s3://); mem: lives in one process");
+        return ex::report_usage("fill_race", json_early,
+                                "--processes needs a store the processes share (file:// or s3://); mem: lives in one "
+                                "process");
     o.run_id = random_hex();
     return run(o);
 }

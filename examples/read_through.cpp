@@ -476,28 +476,10 @@ int run_main(int argc, char** argv) {
     p.epilog(std::string(ex::exit_code_help));
 
     options o;
-    bool json_early = false;
-    for (int i = 1; i < argc; ++i)
-        if (std::string_view(argv[i]) == "--json") json_early = true;
-    auto usage = [&](const std::string& msg) {
-        if (json_early)
-            std::cout << json{{"ok", false}, {"error", ex::error_json(ex::usage_as_error("usage", msg))}, {"exit_code", 2}}.dump()
-                      << std::endl;
-        std::cerr << "read_through: " << msg << "\nTry 'read_through --help'.\n";
-        return ex::exit_usage;
-    };
+    const bool json_early = ex::wants_json(argc, argv, 1);
     std::string url;
     try {
-        p.parse(argc, argv, 1);
-        if (p.help()) {
-            std::cout << p.help_text();
-            return ex::exit_ok;
-        }
-        if (!p.positional().empty()) throw ex::usage_error("unexpected argument '" + p.positional()[0] + "'");
-        url = p.get_or("--store", "");
-        if (url.empty())
-            url = ex::env_value("CACHESTORE_URL").value_or("");
-        if (url.empty()) throw ex::usage_error("no store given: pass --store URL or set CACHESTORE_URL");
+        if (!ex::parse_store_flags(p, argc, argv, 1, url)) return ex::exit_ok; // --help was printed
         o.origin_file = p.require("--origin-file");
         o.base.origin_id = p.get_or("--origin", "read-through");
         o.base.bucket = p.get_or("--bucket", "local");
@@ -520,11 +502,12 @@ int run_main(int argc, char** argv) {
         o.origin_mibps = static_cast<double>(p.int_or("--origin-mibps", 0, 0, 1 << 20));
         o.timeout = std::chrono::seconds(p.int_or("--timeout", 60, 1, 86400));
     } catch (const ex::usage_error& e) {
-        return usage(e.what());
+        return ex::report_usage("read_through", json_early, e.what());
     }
     auto spec = ex::parse_store_url(url);
     if (!spec) {
-        if (spec.error().code == cs::errc::invalid_argument) return usage(spec.error().to_string());
+        if (spec.error().code == cs::errc::invalid_argument)
+            return ex::report_usage("read_through", json_early, spec.error().to_string());
         if (o.json) std::cout << json{{"ok", false}, {"error", ex::error_json(spec.error())}, {"exit_code", ex::exit_code_for(spec.error().code)}}.dump() << std::endl;
         std::cerr << "read_through: " << spec.error().to_string() << "\n";
         return ex::exit_code_for(spec.error().code);

@@ -12,8 +12,8 @@
 //   addressing=path|virtual
 //   commit=auto|stat_then_put|if_none_match
 //   config=/path/to/config.json
-//                        a JSON config (docs/s3.md); the URL's bucket, prefix and
-//                        parameters override the file's values
+//                        a JSON config (docs/s3.md), a regular file of at most 1 MiB;
+//                        the URL's bucket, prefix and parameters override the file's values
 // PREFIX is a folder: "s3://b/cache" and "s3://b/cache/" both store under
 // "cache/". Credentials never go into the URL: they come from the JSON config
 // or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -29,15 +29,17 @@
 // at the top, and every call inside is direct.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -131,18 +133,62 @@ struct curlu_deleter {
     return out;
 }
 
-/// Reads a config file (at most 1 MiB).
-[[nodiscard]] inline result<std::string> read_config_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+/// The largest config file read_config_file accepts (a config is a few hundred bytes).
+inline constexpr std::size_t max_config_file = std::size_t{1} << 20;
+
+/// " (a directory)" and the like, for a file that is not a regular one.
+[[nodiscard]] inline std::string_view file_kind(mode_t mode) noexcept {
+    if (S_ISDIR(mode)) return " (a directory)";
+    if (S_ISCHR(mode)) return " (a character device)";
+    if (S_ISBLK(mode)) return " (a block device)";
+    if (S_ISFIFO(mode)) return " (a FIFO)";
+    if (S_ISSOCK(mode)) return " (a socket)";
+    return "";
+}
+
+/// read_config_file's work on the open file.
+[[nodiscard]] inline result<std::string> read_config_fd(int fd, const std::string& shown) {
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) {
         const int err = errno;
-        return misconfigured("cannot read the config file " + s3::detail::quote(path) + ": " + std::strerror(err));
+        return misconfigured("cannot read the config file " + shown + ": " + cachestore::detail::posix::errno_text(err));
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) return misconfigured("error while reading the config file " + s3::detail::quote(path));
-    std::string text = std::move(ss).str();
-    if (text.size() > (1u << 20)) return misconfigured("the config file " + s3::detail::quote(path) + " is larger than 1 MiB");
+    if (!S_ISREG(st.st_mode))
+        return misconfigured("the config file " + shown + " is not a regular file" + std::string(file_kind(st.st_mode)));
+    const std::string too_big = "the config file " + shown + " is larger than 1 MiB";
+    if (st.st_size > static_cast<off_t>(max_config_file)) return misconfigured(too_big);
+    std::string text;
+    char buf[16 * 1024];
+    for (;;) { // up to one byte past the limit: the file may have grown since fstat
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int err = errno;
+            return misconfigured("error while reading the config file " + shown + ": " +
+                                 cachestore::detail::posix::errno_text(err));
+        }
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+        if (text.size() > max_config_file) return misconfigured(too_big);
+    }
+    return text;
+}
+
+/// Reads a config file: a regular file of at most 1 MiB. Anything else (a
+/// directory, /dev/zero, a FIFO) is refused before a byte is read, so that it
+/// can neither block nor fill memory. Messages name the path, never the
+/// content (a config file may hold a secret key).
+[[nodiscard]] inline result<std::string> read_config_file(const std::string& path) {
+    const std::string shown = s3::detail::quote(path);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
+    // then); it changes nothing for the reads of a regular file.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        const int err = errno;
+        return misconfigured("cannot read the config file " + shown + ": " + cachestore::detail::posix::errno_text(err));
+    }
+    auto text = read_config_fd(fd, shown);
+    ::close(fd);
     return text;
 }
 
@@ -183,17 +229,29 @@ struct s3_params {
     return p;
 }
 
+/// The bucket of an s3 URL: the URL's own text between "s3://" and the first
+/// '/', '?' or '#', percent-decoded once. Never curl's host part: curl has
+/// already decoded it, and rewrites a name that looks like an IPv4 number
+/// ("s3://1234" would name bucket "0.0.4.210"). Whether the decoded name is
+/// a valid bucket name is s3::validate's to say.
+[[nodiscard]] inline result<std::string> s3_bucket(std::string_view url) {
+    constexpr std::string_view scheme = "s3://";
+    if (url.size() < scheme.size() || lower(url.substr(0, scheme.size())) != scheme)
+        return bad_url("an s3 URL starts with s3:// and its bucket: s3://BUCKET/PREFIX");
+    std::string_view raw = url.substr(scheme.size());
+    raw = raw.substr(0, raw.find_first_of("/?#"));
+    if (raw.empty()) return bad_url("an s3 URL names its bucket first: s3://BUCKET/PREFIX (got an empty bucket)");
+    if (raw.find(':') != std::string_view::npos)
+        return bad_url("an s3 URL takes no port: the server goes in endpoint=...");
+    return percent_decode(raw, "bucket");
+}
+
 [[nodiscard]] inline result<s3_spec> parse_s3(std::string_view url, CURLU* u, const s3::env_source& env) {
-    if (url.size() > 5 && url[5] == '/')
-        return bad_url("an s3 URL names its bucket first: s3://BUCKET/PREFIX (got an empty bucket)");
     if (part(u, CURLUPART_USER) || part(u, CURLUPART_PASSWORD))
         return bad_url("the s3 URL contains user info ('...@'): never put credentials in a URL; use the "
                        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or a config file");
-    if (part(u, CURLUPART_PORT)) return bad_url("an s3 URL takes no port: the server goes in endpoint=...");
     if (part(u, CURLUPART_FRAGMENT)) return bad_url("an s3 URL takes no fragment ('#...')");
-    auto host = part(u, CURLUPART_HOST);
-    if (!host || host->empty()) return bad_url("an s3 URL needs a bucket: s3://BUCKET/PREFIX");
-    auto bucket = percent_decode(*host, "bucket");
+    auto bucket = s3_bucket(url);
     if (!bucket) return std::unexpected(std::move(bucket.error()));
     auto raw_path = part(u, CURLUPART_PATH).value_or("/");
     auto path = percent_decode(raw_path, "prefix");
@@ -202,20 +260,21 @@ struct s3_params {
     if (!prefix.empty() && !prefix.ends_with('/')) prefix += '/';
     if (prefix.starts_with('/')) return bad_url("the prefix of an s3 URL must not start with '/' (s3://bucket//x)");
 
-    auto params = parse_s3_query(part(u, CURLUPART_QUERY).value_or(""));
-    if (!params) return std::unexpected(std::move(params.error()));
+    auto parsed = parse_s3_query(part(u, CURLUPART_QUERY).value_or(""));
+    if (!parsed) return std::unexpected(std::move(parsed.error()));
+    const s3_params& params = *parsed;
 
     s3::config cfg;
     auto set_enums = [&](s3::config& c) -> result<> {
-        if (params->addressing) {
-            if (*params->addressing == "path") c.addressing_style = s3::addressing::path;
-            else if (*params->addressing == "virtual") c.addressing_style = s3::addressing::virtual_hosted;
+        if (params.addressing) {
+            if (*params.addressing == "path") c.addressing_style = s3::addressing::path;
+            else if (*params.addressing == "virtual") c.addressing_style = s3::addressing::virtual_hosted;
             else return bad_url("addressing must be path or virtual");
         }
-        if (params->commit) {
-            if (*params->commit == "auto") c.commit = s3::commit_mode::auto_detect;
-            else if (*params->commit == "stat_then_put") c.commit = s3::commit_mode::stat_then_put;
-            else if (*params->commit == "if_none_match") c.commit = s3::commit_mode::if_none_match;
+        if (params.commit) {
+            if (*params.commit == "auto") c.commit = s3::commit_mode::auto_detect;
+            else if (*params.commit == "stat_then_put") c.commit = s3::commit_mode::stat_then_put;
+            else if (*params.commit == "if_none_match") c.commit = s3::commit_mode::if_none_match;
             else return bad_url("commit must be auto, stat_then_put or if_none_match");
         }
         return {};
@@ -227,14 +286,14 @@ struct s3_params {
     }
 
     s3_spec spec;
-    if (params->config) {
+    if (params.config) {
         // The file is the base; the URL's values override it. The merged
         // document goes through config_from_json, which fills the rest from
         // the environment and validates; its messages never echo values.
-        spec.config_file = *params->config;
-        auto text = read_config_file(*params->config);
+        spec.config_file = *params.config;
+        auto text = read_config_file(*params.config);
         if (!text) return std::unexpected(std::move(text.error()));
-        const std::string where = "config file " + s3::detail::quote(*params->config) + ": ";
+        const std::string where = "config file " + s3::detail::quote(*params.config) + ": ";
         nlohmann::json doc = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
         if (doc.is_discarded() || !doc.is_object()) {
             auto r = s3::config_from_json(*text, env); // for its message (line and column)
@@ -246,10 +305,10 @@ struct s3_params {
         }
         doc["bucket"] = *bucket;
         if (!prefix.empty()) doc["prefix"] = prefix;
-        if (params->endpoint) doc["endpoint"] = *params->endpoint;
-        if (params->region) doc["region"] = *params->region;
-        if (params->addressing) doc["addressing"] = *params->addressing;
-        if (params->commit) doc["commit_mode"] = *params->commit;
+        if (params.endpoint) doc["endpoint"] = *params.endpoint;
+        if (params.region) doc["region"] = *params.region;
+        if (params.addressing) doc["addressing"] = *params.addressing;
+        if (params.commit) doc["commit_mode"] = *params.commit;
         // Invalid UTF-8 (a bucket spelled "%FF") must not throw: replace it,
         // and validation then refuses the name.
         auto c = s3::config_from_json(doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), env);
@@ -263,8 +322,8 @@ struct s3_params {
     } else {
         cfg.bucket = *bucket;
         cfg.prefix = prefix;
-        cfg.endpoint = params->endpoint.value_or("");
-        cfg.region = params->region.value_or(""); // empty: the environment decides
+        cfg.endpoint = params.endpoint.value_or("");
+        cfg.region = params.region.value_or(""); // empty: the environment decides
         if (auto r = set_enums(cfg); !r) return std::unexpected(std::move(r.error()));
         auto c = s3::config_from_env(std::move(cfg), env);
         if (!c) return std::unexpected(std::move(c.error()));
@@ -384,7 +443,7 @@ public:
         return open(*spec);
     }
 
-    void close() noexcept { v_.emplace<std::monostate>(); }
+    void close() { v_ = std::monostate{}; }
     [[nodiscard]] bool is_open() const noexcept { return v_.index() != 0; }
 
     /// Whether racing writers of one chunk get exactly one winner: always for

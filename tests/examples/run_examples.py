@@ -10,7 +10,8 @@ Usage: run_examples.py MODE CACHESTORE READ_THROUGH FILL_RACE
 Checks outputs and exit codes: usage 2, not found 3, auth 4, commit lost 6,
 misconfigured 7; --help present and accurate (every flag it lists is
 accepted); --json parseable; read_through cold-then-warm hit counts and
---verify; fill_race winner counts; the secret key never printed.
+--verify; fill_race winner counts; config= files that are not regular files
+or are over 1 MiB refused at once; the secret key never printed.
 Python standard library only.
 """
 import json
@@ -369,6 +370,37 @@ class Runner:
                              store=self.store + "&commit=stat_then_put")
             self.check_race(j, 8, 3, "fill_race S3 stat-then-put", atomic=False)
 
+    # ---- config= files that are not one -----------------------------------------------------------
+
+    def test_config_file_refused(self):
+        # Refused before a byte is read, naming the path and never the content:
+        # /dev/zero never ends, a FIFO has no writer, a directory, a file over 1 MiB.
+        marker = "NotPrintedC0ntent"
+        big = self.file("big.json", ('{"secret_access_key": "' + marker + '"' + " " * (1 << 20) + "}").encode())
+        fifo = os.path.join(self.tmp, "config.fifo")
+        os.mkfifo(fifo)
+        cases = [("/dev/zero", "not a regular file (a character device)"),
+                 (fifo, "not a regular file (a FIFO)"),
+                 (self.tmp, "not a regular file (a directory)"),
+                 (big, "larger than 1 MiB")]
+        for path, why in cases:
+            url = f"s3://bucket/x?config={urllib.parse.quote(path, safe='')}"
+            for prog in ([self.cli, "selftest"], [self.rt, "--origin-file", big], [self.fr]):
+                name = f"{os.path.basename(prog[0])} config={path}"
+                try:
+                    rc, out, err = self.run(prog + ["--store", url], timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.check(False, f"{name}: refused at once", "still running after 30 s")
+                    continue
+                self.check(rc == 7 and path in err and why in err, f"{name}: misconfigured, naming the path",
+                           f"exit {rc}: {err.strip()[:300]}")
+                self.check(marker not in err and marker.encode() not in out, f"{name}: the content is not printed")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store",
+                                       "s3://bucket/x?config=%2Fdev%2Fzero"], 7, "config=/dev/zero --json", timeout=30)
+        j = self.json_of(out, "config=/dev/zero --json")
+        self.check(j.get("error", {}).get("code") == "misconfigured" and "/dev/zero" in j.get("error", {}).get("message", ""),
+                   "config=/dev/zero as JSON: misconfigured, naming the path", str(j))
+
     # ---- driver-specific failures ----------------------------------------------------------------
 
     def test_posix_specific(self):
@@ -412,6 +444,13 @@ class Runner:
         j = self.json_of(out, "selftest with config=")
         self.check(f"bucket={self.bucket} " in j.get("description", "") and "max_attempts=2" in j.get("description", ""),
                    "config= file read, URL bucket wins", j.get("description", ""))
+        # Exactly 1 MiB is still read (white space pads the same document).
+        with open(cfg, "rb") as f:
+            doc = f.read()
+        full = self.file("s3-1mib.json", doc[:-1] + b" " * ((1 << 20) - len(doc)) + b"}")
+        url = f"s3://{self.bucket}/examples-cfg-{os.getpid()}/?config={urllib.parse.quote(full, safe='')}"
+        self.expect_rc([self.cli, "selftest", "--store", url], 0, "a config file of exactly 1 MiB",
+                       env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
         broken = self.file("broken.json", ('{"secret_access_key": "' + self.secret + '", "bucket": ').encode())
         url = f"s3://{self.bucket}/x/?config={urllib.parse.quote(broken, safe='')}"
         rc, out, err = self.expect_rc([self.cli, "selftest", "--store", url], 7, "malformed config file: misconfigured")
@@ -452,7 +491,8 @@ def main():
         print(f"examples against {mode}: store {r.store}", flush=True)
         t0 = time.monotonic()
         tests = [r.test_help_and_usage, r.test_path, r.test_cli_store, r.test_progress, r.test_read_through,
-                 r.test_fill_race, r.test_posix_specific if mode == "posix" else r.test_rgw_specific,
+                 r.test_fill_race, r.test_config_file_refused,
+                 r.test_posix_specific if mode == "posix" else r.test_rgw_specific,
                  r.test_no_secret_printed]
         for t in tests:
             before = len(r.failures)

@@ -4,8 +4,9 @@
 // Input: line 1 is the URL (escapes as in fuzz_support.hpp); an optional
 // line 2 makes the URL line1 + SECRET + line2, so that a secret can sit in
 // user info or anywhere else. A config=PATH parameter is only followed into a
-// sandbox of small files this harness writes (see sandbox below); other paths
-// are skipped, so that the fuzzer cannot make it read /dev/zero.
+// sandbox of files this harness writes (see sandbox below: small configs, one
+// over the 1 MiB limit, a FIFO); other paths are skipped, so that the fuzzer
+// cannot make it read /dev/zero.
 //
 // Invariants:
 //  - no exception escapes parse_store_url;
@@ -14,7 +15,10 @@
 //    validates, with a bucket and a prefix that is empty or ends (and does
 //    not start) with '/';
 //  - no message and no describe() output holds the environment's secret key
-//    or session token, or a secret placed in the URL's user info.
+//    or session token, the config files' secret key, or a secret placed in
+//    the URL's user info;
+//  - a config file that is not a regular file, or is over 1 MiB, is never
+//    accepted (and a FIFO does not block the parser).
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
@@ -29,6 +33,7 @@
 #include <system_error>
 #include <variant>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "examples/store_url.hpp"
@@ -39,25 +44,25 @@ namespace s3 = cachestore::s3;
 
 namespace {
 
-// Known issue, reported to the lead: with config=FILE, parse_s3 puts the
-// decoded bucket into a nlohmann::json document and dump()s it, which throws
-// type_error 316 for invalid UTF-8 ("s3://%FF/x?config=..."): the exception
-// escapes parse_store_url. Until that is fixed this one exception is skipped;
-// set this to true afterwards. Reproducer: tests/fuzz/reproducers/store_url/.
+// Fixed issue: with config=FILE, parse_s3 put the decoded bucket into a
+// nlohmann::json document and dump()ed it, which threw type_error 316 for
+// invalid UTF-8 ("s3://%FF/x?config=..."). Set this to false to skip that
+// exception again. Seed: corpus/store_url/uncaught-json-type-error-316.txt.
 constexpr bool invalid_utf8_bucket_fixed = true;
 
-// Known issue, reported to the lead: the bucket is taken from curl's parsed
-// host, which curl has already rewritten: a host that looks like an IPv4
-// number becomes dotted ("s3://123456/x" names bucket "0.1.226.64"), and %XX
-// is decoded by curl and then again by parse_s3 ("s3://a%2541" names "aA").
-// Until the bucket is taken from the URL's text and decoded once, such
-// buckets are not checked; set this to true afterwards. Reproducers:
-// tests/fuzz/reproducers/store_url/.
-constexpr bool bucket_taken_verbatim = false;
+// Fixed issue: the bucket was taken from curl's parsed host, which curl had
+// already rewritten: a host that looks like an IPv4 number became dotted
+// ("s3://123456/x" named bucket "0.1.226.64"), and %XX was decoded by curl and
+// then again by parse_s3 ("s3://a%2541" named "aA"). The bucket is now the
+// URL's own text, decoded once, and is checked for every input. Seeds:
+// corpus/store_url/numeric-bucket-rewritten-as-ipv4.txt,
+// corpus/store_url/bucket-percent-decoded-twice.txt.
+constexpr bool bucket_taken_verbatim = true;
 
 constexpr std::string_view env_secret = "EnvS3cr3t/Qz8+Lm";
 constexpr std::string_view env_token = "EnvT0ken/Wv5+Rt";
 constexpr std::string_view url_secret = "UrlPa55Xk";
+constexpr std::string_view file_secret = "FileS3cr3t/Zp4+Yy";
 
 /// A directory of config files the URLs may name (config=/tmp/cachestore-fuzz-store-url/NAME).
 const std::string& sandbox() {
@@ -72,12 +77,19 @@ const std::string& sandbox() {
             std::error_code ec;
             std::filesystem::rename(tmp, d + "/" + name, ec);
         };
+        const std::string secret_field = R"("secret_access_key": ")" + std::string(file_secret) + '"';
         put("valid.json", R"({"endpoint": "http://127.0.0.1:7480", "bucket": "file-bucket", "region": "eu-west-1",
-                              "access_key_id": "AKIDFILE", "secret_access_key": "FileS3cr3t/Zp4+Yy"})");
+                              "access_key_id": "AKIDFILE", )" + secret_field + "}");
         put("no-creds.json", R"({"endpoint": "http://127.0.0.1:7480", "commit_mode": "if_none_match"})");
         put("array.json", "[1, 2]");
-        put("malformed.json", R"({"secret_access_key": "FileS3cr3t/Zp4+Yy" "x"})");
+        put("malformed.json", "{" + secret_field + R"( "x"})");
         put("empty.json", "");
+        // A valid config one byte over the 1 MiB limit (white space inside).
+        std::string big = R"({"endpoint": "http://127.0.0.1:7480", "access_key_id": "AKIDFILE", )" + secret_field;
+        big.resize((std::size_t{1} << 20), ' ');
+        put("too-big.json", big + "}");
+        // Opening a FIFO for reading waits for a writer, unless the parser takes care.
+        ::mkfifo((d + "/fifo").c_str(), 0600);
         return d;
     }();
     return dir;
@@ -154,9 +166,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     // Which secrets must not show: those the input does not hold itself.
     const std::string decoded = loose_decode(url);
-    std::string hidden[3];
+    std::string hidden[4];
     if (!holds(decoded, env_secret) && !holds(url, env_secret)) hidden[0] = env_secret;
     if (!holds(decoded, env_token) && !holds(url, env_token)) hidden[1] = env_token;
+    if (!holds(decoded, file_secret) && !holds(url, file_secret)) hidden[3] = file_secret;
     if (with_secret && std::string(l[0] + "\n" + l[1]).find(url_secret) == std::string::npos) {
         // User info as RFC 3986 has it: in the authority (after "scheme://",
         // up to the first '/', '?' or '#'), before its last '@'. (A secret
@@ -190,15 +203,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (const auto* s = std::get_if<ex::s3_spec>(&spec)) {
         FUZZ_CHECK(s3::validate(s->cfg).has_value());
         FUZZ_CHECK(!s->cfg.bucket.empty());
-        // The bucket is the URL's authority, percent-decoded, verbatim.
+        if (!s->config_file.empty()) {
+            std::error_code ec;
+            FUZZ_CHECK_MSG(std::filesystem::is_regular_file(s->config_file, ec) &&
+                               std::filesystem::file_size(s->config_file, ec) <= (std::uintmax_t{1} << 20),
+                           s->config_file);
+        }
+        // The bucket is the URL's authority, percent-decoded once, verbatim
+        // (an authority with a ':' is refused: an s3 URL takes no port).
         const std::size_t start = authority_start(url);
-        const std::size_t end = std::min(url.find_first_of("/?#", start == std::string::npos ? 0 : start), url.size());
-        std::string_view authority = start == std::string::npos ? std::string_view() : std::string_view(url).substr(start, end - start);
-        if (authority.ends_with(':')) authority.remove_suffix(1); // "host:" is host with no port
-        const std::string raw = loose_decode(authority);
-        const bool rewritten = authority.find('%') != std::string_view::npos ||
-                               (!raw.empty() && raw.find_first_not_of("0123456789.xXabcdefABCDEF") == std::string::npos);
-        if (start != std::string::npos && (bucket_taken_verbatim || !rewritten)) FUZZ_CHECK_MSG(s->cfg.bucket == raw, url + " -> " + s->cfg.bucket);
+        FUZZ_CHECK_MSG(start != std::string::npos, url); // an s3 URL starts with s3://
+        const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
+        const std::string_view authority = std::string_view(url).substr(start, end - start);
+        FUZZ_CHECK_MSG(authority.find(':') == std::string_view::npos, url);
+        if (bucket_taken_verbatim) FUZZ_CHECK_MSG(s->cfg.bucket == loose_decode(authority), url + " -> " + s->cfg.bucket);
         const std::string& prefix = s->cfg.prefix;
         FUZZ_CHECK_MSG(prefix.empty() || (prefix.ends_with('/') && !prefix.starts_with('/')), prefix);
     }
