@@ -378,22 +378,24 @@ struct curl_free_deleter {
         return std::unexpected("endpoint " + shown + ": IPv6 zone ids (%25...) are not supported; use a routable address");
     // curl decodes %XX in the host once: "h%2541" would be host "h%41", which
     // the next URL built from it decodes again.
-    if (p.host.find('%') != std::string::npos)
+    // The endpoint as written: the authority starts after the scheme's ':' and
+    // the slashes that follow (curl accepts "http:/h" too), and ends at / ? #.
+    const std::string_view written = c.endpoint;
+    std::size_t authority_at = written.find(':');
+    if (authority_at != std::string_view::npos) authority_at = written.find_first_not_of('/', authority_at + 1);
+    const std::size_t path_at =
+        authority_at == std::string_view::npos ? authority_at : written.find_first_of("/?#", authority_at);
+    const std::string_view authority =
+        authority_at == std::string_view::npos ? std::string_view() : written.substr(authority_at, path_at - authority_at);
+    // "65%35" is host "655" to curl, which reads "http://655" as 0.0.2.143.
+    if (p.host.find('%') != std::string::npos || authority.find('%') != std::string_view::npos)
         return std::unexpected("endpoint " + shown + ": the host must not be percent-encoded");
     // The path as written, not only as curl returns it: curl removes dot
     // segments, so "http://u/x:secret@h/../" would otherwise pass as "/".
     std::string path = url_part(u.get(), CURLUPART_PATH).value_or("/");
-    // The authority starts after the scheme's ':' and the slashes that follow
-    // (curl accepts "http:/h" too).
-    if (std::size_t at = c.endpoint.find(':'); at != std::string::npos) {
-        at = c.endpoint.find_first_not_of('/', at + 1);
-        const std::size_t path_at = at == std::string::npos ? at : c.endpoint.find_first_of("/?#", at);
-        if (path_at != std::string::npos) {
-            const std::size_t path_end = c.endpoint.find_first_of("?#", path_at);
-            const std::string written = c.endpoint.substr(path_at, path_end == std::string::npos ? std::string::npos
-                                                                                                  : path_end - path_at);
-            if (written.size() > 1) path = written;
-        }
+    if (path_at != std::string_view::npos) {
+        const std::string_view as_written = written.substr(path_at, written.find_first_of("?#", path_at) - path_at);
+        if (as_written.size() > 1) path = as_written;
     }
     if (path != "/" && !path.empty()) {
         // "http://user/name:secret@host": curl sees host "user" and a path that
