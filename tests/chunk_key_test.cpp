@@ -95,7 +95,7 @@ TEST_CASE("the path changes with every hashed field", "[key]") {
 
 TEST_CASE("invalid keys are rejected, never turned into a path", "[key]") {
     const chunk_key good{"o", "b", "k", "e", 10, 0};
-    auto rejects = [](chunk_key k) {
+    auto rejects = [](const chunk_key& k) {
         auto p = storage_path(k);
         REQUIRE_FALSE(p.has_value());
         CHECK(p.error().code == errc::invalid_argument);

@@ -5,13 +5,14 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -84,9 +85,7 @@ std::vector<std::string> list(const fs::path& dir) {
 }
 
 bool has_temp(const std::vector<std::string>& names) {
-    for (const auto& n : names)
-        if (n.rfind(".tmp-", 0) == 0) return true;
-    return false;
+    return std::ranges::any_of(names, [](const std::string& n) { return n.starts_with(".tmp-"); });
 }
 
 /// A source that yields `step` bytes per call from `data` (and can run a hook first).
@@ -387,8 +386,8 @@ TEST_CASE("posix_store: two stores on one root see each other's chunks", "[posix
 TEST_CASE("posix_store: a forked process racing on the same keys: exactly one commit each", "[posix][concurrency]") {
     temp_dir tmp;
     constexpr int keys = 24;
-    const auto data = pattern(96 * 1024, 11);
-    auto k_of = [](int i) { return key(128 * 1024, i, "race"); };
+    const auto data = pattern(std::size_t{96} * 1024, 11);
+    auto k_of = [](int i) { return key(std::int64_t{128} * 1024, i, "race"); };
 
     int go[2], report[2];
     REQUIRE(::pipe(go) == 0);
@@ -475,7 +474,7 @@ TEST_CASE("posix_store: get_chunk_into fills the caller's span", "[posix]") {
     REQUIRE(s.get_chunk_into({}, k, 0, std::span<std::byte>(all)).has_value());
     CHECK(all == data);
 
-    std::vector<std::byte> part(300 * 1024);
+    std::vector<std::byte> part(std::size_t{300} * 1024);
     const std::int64_t off = 123457;
     REQUIRE(cachestore::get_chunk(s, {}, k, off, std::span<std::byte>(part)).has_value()); // dispatches to get_chunk_into
     CHECK(std::equal(part.begin(), part.end(), data.begin() + off));

@@ -63,7 +63,7 @@ inline std::vector<std::byte> pattern(std::size_t n, unsigned seed = 1) {
 }
 
 inline bool ci() {
-    const char* v = std::getenv("CI");
+    const char* v = std::getenv("CI"); // NOLINT(concurrency-mt-unsafe): read on the test thread; nothing in the tests calls setenv
     return v != nullptr && std::strcmp(v, "true") == 0;
 }
 
@@ -211,8 +211,10 @@ TEMPLATE_LIST_TEST_CASE("16 racing writers: the chunk is committed once, bytes i
     const auto data = pattern(65536, 9);
     std::atomic<int> won{0}, lost{0}, other{0};
     std::atomic<bool> go{false};
+    constexpr int writers = 16;
     std::vector<std::thread> threads;
-    for (int i = 0; i < 16; ++i)
+    threads.reserve(writers);
+    for (int i = 0; i < writers; ++i)
         threads.emplace_back([&] {
             while (!go.load()) std::this_thread::yield();
             auto r = s.put_chunk({}, k, 65536, std::span<const std::byte>(data));
@@ -223,7 +225,7 @@ TEMPLATE_LIST_TEST_CASE("16 racing writers: the chunk is committed once, bytes i
     go = true;
     for (auto& t : threads) t.join();
     CHECK(other == 0);
-    CHECK(won + lost == 16);
+    CHECK(won + lost == writers);
     if (fx.atomic_commit()) CHECK(won == 1);
     else CHECK(won >= 1); // stat-then-put: racers may all upload byte-identical bytes
     CHECK(*conformance::read(s, {}, k, 0, 65536) == data);
@@ -372,6 +374,7 @@ TEMPLATE_LIST_TEST_CASE("many threads read and write distinct chunks at once", "
     constexpr int threads = 8, per_thread = 6;
     std::atomic<int> failures{0};
     std::vector<std::thread> pool;
+    pool.reserve(threads);
     for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             for (int i = 0; i < per_thread; ++i) {

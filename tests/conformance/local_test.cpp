@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 
@@ -12,7 +13,7 @@ struct memory_fixture {
     static constexpr const char* name = "memory";
     static constexpr bool plain_origin = false;
     cachestore::memory_store s;
-    cachestore::result<> ready() { return {}; }
+    cachestore::result<> ready() const { return {}; }
     bool atomic_commit() const { return true; }
     cachestore::memory_store& store() { return s; }
 };
@@ -31,12 +32,15 @@ struct posix_fixture {
         std::error_code ec;
         if (!root.empty()) std::filesystem::remove_all(root, ec);
     }
-    cachestore::result<> ready() {
+    cachestore::result<> ready() const {
         if (!s) return cachestore::fail(cachestore::errc::misconfigured, "open", root, "could not open a temp root");
         return {};
     }
     bool atomic_commit() const { return true; }
-    cachestore::posix_store& store() { return *s; }
+    cachestore::posix_store& store() {
+        if (!s) throw std::logic_error("posix_fixture: store() without a successful ready()");
+        return *s;
+    }
 };
 
 using conformance_fixtures = std::tuple<memory_fixture, posix_fixture>;

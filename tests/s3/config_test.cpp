@@ -103,7 +103,7 @@ error json_rejects(std::string_view text, std::string_view needle) {
     INFO("json: " << text);
     INFO("expecting: " << needle);
     auto r = s3::config_from_json(text, env_of({{"AWS_ACCESS_KEY_ID", key_id}, {"AWS_SECRET_ACCESS_KEY", secret}}));
-    const error e = config_error(r);
+    error e = config_error(r);
     INFO("message: " << e.message);
     CHECK(e.message.find(needle) != std::string::npos);
     return e;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "cachestore/s3.hpp"
@@ -12,7 +13,7 @@
 namespace s3test {
 
 inline std::string env(const std::string& name) {
-    const char* v = std::getenv(name.c_str());
+    const char* v = std::getenv(name.c_str()); // NOLINT(concurrency-mt-unsafe): test setup; nothing in the tests calls setenv
     return v == nullptr ? std::string() : std::string(v);
 }
 
@@ -72,8 +73,14 @@ struct fixture {
         if (!shared.store) return std::unexpected(shared.err);
         return {};
     }
-    bool atomic_commit() const { return shared.store->conditional_commit(); }
-    cachestore::s3::store& store() { return *shared.store; }
+    bool atomic_commit() const { return engaged().conditional_commit(); }
+    cachestore::s3::store& store() { return engaged(); }
+
+  private:
+    cachestore::s3::store& engaged() const {
+        if (!shared.store) throw std::logic_error("s3test::fixture: the store is used without a successful ready()");
+        return *shared.store;
+    }
 };
 
 struct rgw_tag {
