@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3 curl
       libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2
-      libs3-dev valgrind)  # libs3 and valgrind: benchmark baselines only
+      libs3-dev valgrind   # libs3 and valgrind: benchmark baselines only
+      clang-16 libclang-rt-16-dev clang-tidy-16)  # libFuzzer and clang-tidy (scripts/fuzz.sh, tidy.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

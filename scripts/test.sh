@@ -2,12 +2,19 @@
 # Runs the whole test suite: builds with warnings as errors, starts local S3
 # servers (Ceph RGW and moto with signature checking), runs every test, runs
 # the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# concurrent suites under ThreadSanitizer, a smoke pass of the benchmarks, and
-# each fuzz target for a short bounded time. The last line is "N passed, N failed".
+# concurrent suites under ThreadSanitizer, a smoke pass of the benchmarks,
+# each fuzz target for a short bounded time, and clang-tidy over the tree.
+# The last line is "N passed, N failed".
 # Usage (as root on Debian 12): bash scripts/test.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# clang-tidy runs beside everything else, niced and one unit at a time: it
+# takes the CPU the builds and tests leave idle (tests waiting on servers).
+mkdir -p build-tidy
+nice -n 10 env TIDY_JOBS=1 bash scripts/tidy.sh --json build-tidy/tidylog.json >build-tidy/tidy.log 2>&1 &
+tidy_pid=$!
 
 # setup DIR [meson options...]
 setup() {
@@ -28,7 +35,7 @@ setup build -Dbench=true &&
   meson compile -C build-asan &&
   setup build-tsan -Db_sanitize=thread -Dexamples=false &&
   meson compile -C build-tsan "${tsan_targets[@]}" ||
-  { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
+  { kill "$tidy_pid" 2>/dev/null; echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -56,6 +63,10 @@ echo "== fuzzing (libFuzzer, ${CACHESTORE_FUZZ_SECONDS:-10} s per target)"
 fuzz_result=OK
 bash scripts/fuzz.sh "${CACHESTORE_FUZZ_SECONDS:-10}" || { fuzz_result=FAIL; rc=1; }
 printf '{"name": "libfuzzer-bounded-run", "result": "%s", "stdout": ""}\n' "$fuzz_result" > build/fuzzlog.json
+
+echo "== clang-tidy (every header, test and example; .clang-tidy)"
+wait "$tidy_pid" || rc=1
+cat build-tidy/tidy.log
 python3 scripts/summarize.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-  build-tsan/meson-logs/testlog.json build/meson-logs/benchlog.json build/fuzzlog.json
+  build-tsan/meson-logs/testlog.json build/meson-logs/benchlog.json build/fuzzlog.json build-tidy/tidylog.json
 exit $rc

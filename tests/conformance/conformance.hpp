@@ -16,16 +16,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <span>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "cachestore/cachestore.hpp"
+#include "cachestore/detail/sha256.hpp"
 
 namespace conformance {
 
@@ -133,6 +136,38 @@ TEMPLATE_LIST_TEST_CASE("round trip: put, stat, get", "[conformance]", conforman
     auto got = conformance::read(s, {}, k, 0, 3000);
     REQUIRE(got.has_value());
     CHECK(*got == data);
+}
+
+TEMPLATE_LIST_TEST_CASE("put_chunk_prehashed commits the bytes; a malformed digest commits nothing", "[conformance]",
+                        conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    const auto data = pattern(2500, 7);
+    cachestore::detail::sha256 h;
+    h.update(data.data(), data.size());
+    std::string hex;
+    for (const std::uint8_t b : h.finish()) {
+        constexpr std::string_view digits = "0123456789abcdef";
+        hex += digits[b >> 4];
+        hex += digits[b & 15];
+    }
+    const std::span<const std::byte> bytes(data);
+
+    const auto bad = fresh_key(4096);
+    for (const std::string& d : {std::string(), hex.substr(1), hex + "0", std::string(64, 'A'), std::string(64, 'g')}) {
+        auto r = cachestore::put_chunk_prehashed(s, {}, bad, bytes, d);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == cachestore::errc::invalid_argument);
+    }
+    conformance::require_absent(s, bad);
+
+    const auto k = fresh_key(4096);
+    REQUIRE(cachestore::put_chunk_prehashed(s, {}, k, bytes, hex).has_value());
+    auto got = conformance::read(s, {}, k, 0, 2500);
+    REQUIRE(got.has_value());
+    CHECK(*got == data);
+    auto again = cachestore::put_chunk_prehashed(s, {}, k, bytes, hex);
+    REQUIRE_FALSE(again.has_value());
+    CHECK(again.error().code == cachestore::errc::commit_lost);
 }
 
 TEMPLATE_LIST_TEST_CASE("ranged reads at every edge", "[conformance]", conformance_fixtures) {
