@@ -10,10 +10,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
 
-# clang-tidy runs beside everything else, niced and one unit at a time: it
-# takes the CPU the builds and tests leave idle (tests waiting on servers).
+# clang-tidy runs beside everything else at the lowest priority: it takes the
+# CPU the builds and tests leave idle (tests waiting on servers).
 mkdir -p build-tidy
-nice -n 10 env TIDY_JOBS=1 bash scripts/tidy.sh --json build-tidy/tidylog.json >build-tidy/tidy.log 2>&1 &
+nice -n 19 bash scripts/tidy.sh --json build-tidy/tidylog.json >build-tidy/tidy.log 2>&1 &
 tidy_pid=$!
 
 # setup DIR [meson options...]
