@@ -73,6 +73,8 @@
 #include <utility>
 #include <vector>
 
+#include "../proc_status.hpp"
+
 // ---------------------------------------------------------------------------
 // connect() is interposed to count the TCP connections this process opens
 // (libcurl, both flavours, calls it once per new connection). The kernel's
@@ -815,22 +817,8 @@ std::size_t new_ports(const std::set<unsigned>& before, const std::set<unsigned>
     return n;
 }
 
-long status_kib(const char* field) {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    const std::string key = std::string(field) + ":";
-    while (std::getline(f, line))
-        if (line.starts_with(key))
-            return parse_number<long>(skip_blanks(std::string_view(line).substr(key.size())), false).value_or(-1);
-    return -1;
-}
-
-bool reset_peak_rss() {
-    std::ofstream f("/proc/self/clear_refs");
-    f << "5";
-    f.flush();
-    return static_cast<bool>(f);
-}
+using test_support::reset_peak_rss;
+using test_support::status_kib;
 
 // ---------------------------------------------------------------------------
 // callgrind: children run one operation N times with collection toggled on

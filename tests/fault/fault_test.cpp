@@ -30,7 +30,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -46,6 +45,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cachestore/s3.hpp"
+#include "../proc_status.hpp"
 
 #ifndef FAULT_SERVER_PY
 #error "FAULT_SERVER_PY must name fault_server.py"
@@ -211,20 +211,7 @@ std::size_t count_dir(const char* dir) {
     return n;
 }
 
-/// Peak resident set size in KiB since the last reset_peak_rss().
-long peak_rss_kib() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmHWM:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-    return -1;
-}
-bool reset_peak_rss() {
-    std::ofstream f("/proc/self/clear_refs");
-    f << "5";
-    f.flush();
-    return static_cast<bool>(f);
-}
+using test_support::reset_peak_rss;
 
 // ---- data and sinks ----------------------------------------------------------
 
@@ -593,10 +580,10 @@ TEST_CASE("fault: a huge error body keeps memory bounded", "[fault][errbody]") {
         scenario sc;
         script(json::array({sc.rule("GET", "status", "once", {{"status", 503}, {"code", "SlowDown"}, {"body", "huge"}})}));
         const bool can_measure = reset_peak_rss();
-        const long before = peak_rss_kib();
+        const long before = test_support::status_kib("VmHWM");
         checking_sink sink;
         auto r = sc.get(0, 10000, sink);
-        const long peak = peak_rss_kib();
+        const long peak = test_support::status_kib("VmHWM");
         INFO(r);
         REQUIRE(r.has_value());
         CHECK(sink.received == 10000);
@@ -607,10 +594,10 @@ TEST_CASE("fault: a huge error body keeps memory bounded", "[fault][errbody]") {
         scenario sc;
         script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", "AccessDenied"}, {"body", "huge"}})}));
         const bool can_measure = reset_peak_rss();
-        const long before = peak_rss_kib();
+        const long before = test_support::status_kib("VmHWM");
         checking_sink sink;
         auto r = sc.get(0, 10000, sink);
-        const long peak = peak_rss_kib();
+        const long peak = test_support::status_kib("VmHWM");
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().code == errc::auth);
         CHECK(r.error().s3_code == "AccessDenied");

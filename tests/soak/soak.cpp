@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -47,6 +46,7 @@
 #include <curl/curl.h>
 
 #include "cachestore/s3.hpp"
+#include "../proc_status.hpp"
 
 namespace {
 
@@ -78,19 +78,7 @@ std::optional<T> to_number(std::string_view s) {
     return v;
 }
 
-long rss_kib() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0) {
-            std::string_view v(line);
-            v.remove_prefix(6);
-            while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-            v = v.substr(0, v.find(' '));
-            return to_number<long>(v).value_or(-1);
-        }
-    return -1;
-}
+long rss_kib() { return test_support::status_kib("VmRSS"); }
 
 std::string getenv_string(const std::string& name) {
     // NOLINTNEXTLINE(concurrency-mt-unsafe): only called from main before any thread starts
