@@ -83,10 +83,10 @@ inline result<> check_sha256_hex(std::string_view hex) {
 template <CacheStore S>
 result<> put_chunk_prehashed(S& s, const context& ctx, const chunk_key& key, std::span<const std::byte> bytes,
                              std::string_view sha256_hex) {
-    if (auto d = detail::check_sha256_hex(sha256_hex); !d) return d;
     if constexpr (requires { { s.put_chunk_prehashed(ctx, key, bytes, sha256_hex) } -> std::same_as<result<>>; }) {
-        return s.put_chunk_prehashed(ctx, key, bytes, sha256_hex);
+        return s.put_chunk_prehashed(ctx, key, bytes, sha256_hex); // checks the digest itself
     } else {
+        if (auto d = detail::check_sha256_hex(sha256_hex); !d) return d;
         return s.put_chunk(ctx, key, static_cast<std::int64_t>(bytes.size()), bytes);
     }
 }

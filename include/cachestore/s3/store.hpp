@@ -50,7 +50,6 @@ namespace detail {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
-
 /// One logical request, replayed by the retry loop.
 struct request_spec {
     const char* method = "GET";
