@@ -29,123 +29,18 @@
 #include "cachestore/info.hpp"
 #include "cachestore/s3/config.hpp"
 #include "cachestore/s3/credentials.hpp"
-#include "cachestore/s3/detail/classify.hpp"
 #include "cachestore/s3/detail/crypto.hpp"
-#include "cachestore/s3/detail/error_xml.hpp"
+#include "cachestore/s3/detail/exchange.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
+#include "cachestore/s3/detail/request.hpp"
+#include "cachestore/s3/detail/self_test.hpp"
+#include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/detail/transport.hpp"
+#include "cachestore/s3/self_test_report.hpp"
 #include "cachestore/s3/sigv4.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore::s3 {
-
-/// What the last successful self_test() learned about the server.
-struct self_test_report {
-    bool ran = false;
-    bool conditional_put_enforced = false; ///< If-None-Match: * answered 412 on an existing key
-    std::chrono::milliseconds clock_offset{0}; ///< server Date minus local clock (1 s resolution)
-};
-
-namespace detail {
-
-using header_list = std::vector<std::pair<std::string, std::string>>;
-
-/// One logical request, replayed by the retry loop.
-struct request_spec {
-    const char* method = "GET";
-    std::string op;                ///< for errors: "get_chunk", "put_chunk", ...
-    std::string error_path;        ///< for errors: the chunk's storage path
-    std::string object_key;        ///< raw object key inside the bucket; empty = the bucket itself
-    header_list query;             ///< raw query parameters
-    header_list headers;           ///< extra headers (lowercase names), signed
-    /// x-amz-content-sha256: the hex SHA-256 of a body, which outlives the call.
-    /// A request without a body has no payload to protect, and UNSIGNED-PAYLOAD
-    /// is 48 bytes shorter than the empty body's digest on the wire and in the
-    /// canonical request (see docs/performance.md).
-    std::string_view payload_hash = sigv4::unsigned_payload;
-    body_source body;
-    body_sink sink;
-    bool body_replayable = true;   ///< false once a streaming source has been read
-    /// Called before each retry (after a failed attempt): a GET resumes where
-    /// the sink stopped receiving; a PUT rewinds its in-memory body.
-    void (*before_retry)(request_spec& self, const response& last, void* state) = nullptr;
-    void* retry_state = nullptr;
-};
-
-struct store_state {
-    config cfg;
-    endpoint_parts endpoint;
-    std::string host_header;   ///< Host value (bucket. prefix for virtual-hosted)
-    std::string url_base;      ///< scheme://host[:port]
-    std::string path_base;     ///< "/bucket" (path-style) or "" (virtual-hosted)
-    sigv4::signer signer;
-    connection_pool pool;
-    std::atomic<bool> conditional_put{false};
-    std::mutex report_mu;
-    self_test_report report;
-
-    explicit store_state(config c, endpoint_parts ep)
-        : cfg(std::move(c)), endpoint(std::move(ep)), signer(cfg.region, "s3"), pool(cfg.max_idle_connections) {}
-};
-
-/// Hex SHA-256 of a body; OpenSSL failures (which throw in crypto.hpp) become errors.
-inline result<std::string> payload_sha256_hex(std::span<const std::byte> body, std::string_view op) {
-    try {
-        return hex_lower(sha256(std::string_view(reinterpret_cast<const char*>(body.data()), body.size())));
-    } catch (const std::exception& e) {
-        return fail(errc::io_error, std::string(op), {}, std::string("hashing the body failed: ") + e.what());
-    }
-}
-
-/// An in-memory request body, replayable from its first byte: by libcurl
-/// (rewinding to resend on a fresh connection) and by the retry loop.
-struct memory_body {
-    std::span<const std::byte> bytes;
-    std::size_t pos = 0;
-
-    /// Makes `spec` send these bytes; `*this` must outlive the request.
-    void attach(request_spec& spec) {
-        spec.body.self = this;
-        spec.body.size = static_cast<std::int64_t>(bytes.size());
-        spec.body.read = [](void* self, std::span<std::byte> buf, abort_reason&, error&) -> std::optional<std::size_t> {
-            auto& m = *static_cast<memory_body*>(self);
-            const std::size_t n = std::min(buf.size(), m.bytes.size() - m.pos);
-            if (n != 0) std::memcpy(buf.data(), m.bytes.data() + m.pos, n);
-            m.pos += n;
-            return n;
-        };
-        spec.body.rewind = [](void* self) {
-            static_cast<memory_body*>(self)->pos = 0;
-            return true;
-        };
-        spec.retry_state = this;
-        spec.before_retry = [](request_spec&, const response&, void* state) { static_cast<memory_body*>(state)->pos = 0; };
-    }
-};
-
-inline std::string random_hex(std::size_t bytes) {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s;
-    for (std::size_t i = 0; i < bytes; ++i) {
-        const auto v = static_cast<unsigned>(rng() & 0xff);
-        s += digits[v >> 4];
-        s += digits[v & 0xf];
-    }
-    return s;
-}
-
-/// Sleeps up to `d`, waking at once on a stop request. False if stopped.
-inline bool sleep_for(const context& ctx, std::chrono::steady_clock::duration d) {
-    std::mutex m;
-    std::condition_variable_any cv;
-    std::unique_lock lock(m);
-    const std::stop_token& token = ctx.stop_token();
-    cv.wait_for(lock, token, d, [] { return false; });
-    return !token.stop_requested();
-}
-
-} // namespace detail
 
 /// The S3 driver. Thread-safe: one store serves every thread of a proxy;
 /// connections are pooled and reused. Movable, not copyable.
@@ -264,11 +159,11 @@ public:
             s.headers[0].second = range_header(g.start, g.n - g.done);
         };
         detail::response res;
-        auto r = execute(ctx, spec, res, &gs.refusal);
+        auto r = detail::execute(*st_, ctx, spec, res, &gs.refusal);
         if (!r) return r;
         const std::int64_t total = gs.done + res.delivered;
         if (total != n)
-            return fail_ctx(errc::transient, spec, res, "truncated body: received " + std::to_string(total) + " of " +
+            return detail::fail_ctx(errc::transient, spec, res, "truncated body: received " + std::to_string(total) + " of " +
                                                             std::to_string(n) + " bytes");
         return {};
     }
@@ -304,8 +199,8 @@ private:
             detail::request_spec head = spec;
             head.method = "HEAD";
             detail::response res;
-            auto r = execute(ctx, head, res, nullptr);
-            if (r) return fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
+            auto r = detail::execute(*st_, ctx, head, res, nullptr);
+            if (r) return detail::fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
             if (r.error().code != errc::not_found) return r;
         }
         // In-memory bodies are hashed and signed: the server rejects a
@@ -343,7 +238,7 @@ private:
         detail::memory_body mb{body};
         mb.attach(spec);
         detail::response res;
-        auto r = execute(ctx, spec, res, nullptr);
+        auto r = detail::execute(*st_, ctx, spec, res, nullptr);
         if (!r && r.error().code == errc::commit_lost) r.error().message = "another writer committed this chunk first (412)";
         return r;
     }
@@ -356,11 +251,11 @@ public:
         spec.op = "stat";
         if (auto ok = prepare_key(spec, key); !ok) return std::unexpected(std::move(ok.error()));
         detail::response res;
-        if (auto r = execute(ctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
+        if (auto r = detail::execute(*st_, ctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
         if (res.content_length < 0)
-            return fail_ctx(errc::protocol, spec, res, "HEAD answer has no Content-Length");
+            return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no Content-Length");
         auto when = detail::parse_http_date(res.last_modified);
-        if (!when) return fail_ctx(errc::protocol, spec, res, "HEAD answer has no valid Last-Modified");
+        if (!when) return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no valid Last-Modified");
         return info{res.content_length, *when};
     }
 
@@ -371,7 +266,7 @@ public:
         spec.op = "remove";
         if (auto ok = prepare_key(spec, key); !ok) return ok;
         detail::response res;
-        auto r = execute(ctx, spec, res, nullptr);
+        auto r = detail::execute(*st_, ctx, spec, res, nullptr);
         if (!r && r.error().code == errc::not_found && r.error().s3_code != "NoSuchBucket") return {};
         return r;
     }
@@ -382,12 +277,12 @@ public:
     result<> debug_put_with_payload_hash(const context& ctx, std::string object_key, std::span<const std::byte> body,
                                          std::string payload_hash) {
         detail::response res;
-        return simple(ctx, "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
+        return detail::simple(*st_, ctx, "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
     }
 
     /// Proves the bucket fit for stat-then-put before a proxy serves traffic.
     /// Every failure says what to fix. See docs/s3.md, "Self-test".
-    result<> self_test(const context& ctx);
+    result<> self_test(const context& ctx) { return detail::run_self_test(*st_, ctx); }
 
 private:
     explicit store(std::unique_ptr<detail::store_state> st) : st_(std::move(st)) {}
@@ -410,396 +305,8 @@ private:
         return {};
     }
 
-    static std::unexpected<error> fail_ctx(errc code, const detail::request_spec& spec, const detail::response& res,
-                                           std::string message) {
-        error e;
-        e.code = code;
-        e.op = spec.op;
-        e.path = spec.error_path;
-        e.http_status = static_cast<int>(res.status);
-        e.request_id = res.request_id;
-        e.message = std::move(message);
-        return std::unexpected(std::move(e));
-    }
-
-    /// The error of one failed attempt, or success.
-    static result<> outcome(const detail::request_spec& spec, detail::response& res, const error* refusal) {
-        using detail::abort_reason;
-        switch (res.reason) {
-        case abort_reason::none: break;
-        case abort_reason::cancelled: return fail_ctx(errc::cancelled, spec, res, "stop requested");
-        case abort_reason::deadline: return fail_ctx(errc::deadline_exceeded, spec, res, "deadline exceeded");
-        case abort_reason::sink_stopped: return fail_ctx(errc::cancelled, spec, res, "sink stopped the transfer");
-        case abort_reason::source_failed: {
-            error e = res.source_error;
-            e.op = spec.op;
-            e.path = spec.error_path;
-            return std::unexpected(std::move(e));
-        }
-        case abort_reason::source_short:
-            return fail_ctx(errc::invalid_argument, spec, res, "source ended before the declared size");
-        case abort_reason::source_long:
-            return fail_ctx(errc::invalid_argument, spec, res, "source yields more than the declared size");
-        case abort_reason::bad_response:
-            return fail_ctx(refusal != nullptr ? refusal->code : errc::protocol, spec, res,
-                            refusal != nullptr ? refusal->message : "unexpected response");
-        case abort_reason::body_too_long:
-            return fail_ctx(errc::protocol, spec, res, "server sent more bytes than the range asked for");
-        }
-        if (res.curl != CURLE_OK && res.status < 300) { // an HTTP error answer speaks for itself
-            std::string msg = "transport: ";
-            msg += curl_easy_strerror(res.curl);
-            if (res.curl_message[0] != '\0') {
-                msg += ": ";
-                msg += res.curl_message;
-            }
-            errc code = detail::classify_curl(res.curl);
-            // Not HTTP on a kept-alive connection (stray bytes a server sent
-            // after an earlier answer, e.g. a body after a HEAD): the
-            // connection was out of step, the endpoint is fine. Retry on a new one.
-            if (code == errc::misconfigured && res.reused) {
-                code = errc::transient;
-                msg += " (on a reused connection)";
-            }
-            return fail_ctx(code, spec, res, std::move(msg));
-        }
-        if (res.is_2xx()) {
-            // A body that ended cleanly but early (close-delimited, or no body
-            // at all) is a truncated answer like any other: retried, resumed.
-            if (spec.sink.exact && spec.sink.write != nullptr) {
-                if (!res.accepted && spec.sink.accept != nullptr && !spec.sink.accept(spec.sink.self, res))
-                    return fail_ctx(refusal != nullptr ? refusal->code : errc::protocol, spec, res,
-                                    refusal != nullptr ? refusal->message : "unexpected response");
-                if (res.delivered < spec.sink.limit)
-                    return fail_ctx(errc::transient, spec, res,
-                                    "truncated body: received " + std::to_string(res.delivered) + " of " +
-                                        std::to_string(spec.sink.limit) + " bytes");
-            }
-            return {};
-        }
-        const auto doc = detail::parse_error_xml(res.error_body);
-        errc code = detail::classify_http(res.status, doc.code);
-        // Only a (conditional) PUT can lose a commit; a 412 to anything else
-        // answers a condition we never sent.
-        if (code == errc::commit_lost && std::string_view(spec.method) != "PUT") code = errc::protocol;
-        std::string msg = doc.message;
-        if (msg.empty()) msg = "HTTP " + std::to_string(res.status) + (doc.code.empty() ? "" : " " + doc.code);
-        if (doc.code == "NoSuchBucket" || (code == errc::misconfigured && doc.code.empty()))
-            msg += " (check the bucket name, region and endpoint)";
-        if (doc.code == "RequestTimeTooSkewed") msg += " (the local clock differs from the server's: sync it)";
-        auto e = fail_ctx(code, spec, res, std::move(msg));
-        e.error().s3_code = doc.code;
-        if (!doc.request_id.empty()) e.error().request_id = doc.request_id;
-        return e;
-    }
-
-    /// Signs and performs `spec`, retrying transient failures with full-jitter
-    /// exponential backoff, within the context's and the operation's deadline.
-    result<> execute(const context& ctx, detail::request_spec& spec, detail::response& res, const error* refusal) {
-        auto& st = *st_;
-        auto deadline = ctx.deadline();
-        if (st.cfg.timeouts.operation.count() > 0) {
-            const auto op_deadline = std::chrono::steady_clock::now() + st.cfg.timeouts.operation;
-            deadline = std::min(deadline, op_deadline);
-        }
-        const context op_ctx = ctx.with_deadline(deadline);
-        static thread_local std::mt19937_64 rng{std::random_device{}()};
-        for (int attempt = 1;; ++attempt) {
-            if (auto c = op_ctx.check(spec.op, spec.error_path); !c) {
-                c.error().attempts = attempt - 1;
-                return c;
-            }
-            res = detail::response{};
-            auto conn = st.pool.acquire();
-            if (!conn->ok()) return fail_ctx(errc::io_error, spec, res, "could not create a libcurl handle");
-            if (auto h = sign_into(spec, *conn); !h) {
-                st.pool.release(std::move(conn));
-                return h;
-            }
-            detail::http_request req;
-            req.method = spec.method;
-            req.url = conn->url.c_str();
-            req.headers = conn->header_nodes.data();
-            req.body = spec.body;
-            req.sink = spec.sink;
-            req.connect_timeout_ms = static_cast<long>(st.cfg.timeouts.connect.count());
-            req.low_speed_limit = st.cfg.timeouts.low_speed_limit;
-            req.low_speed_time_s = static_cast<long>(st.cfg.timeouts.low_speed_time.count());
-            req.verify_tls = st.cfg.tls.verify;
-            req.ca_file = st.cfg.tls.ca_file.empty() ? nullptr : st.cfg.tls.ca_file.c_str();
-            req.ca_dir = st.cfg.tls.ca_dir.empty() ? nullptr : st.cfg.tls.ca_dir.c_str();
-            const bool reusable = detail::perform(*conn, req, res, op_ctx, deadline);
-            if (reusable) st.pool.release(std::move(conn));
-            auto r = outcome(spec, res, refusal);
-            if (r) return r;
-            error& e = r.error();
-            e.attempts = attempt;
-            if (e.code != errc::transient || attempt >= st.cfg.retry.max_attempts || !spec.body_replayable) return r;
-            // Full jitter: uniform in [0, min(max_delay, base * 2^(attempt-1))].
-            const auto cap = std::min<std::int64_t>(st.cfg.retry.max_delay.count(),
-                                                    st.cfg.retry.base_delay.count() << std::min(attempt - 1, 20));
-            const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(cap, 0))(rng));
-            if (std::chrono::steady_clock::now() + delay >= deadline) {
-                e.message += " (no time left for another attempt before the deadline)";
-                return r;
-            }
-            if (!detail::sleep_for(op_ctx, delay)) {
-                auto c = fail_ctx(errc::cancelled, spec, res, "stop requested while waiting to retry");
-                c.error().attempts = attempt;
-                return c;
-            }
-            if (spec.before_retry != nullptr) spec.before_retry(spec, res, spec.retry_state);
-        }
-    }
-
-    /// Builds the URL, signs the request and lays out its header lines, all in
-    /// `c`'s reusable buffers: in a steady state this allocates nothing.
-    result<> sign_into(const detail::request_spec& spec, detail::connection& c) const {
-        auto& st = *st_;
-        const auto date = sigv4::amz_date_chars(std::chrono::system_clock::now());
-        const std::string_view amz_date(date.data(), date.size());
-        try {
-            // URL = url_base + canonical URI [+ '?' + canonical query]; the
-            // canonical URI is signed as the very bytes sent.
-            std::string& url = c.url;
-            url.assign(st.url_base);
-            const std::size_t uri_at = url.size();
-            url += st.path_base;
-            url += '/';
-            sigv4::uri_encode_append(url, spec.object_key, false);
-            const std::size_t uri_len = url.size() - uri_at;
-            if (!spec.query.empty()) {
-                url += '?';
-                url += sigv4::canonical_query(spec.query);
-            }
-            auto& h = c.signed_headers;
-            h.clear();
-            h.emplace_back("host", st.host_header);
-            h.emplace_back("x-amz-date", amz_date);
-            h.emplace_back("x-amz-content-sha256", spec.payload_hash);
-            if (!st.cfg.creds.session_token.empty()) h.emplace_back("x-amz-security-token", st.cfg.creds.session_token);
-            for (const auto& kv : spec.headers) h.emplace_back(kv.first, kv.second);
-            sigv4::request req;
-            req.method = spec.method;
-            req.canonical_uri = std::string_view(url).substr(uri_at, uri_len);
-            req.query = spec.query;
-            req.headers = std::span<const std::pair<std::string_view, std::string_view>>(h);
-            req.payload_hash = spec.payload_hash;
-            sigv4::signer::signed_result sig{std::move(c.authorization), std::move(c.signature)};
-            st.signer.sign_into(sig, st.cfg.creds, req, amz_date);
-            c.authorization = std::move(sig.authorization);
-            c.signature = std::move(sig.signature);
-
-            // Header lines, NUL-terminated, one after the other; then a
-            // curl_slist over them (curl only reads the list).
-            std::string& t = c.header_text;
-            t.clear();
-            std::size_t lines = 0;
-            auto line = [&](std::string_view name, std::string_view sep, std::string_view value) {
-                t.append(name);
-                t.append(sep);
-                t.append(value);
-                t += '\0';
-                ++lines;
-            };
-            // curl drops "Name:" with no value; "Name;" sends it empty, as signed.
-            for (const auto& [name, value] : h) value.empty() ? line(name, ";", {}) : line(name, ": ", value);
-            line("authorization", ": ", c.authorization);
-            // Every byte here costs ~100 instructions in libcurl's header
-            // formatting, so only what matters: no "Expect: 100-continue"
-            // round trip before a body (curl adds none to bodiless requests),
-            // and a User-Agent for the server's logs. No Accept-Encoding: with
-            // none, servers do not compress (S3, RGW and nginx all need it).
-            if (spec.body.size >= 0) line("Expect:", {}, {});
-            line("User-Agent: cachestore/0.1", {}, {});
-            c.header_nodes.resize(lines);
-            char* p = t.data();
-            for (std::size_t i = 0; i < lines; ++i) {
-                c.header_nodes[i].data = p;
-                c.header_nodes[i].next = i + 1 < lines ? &c.header_nodes[i + 1] : nullptr;
-                p += std::strlen(p) + 1;
-            }
-            h.clear(); // its views point at this frame's date and the caller's spec
-        } catch (const std::bad_alloc&) {
-            return fail(errc::io_error, spec.op, spec.error_path, "out of memory building the request");
-        } catch (const std::exception& e) { // OpenSSL failure or a malformed header: never a secret in what()
-            return fail(errc::io_error, spec.op, spec.error_path, std::string("signing failed: ") + e.what());
-        }
-        return {};
-    }
-
-    /// A bucket-level or probe request used by self_test.
-    result<> simple(const context& ctx, const char* method, std::string key, detail::header_list query,
-                    detail::response& res, std::span<const std::byte> body = {}, detail::header_list headers = {},
-                    std::string payload_hash_override = {}) {
-        detail::request_spec spec;
-        spec.method = method;
-        spec.op = "self_test";
-        spec.error_path = key;
-        spec.object_key = std::move(key);
-        spec.query = std::move(query);
-        spec.headers = std::move(headers);
-        detail::memory_body mb{body};
-        if (std::string_view(method) == "PUT") {
-            if (payload_hash_override.empty()) {
-                auto digest = detail::payload_sha256_hex(body, "self_test");
-                if (!digest) return std::unexpected(std::move(digest.error()));
-                payload_hash_override = std::move(*digest);
-            }
-            spec.payload_hash = payload_hash_override;
-            mb.attach(spec);
-        } else {
-            }
-        struct collect {
-            std::string body;
-        } col;
-        if (std::string_view(method) == "GET") {
-            spec.sink.self = &col;
-            spec.sink.limit = 1 << 20;
-            spec.sink.accept = [](void*, const detail::response&) { return true; };
-            spec.sink.write = [](void* self, std::span<const std::byte> b) {
-                static_cast<collect*>(self)->body.append(reinterpret_cast<const char*>(b.data()), b.size());
-                return true;
-            };
-        }
-        auto r = execute(ctx, spec, res, nullptr);
-        if (r && std::string_view(method) == "GET") res.error_body = std::move(col.body); // hand the body back
-        return r;
-    }
-
     std::unique_ptr<detail::store_state> st_;
 };
-
-inline result<> store::self_test(const context& ctx) {
-    auto& st = *st_;
-    auto fail_st = [](errc code, std::string msg, const error* cause = nullptr) {
-        error e = cause != nullptr ? *cause : error{};
-        e.code = code;
-        e.op = "self_test";
-        e.message = cause != nullptr ? msg + " [" + cause->message + "]" : std::move(msg);
-        return std::unexpected(std::move(e));
-    };
-    auto explain = [&](const error& e, const std::string& what) -> std::unexpected<error> {
-        switch (e.code) {
-        case errc::auth:
-            return fail_st(errc::auth, what + ": the credentials were refused (" +
-                                           (e.s3_code.empty() ? std::string("HTTP ") + std::to_string(e.http_status) : e.s3_code) +
-                                           "); check the access key, secret key, session token, region and clock", &e);
-        case errc::misconfigured:
-            return fail_st(errc::misconfigured, what + ": the bucket or endpoint is wrong (" + e.s3_code +
-                                                    "); check bucket '" + st.cfg.bucket + "', region and endpoint", &e);
-        default: return fail_st(e.code, what + " failed", &e);
-        }
-    };
-    const std::string probe_prefix = st.cfg.prefix + ".cachestore-selftest/";
-
-    // 1. Versioning must be off: stat-then-put and lifecycle expiry assume one version per key.
-    {
-        detail::response res;
-        auto r = simple(ctx, "GET", "", {{"versioning", ""}}, res);
-        if (!r) return explain(r.error(), "reading the bucket's versioning state (GetBucketVersioning)");
-        const auto status = detail::xml_element(res.error_body, "Status");
-        if (status == "Enabled" || status == "Suspended")
-            return fail_st(errc::misconfigured,
-                           "bucket '" + st.cfg.bucket + "' has versioning " + status +
-                               "; use an unversioned bucket: overwrites and deletes would keep old versions forever");
-        if (auto d = detail::parse_http_date(res.date)) {
-            const auto offset = std::chrono::duration_cast<std::chrono::milliseconds>(*d - std::chrono::system_clock::now());
-            std::lock_guard lock(st.report_mu);
-            st.report.clock_offset = offset;
-        }
-    }
-    // 2. Clock: SigV4 requests are refused beyond 15 minutes of skew.
-    {
-        std::chrono::milliseconds offset;
-        {
-            std::lock_guard lock(st.report_mu);
-            offset = st.report.clock_offset;
-        }
-        if (std::chrono::abs(offset) > std::chrono::minutes(15))
-            return fail_st(errc::auth, "the local clock is " + std::to_string(offset.count() / 1000) +
-                                           " s away from the server's; S3 refuses signatures beyond 15 minutes: sync the clock (NTP)");
-    }
-    // 3. A missing key must read as 404: a 403 means no s3:ListBucket permission,
-    //    and every miss would look like an auth failure.
-    {
-        detail::response res;
-        auto r = simple(ctx, "GET", probe_prefix + "absent-" + detail::random_hex(16), {}, res);
-        if (r) return fail_st(errc::protocol, "GET of a random absent key succeeded; the store does not report misses");
-        if (r.error().code == errc::auth && (r.error().s3_code == "AccessDenied" || r.error().s3_code.empty()))
-            return fail_st(errc::auth, "a missing key answers 403, not 404: grant s3:ListBucket on the bucket so misses are "
-                                       "reported as not found", &r.error());
-        if (r.error().code != errc::not_found) return explain(r.error(), "GET of an absent key");
-        detail::response head;
-        auto h = simple(ctx, "HEAD", probe_prefix + "absent-" + detail::random_hex(16), {}, head);
-        if (h || h.error().code != errc::not_found)
-            return fail_st(h ? errc::protocol : h.error().code,
-                           "HEAD of an absent key did not answer 404 (got HTTP " + std::to_string(head.status) +
-                               "); stat-then-put needs 404 for misses: grant s3:ListBucket");
-    }
-    // 4. Read-after-write: PUT a probe, HEAD it, GET it back byte-exact, DELETE it.
-    const std::string probe = probe_prefix + "probe-" + detail::random_hex(16);
-    std::string payload = "cachestore self-test " + detail::random_hex(24);
-    const auto body = as_bytes(payload);
-    auto cleanup = [&] {
-        detail::response res;
-        (void)simple(context::with_timeout(std::chrono::seconds(5)), "DELETE", probe, {}, res);
-    };
-    {
-        detail::response res;
-        if (auto r = simple(ctx, "PUT", probe, {}, res, body); !r) return explain(r.error(), "PUT of the probe object");
-    }
-    {
-        detail::response res;
-        auto r = simple(ctx, "HEAD", probe, {}, res);
-        if (!r) {
-            cleanup();
-            return fail_st(r.error().code == errc::not_found ? errc::misconfigured : r.error().code,
-                           "HEAD right after PUT did not see the probe: this store lacks read-after-write "
-                           "consistency, which stat-then-put requires", &r.error());
-        }
-        if (res.content_length != static_cast<std::int64_t>(payload.size())) {
-            cleanup();
-            return fail_st(errc::protocol, "HEAD of the probe reports " + std::to_string(res.content_length) +
-                                               " bytes, wrote " + std::to_string(payload.size()));
-        }
-    }
-    {
-        detail::response res;
-        auto r = simple(ctx, "GET", probe, {}, res);
-        if (!r || res.error_body != payload) {
-            cleanup();
-            return fail_st(r ? errc::protocol : r.error().code, "GET of the probe did not return the bytes written",
-                           r ? nullptr : &r.error());
-        }
-    }
-    // 5. Does the server enforce If-None-Match: * on PUT? (412 = yes.)
-    bool enforced = false;
-    {
-        detail::response res;
-        auto r = simple(ctx, "PUT", probe, {}, res, body, {{"if-none-match", "*"}});
-        if (!r && r.error().code == errc::commit_lost) enforced = true;
-        else if (!r && r.error().code != errc::protocol && r.error().http_status != 501 && r.error().http_status != 400) {
-            cleanup();
-            return explain(r.error(), "conditional PUT probe");
-        }
-    }
-    {
-        detail::response res;
-        if (auto r = simple(ctx, "DELETE", probe, {}, res); !r) return explain(r.error(), "DELETE of the probe object");
-        detail::response head;
-        auto h = simple(ctx, "HEAD", probe, {}, head);
-        if (h) return fail_st(errc::misconfigured, "the probe is still visible after DELETE: deletes are not read-after-write");
-    }
-    if (st.cfg.commit == commit_mode::auto_detect) st.conditional_put = enforced;
-    if (st.cfg.commit == commit_mode::if_none_match && !enforced)
-        return fail_st(errc::misconfigured, "commit_mode is if_none_match but the server does not enforce If-None-Match: * "
-                                            "(a second conditional PUT succeeded); use auto or stat_then_put");
-    std::lock_guard lock(st.report_mu);
-    st.report.ran = true;
-    st.report.conditional_put_enforced = enforced;
-    return {};
-}
 
 static_assert(CacheStore<store>);
 

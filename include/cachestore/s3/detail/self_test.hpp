@@ -1,0 +1,151 @@
+// cachestore/s3/detail/self_test.hpp - the S3 self-test: proves a bucket fit
+// for stat-then-put (docs/s3.md, "Self-test") and learns what the server enforces.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "cachestore/bytes.hpp"
+#include "cachestore/context.hpp"
+#include "cachestore/error.hpp"
+#include "cachestore/s3/detail/error_xml.hpp"
+#include "cachestore/s3/detail/exchange.hpp"
+#include "cachestore/s3/detail/http_parse.hpp"
+#include "cachestore/s3/detail/request.hpp"
+#include "cachestore/s3/detail/state.hpp"
+
+namespace cachestore::s3::detail {
+
+inline result<> run_self_test(store_state& st, const context& ctx) {
+    auto fail_st = [](errc code, std::string msg, const error* cause = nullptr) {
+        error e = cause != nullptr ? *cause : error{};
+        e.code = code;
+        e.op = "self_test";
+        e.message = cause != nullptr ? msg + " [" + cause->message + "]" : std::move(msg);
+        return std::unexpected(std::move(e));
+    };
+    auto explain = [&](const error& e, const std::string& what) -> std::unexpected<error> {
+        switch (e.code) {
+        case errc::auth:
+            return fail_st(errc::auth, what + ": the credentials were refused (" +
+                                           (e.s3_code.empty() ? std::string("HTTP ") + std::to_string(e.http_status) : e.s3_code) +
+                                           "); check the access key, secret key, session token, region and clock", &e);
+        case errc::misconfigured:
+            return fail_st(errc::misconfigured, what + ": the bucket or endpoint is wrong (" + e.s3_code +
+                                                    "); check bucket '" + st.cfg.bucket + "', region and endpoint", &e);
+        default: return fail_st(e.code, what + " failed", &e);
+        }
+    };
+    const std::string probe_prefix = st.cfg.prefix + ".cachestore-selftest/";
+
+    // 1. Versioning must be off: stat-then-put and lifecycle expiry assume one version per key.
+    {
+        response res;
+        auto r = simple(st, ctx, "GET", "", {{"versioning", ""}}, res);
+        if (!r) return explain(r.error(), "reading the bucket's versioning state (GetBucketVersioning)");
+        const auto status = xml_element(res.error_body, "Status");
+        if (status == "Enabled" || status == "Suspended")
+            return fail_st(errc::misconfigured,
+                           "bucket '" + st.cfg.bucket + "' has versioning " + status +
+                               "; use an unversioned bucket: overwrites and deletes would keep old versions forever");
+        if (auto d = parse_http_date(res.date)) {
+            const auto offset = std::chrono::duration_cast<std::chrono::milliseconds>(*d - std::chrono::system_clock::now());
+            std::lock_guard lock(st.report_mu);
+            st.report.clock_offset = offset;
+        }
+    }
+    // 2. Clock: SigV4 requests are refused beyond 15 minutes of skew.
+    {
+        std::chrono::milliseconds offset;
+        {
+            std::lock_guard lock(st.report_mu);
+            offset = st.report.clock_offset;
+        }
+        if (std::chrono::abs(offset) > std::chrono::minutes(15))
+            return fail_st(errc::auth, "the local clock is " + std::to_string(offset.count() / 1000) +
+                                           " s away from the server's; S3 refuses signatures beyond 15 minutes: sync the clock (NTP)");
+    }
+    // 3. A missing key must read as 404: a 403 means no s3:ListBucket permission,
+    //    and every miss would look like an auth failure.
+    {
+        response res;
+        auto r = simple(st, ctx, "GET", probe_prefix + "absent-" + random_hex(16), {}, res);
+        if (r) return fail_st(errc::protocol, "GET of a random absent key succeeded; the store does not report misses");
+        if (r.error().code == errc::auth && (r.error().s3_code == "AccessDenied" || r.error().s3_code.empty()))
+            return fail_st(errc::auth, "a missing key answers 403, not 404: grant s3:ListBucket on the bucket so misses are "
+                                       "reported as not found", &r.error());
+        if (r.error().code != errc::not_found) return explain(r.error(), "GET of an absent key");
+        response head;
+        auto h = simple(st, ctx, "HEAD", probe_prefix + "absent-" + random_hex(16), {}, head);
+        if (h || h.error().code != errc::not_found)
+            return fail_st(h ? errc::protocol : h.error().code,
+                           "HEAD of an absent key did not answer 404 (got HTTP " + std::to_string(head.status) +
+                               "); stat-then-put needs 404 for misses: grant s3:ListBucket");
+    }
+    // 4. Read-after-write: PUT a probe, HEAD it, GET it back byte-exact, DELETE it.
+    const std::string probe = probe_prefix + "probe-" + random_hex(16);
+    std::string payload = "cachestore self-test " + random_hex(24);
+    const auto body = as_bytes(payload);
+    auto cleanup = [&] {
+        response res;
+        (void)simple(st, context::with_timeout(std::chrono::seconds(5)), "DELETE", probe, {}, res);
+    };
+    {
+        response res;
+        if (auto r = simple(st, ctx, "PUT", probe, {}, res, body); !r) return explain(r.error(), "PUT of the probe object");
+    }
+    {
+        response res;
+        auto r = simple(st, ctx, "HEAD", probe, {}, res);
+        if (!r) {
+            cleanup();
+            return fail_st(r.error().code == errc::not_found ? errc::misconfigured : r.error().code,
+                           "HEAD right after PUT did not see the probe: this store lacks read-after-write "
+                           "consistency, which stat-then-put requires", &r.error());
+        }
+        if (res.content_length != static_cast<std::int64_t>(payload.size())) {
+            cleanup();
+            return fail_st(errc::protocol, "HEAD of the probe reports " + std::to_string(res.content_length) +
+                                               " bytes, wrote " + std::to_string(payload.size()));
+        }
+    }
+    {
+        response res;
+        auto r = simple(st, ctx, "GET", probe, {}, res);
+        if (!r || res.error_body != payload) {
+            cleanup();
+            return fail_st(r ? errc::protocol : r.error().code, "GET of the probe did not return the bytes written",
+                           r ? nullptr : &r.error());
+        }
+    }
+    // 5. Does the server enforce If-None-Match: * on PUT? (412 = yes.)
+    bool enforced = false;
+    {
+        response res;
+        auto r = simple(st, ctx, "PUT", probe, {}, res, body, {{"if-none-match", "*"}});
+        if (!r && r.error().code == errc::commit_lost) enforced = true;
+        else if (!r && r.error().code != errc::protocol && r.error().http_status != 501 && r.error().http_status != 400) {
+            cleanup();
+            return explain(r.error(), "conditional PUT probe");
+        }
+    }
+    {
+        response res;
+        if (auto r = simple(st, ctx, "DELETE", probe, {}, res); !r) return explain(r.error(), "DELETE of the probe object");
+        response head;
+        auto h = simple(st, ctx, "HEAD", probe, {}, head);
+        if (h) return fail_st(errc::misconfigured, "the probe is still visible after DELETE: deletes are not read-after-write");
+    }
+    if (st.cfg.commit == commit_mode::auto_detect) st.conditional_put = enforced;
+    if (st.cfg.commit == commit_mode::if_none_match && !enforced)
+        return fail_st(errc::misconfigured, "commit_mode is if_none_match but the server does not enforce If-None-Match: * "
+                                            "(a second conditional PUT succeeded); use auto or stat_then_put");
+    std::lock_guard lock(st.report_mu);
+    st.report.ran = true;
+    st.report.conditional_put_enforced = enforced;
+    return {};
+}
+
+} // namespace cachestore::s3::detail
