@@ -22,7 +22,8 @@ Control endpoints (never logged, never faulted):
     POST /_fault/script   body: JSON list of rules (replaces the current ones)
     POST /_fault/reset    forget rules, objects and the log
     POST /_fault/clearlog forget the log only
-    GET  /_fault/log      JSON list of the S3 requests that arrived
+    GET  /_fault/log      JSON list of the S3 requests that arrived (method, key,
+                          target as sent, range, access_key, token, conn, ...)
     GET  /_fault/object?key=K   the stored bytes of K (404 when absent)
 
 A rule:
@@ -38,6 +39,7 @@ The first rule that matches and has count left is applied (and its count
 decremented). Actions:
 
     status            status (int), code (S3 Code, optional), message,
+                      headers ({name: value} or [[name, value], ...], added),
                       body: xml (default) | html | empty |
                             truncated_xml (ends `cut` characters into the
                             Code, default 4) |
@@ -53,6 +55,8 @@ decremented). Actions:
                           `delay` s later (which HEAD must not have)
     garbage               answer `text` (default an SSH banner) instead of HTTP
     reset_mid_body        GET: headers + `after` body bytes, then RST
+                          (`after` may be "all" here and for chunked_cut: the
+                          whole range, then the fault)
     short_body            GET: Content-Length of the full range, `after` bytes, FIN
     short_body_nolength   GET: 206 without Content-Length, `after` bytes, FIN
     long_body             GET: the range plus `extra` bytes; mode:
@@ -364,6 +368,13 @@ def error_body(rule, status, rid, resource):
     raise ValueError("unknown body kind " + kind)
 
 
+def access_key_of(r):
+    """The access key id in the request's SigV4 Authorization header ("" if none)."""
+    auth = r.headers.get("authorization", "")
+    at = auth.find("Credential=")
+    return auth[at + 11:].split("/", 1)[0] if at >= 0 else ""
+
+
 def log_request(conn, r, action, received=None):
     entry = {
         "conn": conn.id,
@@ -372,6 +383,9 @@ def log_request(conn, r, action, received=None):
         "key": r.key,
         "query": r.query,
         "range": r.headers.get("range", ""),
+        "target": r.target,
+        "access_key": access_key_of(r),
+        "token": r.headers.get("x-amz-security-token", ""),
         "if_none_match": r.headers.get("if-none-match", ""),
         "content_length": r.body_len,
         "received": len(r.body) if received is None else received,
@@ -602,7 +616,9 @@ def apply_fault(conn, r, rule):
             return True
         body = error_body(rule, status, rid, r.path)
         ctype = "text/html" if body_kind == "html" else "application/xml"
-        send_simple(conn, r, status, [("Content-Type", ctype)] if body else [], body, rid)
+        hs = rule.get("headers", [])
+        extra = list(hs.items() if isinstance(hs, dict) else ((k, v) for k, v in hs))
+        send_simple(conn, r, status, ([("Content-Type", ctype)] if body else []) + extra, body, rid)
         return True
     if action == "versioning":
         log_request(conn, r, action)
@@ -624,7 +640,8 @@ def apply_fault(conn, r, rule):
     part = data[first:last + 1]
     total = len(data)
     # A cut point inside the body (so a cut really cuts), 0 for a 1-byte body.
-    cut = max(0, min(int(rule.get("after", len(part) // 2)), len(part) - 1))
+    # after="all": every byte of the range, then the fault (the end of the body is what breaks).
+    cut = len(part) if rule.get("after") == "all" else max(0, min(int(rule.get("after", len(part) // 2)), len(part) - 1))
     base = object_headers(data, mtime) + [("Content-Type", "application/octet-stream")]
     cr = ("Content-Range", "bytes %d-%d/%d" % (first, last, total))
     log_request(conn, r, action)
