@@ -62,7 +62,8 @@ json to_json(const s3::config& c) {
     j["timeouts"] = {{"connect_ms", c.timeouts.connect.count()},
                      {"low_speed_time_s", c.timeouts.low_speed_time.count()},
                      {"low_speed_limit", c.timeouts.low_speed_limit},
-                     {"operation_ms", c.timeouts.operation.count()}};
+                     {"operation_ms", c.timeouts.operation.count()},
+                     {"idle_ms", c.timeouts.idle.count()}};
     j["retry"] = {{"max_attempts", c.retry.max_attempts},
                   {"base_delay_ms", c.retry.base_delay.count()},
                   {"max_delay_ms", c.retry.max_delay.count()}};
@@ -77,7 +78,7 @@ bool same(const s3::config& a, const s3::config& b) {
            a.creds.session_token == b.creds.session_token && a.commit == b.commit &&
            a.max_idle_connections == b.max_idle_connections && a.timeouts.connect == b.timeouts.connect &&
            a.timeouts.low_speed_time == b.timeouts.low_speed_time &&
-           a.timeouts.low_speed_limit == b.timeouts.low_speed_limit && a.timeouts.operation == b.timeouts.operation &&
+           a.timeouts.low_speed_limit == b.timeouts.low_speed_limit && a.timeouts.operation == b.timeouts.operation && a.timeouts.idle == b.timeouts.idle &&
            a.retry.max_attempts == b.retry.max_attempts && a.retry.base_delay == b.retry.base_delay &&
            a.retry.max_delay == b.retry.max_delay && a.tls.verify == b.tls.verify && a.tls.ca_file == b.tls.ca_file &&
            a.tls.ca_dir == b.tls.ca_dir;

@@ -3,7 +3,16 @@
 // self-test's refusals. Generic behaviour lives in the conformance suite.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
 #include <cstring>
 #include <span>
 #include <string>
@@ -216,4 +225,155 @@ TEST_CASE("rgw: the server refuses an upload whose body does not match the signe
     CHECK(r.error().http_status == 400);
     CHECK(r.error().s3_code == "XAmzContentSHA256Mismatch");
     CHECK(r.error().code == errc::transient); // corruption in transit: worth a retry
+}
+
+// ---- failure classes outside a scripted answer, against the real server ----
+
+namespace {
+
+/// Runs a command (no shell, stdout discarded); its exit status, -1 when it could not start.
+int run(std::vector<std::string> argv) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t quiet;
+    posix_spawn_file_actions_init(&quiet);
+    posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    const int rc = posix_spawnp(&pid, args[0], &quiet, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&quiet);
+    if (rc != 0) return -1;
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+} // namespace
+
+TEST_CASE("rgw: a store used before fork() serves parent and child their own bytes", "[s3][rgw][fork]") {
+    auto cfg = rgw_config();
+    if (cfg.endpoint.empty()) return; // no RGW: rgw_config() failed or warned
+    auto st = s3::store::create(cfg);
+    REQUIRE(st.has_value());
+    REQUIRE(st->self_test(context::with_timeout(30s)).has_value()); // pooled connections now exist
+    const auto ka = key_named("fork-parent"), kb = key_named("fork-child");
+    const std::string a(5000, 'a'), b(5000, 'b'); // the same size: Content-Range cannot tell them apart
+    REQUIRE(st->put_chunk({}, ka, 5000, as_bytes(a)).has_value());
+    REQUIRE(st->put_chunk({}, kb, 5000, as_bytes(b)).has_value());
+    auto bad_reads = [&](const chunk_key& k, const std::string& want) {
+        int bad = 0;
+        std::string got(want.size(), '\0');
+        for (int i = 0; i < 300; ++i) {
+            auto r = get_chunk(*st, context::with_timeout(20s), k, 0, std::as_writable_bytes(std::span(got)));
+            if (!r || got != want) ++bad;
+        }
+        return bad;
+    };
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) _exit(std::min(bad_reads(kb, b), 100));
+    REQUIRE(pid > 0);
+    const int parent_bad = bad_reads(ka, a);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(parent_bad == 0);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    CHECK(st->remove({}, ka).has_value());
+    CHECK(st->remove({}, kb).has_value());
+}
+
+TEST_CASE("rgw: a prefix with dot segments round-trips, signed as sent", "[s3][rgw][path]") {
+    auto cfg = rgw_config();
+    if (cfg.endpoint.empty()) return; // no RGW: rgw_config() failed or warned
+    for (const char* prefix : {"cache/../dc1/./", "./x/", "../up/", "a/./b/../c/"}) {
+        INFO("prefix: " << prefix);
+        cfg.prefix = prefix;
+        auto st = s3::store::create(cfg);
+        REQUIRE(st.has_value());
+        const auto k = key_named("dots");
+        const std::string data = std::string("under ") + prefix;
+        auto p = st->put_chunk({}, k, static_cast<std::int64_t>(data.size()), as_bytes(data));
+        INFO(p);
+        REQUIRE(p.has_value());
+        std::string got(data.size(), '\0');
+        REQUIRE(get_chunk(*st, {}, k, 0, std::as_writable_bytes(std::span(got))).has_value());
+        CHECK(got == data);
+        CHECK(st->stat({}, k)->size == static_cast<std::int64_t>(data.size()));
+        CHECK(st->remove({}, k).has_value());
+    }
+}
+
+TEST_CASE("rgw: keys rotated under load (file rewritten, old key deleted): no failed call", "[s3][rgw][credentials]") {
+    auto cfg = rgw_config();
+    if (cfg.endpoint.empty()) return; // no RGW: rgw_config() failed or warned
+    const std::string conf = s3test::env("CACHESTORE_RGW_CONF");
+    if (conf.empty()) FAIL("CACHESTORE_RGW_CONF is not set: run through tests/servers/with-servers.sh --rgw");
+    const auto dir = std::filesystem::temp_directory_path() / ("cachestore-rotate-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "credentials";
+    auto key_id = [](int n) { return "ROTATE" + std::to_string(100000 + n) + "KEY"; };
+    auto secret = [](int n) { return "rotate/secret+" + std::to_string(n) + "xxxxxxxxxxxxxxxxxx"; };
+    auto create_key = [&](int n) {
+        return run({"radosgw-admin", "-c", conf, "key", "create", "--uid=test", "--key-type=s3",
+                    "--access-key=" + key_id(n), "--secret-key=" + secret(n)});
+    };
+    auto remove_key = [&](int n) {
+        return run({"radosgw-admin", "-c", conf, "key", "rm", "--uid=test", "--key-type=s3", "--access-key=" + key_id(n)});
+    };
+    auto write_file = [&](int n) {
+        const auto tmp = dir / "credentials.new";
+        std::ofstream(tmp) << "[default]\naws_access_key_id = " << key_id(n) << "\naws_secret_access_key = " << secret(n)
+                           << "\n";
+        std::filesystem::rename(tmp, file);
+    };
+    REQUIRE(create_key(1) == 0);
+    write_file(1);
+    s3::config base = cfg;
+    base.creds = {};
+    auto loaded = s3::config_from_env(base, [&](std::string_view n) -> std::optional<std::string> {
+        if (n == "AWS_SHARED_CREDENTIALS_FILE") return file.string();
+        return std::nullopt;
+    });
+    REQUIRE(loaded.has_value());
+    auto st = s3::store::create(*loaded);
+    REQUIRE(st.has_value());
+    const auto k = key_named("rotation");
+    const std::string data(20000, 'r');
+    REQUIRE(st->put_chunk({}, k, 20000, as_bytes(data)).has_value());
+
+    std::atomic<bool> done{false};
+    std::atomic<int> calls{0}, failed{0};
+    std::string first_failure;
+    std::mutex mu;
+    std::vector<std::jthread> readers;
+    for (int t = 0; t < 8; ++t)
+        readers.emplace_back([&] {
+            std::string got(data.size(), '\0');
+            while (!done) {
+                auto r = get_chunk(*st, context::with_timeout(20s), k, 0, std::as_writable_bytes(std::span(got)));
+                ++calls;
+                if (!r || got != data) {
+                    ++failed;
+                    std::lock_guard lock(mu);
+                    if (first_failure.empty()) first_failure = r ? "wrong bytes" : r.error().to_string();
+                }
+            }
+        });
+    // Three rotations: new key, file rewritten, old key deleted at once (so
+    // some requests still signed with it are refused and refreshed).
+    for (int n = 2; n <= 4; ++n) {
+        std::this_thread::sleep_for(300ms);
+        REQUIRE(create_key(n) == 0);
+        write_file(n);
+        REQUIRE(remove_key(n - 1) == 0);
+    }
+    std::this_thread::sleep_for(500ms);
+    done = true;
+    readers.clear();
+    INFO(first_failure);
+    CHECK(calls > 100);
+    CHECK(failed == 0);
+    CHECK(st->remove({}, k).has_value());
+    CHECK(remove_key(4) == 0);
+    std::filesystem::remove_all(dir);
 }

@@ -16,7 +16,8 @@
 #
 # DIR/env exports CACHESTORE_RGW_ENDPOINT, CACHESTORE_RGW_ACCESS_KEY,
 # CACHESTORE_RGW_SECRET_KEY, CACHESTORE_RGW_BUCKET,
-# CACHESTORE_RGW_VERSIONED_BUCKET, CACHESTORE_RGW_REGION.
+# CACHESTORE_RGW_VERSIONED_BUCKET, CACHESTORE_RGW_REGION, CACHESTORE_RGW_CONF
+# (its ceph.conf, for radosgw-admin in tests).
 # Environment: CACHESTORE_RGW_START_TIMEOUT (seconds for the whole start,
 # default 120), CACHESTORE_RGW_MEMSTORE_BYTES (default 1 GiB).
 set -euo pipefail
@@ -279,7 +280,8 @@ do_start() {
     "CACHESTORE_RGW_SECRET_KEY=$SECRET_KEY" \
     "CACHESTORE_RGW_BUCKET=$BUCKET" \
     "CACHESTORE_RGW_VERSIONED_BUCKET=$VERSIONED_BUCKET" \
-    "CACHESTORE_RGW_REGION=$REGION"
+    "CACHESTORE_RGW_REGION=$REGION" \
+    "CACHESTORE_RGW_CONF=$CONF"
   rm -f "$TMPF"
   cs_start_done
   cs_log "rgw: up at $ENDPOINT (mon spawned at ${t_mon}s, osd at ${t_osd}s, rgw answering at ${t_rgw}s)"

@@ -24,5 +24,6 @@
 #include "cachestore/s3/config_json.hpp"
 #include "cachestore/s3/config_types.hpp"
 #include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/credentials_provider.hpp"
 #include "cachestore/s3/endpoint.hpp"
 #include "cachestore/s3/validate.hpp"

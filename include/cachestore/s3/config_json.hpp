@@ -163,8 +163,8 @@ private:
 
     void read_timeouts(const json& o, timeout_policy& t) {
         if (!object_value("timeouts", o)) return;
-        static constexpr std::array<std::string_view, 4> known = {"connect_ms", "low_speed_time_s",
-                                                                            "low_speed_limit", "operation_ms"};
+        static constexpr std::array<std::string_view, 5> known = {"connect_ms", "low_speed_time_s",
+                                                                            "low_speed_limit", "operation_ms", "idle_ms"};
         for (const auto& [key, v] : o.items()) {
             const std::string full = "timeouts." + key;
             std::int64_t n = 0;
@@ -180,6 +180,8 @@ private:
                     t.low_speed_limit = static_cast<long>(n);
             } else if (key == "operation_ms") {
                 if (int64_value(full, v, n)) t.operation = std::chrono::milliseconds(n);
+            } else if (key == "idle_ms") {
+                if (int64_value(full, v, n)) t.idle = std::chrono::milliseconds(n);
             } else {
                 unknown("timeouts", key, known);
             }
@@ -251,7 +253,7 @@ private:
 ///   access_key_id, secret_access_key, session_token (strings),
 ///   commit_mode ("auto" | "stat_then_put" | "if_none_match"),
 ///   max_idle_connections (integer >= 0),
-///   timeouts {connect_ms, low_speed_time_s, low_speed_limit, operation_ms} (integers),
+///   timeouts {connect_ms, low_speed_time_s, low_speed_limit, operation_ms, idle_ms} (integers),
 ///   retry {max_attempts, base_delay_ms, max_delay_ms} (integers),
 ///   tls {verify (bool), ca_file, ca_dir (strings)}.
 /// JSON values win over the environment; an empty string counts as absent. If

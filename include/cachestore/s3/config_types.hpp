@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@
 #include "cachestore/s3/credentials.hpp"
 
 namespace cachestore::s3 {
+
+class credentials_provider;
 
 /// How the bucket appears in request URLs.
 enum class addressing {
@@ -60,7 +63,8 @@ struct timeout_policy {
     std::chrono::milliseconds connect{3000};   ///< TCP + TLS connect; > 0
     std::chrono::seconds low_speed_time{10};   ///< abort a transfer slower than low_speed_limit for this long; > 0 unless the limit is 0
     long low_speed_limit = 1024;               ///< bytes/s; 0 disables the low-speed check
-    std::chrono::milliseconds operation{30000}; ///< per call when the context has no deadline; 0 = none
+    std::chrono::milliseconds operation{30000}; ///< per call (all its attempts) when the context has no earlier deadline; 0 = none
+    std::chrono::milliseconds idle{20000};      ///< pooled connections idle longer are closed, not reused; > 0
 };
 
 /// TLS peer verification for https endpoints.
@@ -90,6 +94,11 @@ struct config {
     std::string prefix;
     addressing addressing_style = addressing::path;
     credentials creds;
+    /// When set, the store signs with what this provider supplies (refreshed
+    /// ahead of expiry, re-read when its source changes) instead of `creds`;
+    /// see credentials_provider.hpp. config_from_env sets it for credentials
+    /// from the shared credentials file. Shared, not copied, with the store.
+    std::shared_ptr<credentials_provider> credentials_source;
     timeout_policy timeouts;
     retry_policy retry;
     tls_policy tls;

@@ -29,6 +29,7 @@
 #include "cachestore/info.hpp"
 #include "cachestore/s3/config.hpp"
 #include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/credentials_provider.hpp"
 #include "cachestore/s3/detail/crypto.hpp"
 #include "cachestore/s3/detail/exchange.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
@@ -52,6 +53,13 @@ public:
         if (auto v = validate(cfg); !v) return std::unexpected(std::move(v.error()));
         auto ep = parse_endpoint(cfg);
         if (!ep) return std::unexpected(std::move(ep.error()));
+        if (cfg.credentials_source) { // the first credentials now, not at the first request
+            if (auto c = cfg.credentials_source->current(); !c) {
+                error e = std::move(c.error());
+                e.op = "config";
+                return std::unexpected(std::move(e));
+            }
+        }
         detail::curl_global();
         auto st = std::make_unique<detail::store_state>(std::move(cfg), std::move(*ep));
         const auto& e = st->endpoint;
@@ -91,11 +99,20 @@ public:
     /// concurrently active calls when connections are reused.
     [[nodiscard]] std::size_t connections_created() const noexcept { return st_->pool.created(); }
 
+    /// Connections waiting in the pool for reuse.
+    [[nodiscard]] std::size_t idle_connections() const { return st_->pool.idle(); }
+
+    /// Closes pooled connections idle longer than timeouts.idle now. Every
+    /// call does this too, so only a store that stays unused after a burst
+    /// needs it (e.g. from a proxy's housekeeping timer).
+    void reap_idle_connections() const { st_->pool.reap(); }
+
     // ---- CacheStore ------------------------------------------------------
 
     template <chunk_sink Sink>
     result<> get_chunk(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n, Sink&& sink) {
         if (auto a = cachestore::detail::check_get_args(key, off, n); !a) return a;
+        const context cctx = detail::call_context(*st_, ctx);
         struct get_state {
             std::remove_reference_t<Sink>* sink;
             std::int64_t off, n;
@@ -159,7 +176,7 @@ public:
             s.headers[0].second = range_header(g.start, g.n - g.done);
         };
         detail::response res;
-        auto r = detail::execute(*st_, ctx, spec, res, &gs.refusal);
+        auto r = detail::execute(*st_, cctx, spec, res, &gs.refusal);
         if (!r) return r;
         const std::int64_t total = gs.done + res.delivered;
         if (total != n)
@@ -190,6 +207,7 @@ private:
     result<> put_impl(const context& ctx, const chunk_key& key, std::int64_t size, Src& src, std::string_view known_digest) {
         if (auto a = cachestore::detail::check_put_args(key, size); !a) return a;
         if (auto a = cachestore::detail::check_source_size(src, size); !a) return a;
+        const context cctx = detail::call_context(*st_, ctx); // one deadline for the HEAD, the body and the PUT
         detail::request_spec spec;
         spec.op = "put_chunk";
         auto ok = prepare_key(spec, key);
@@ -199,7 +217,7 @@ private:
             detail::request_spec head = spec;
             head.method = "HEAD";
             detail::response res;
-            auto r = detail::execute(*st_, ctx, head, res, nullptr);
+            auto r = detail::execute(*st_, cctx, head, res, nullptr);
             if (r) return detail::fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
             if (r.error().code != errc::not_found) return r;
         }
@@ -215,7 +233,7 @@ private:
             spooled.resize(static_cast<std::size_t>(size));
             std::size_t at = 0;
             std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), std::size_t{256} * 1024));
-            auto r = cachestore::detail::pump_exact(ctx, "put_chunk", spec.error_path, src, size, scratch,
+            auto r = cachestore::detail::pump_exact(cctx, "put_chunk", spec.error_path, src, size, scratch,
                                                     [&](std::span<const std::byte> b) -> result<> {
                                                         std::memcpy(spooled.data() + at, b.data(), b.size());
                                                         at += b.size();
@@ -238,7 +256,7 @@ private:
         detail::memory_body mb{body};
         mb.attach(spec);
         detail::response res;
-        auto r = detail::execute(*st_, ctx, spec, res, nullptr);
+        auto r = detail::execute(*st_, cctx, spec, res, nullptr);
         if (!r && r.error().code == errc::commit_lost) r.error().message = "another writer committed this chunk first (412)";
         return r;
     }
@@ -246,12 +264,13 @@ private:
 public:
     result<info> stat(const context& ctx, const chunk_key& key) {
         if (auto v = validate(key, "stat"); !v) return std::unexpected(std::move(v.error()));
+        const context cctx = detail::call_context(*st_, ctx);
         detail::request_spec spec;
         spec.method = "HEAD";
         spec.op = "stat";
         if (auto ok = prepare_key(spec, key); !ok) return std::unexpected(std::move(ok.error()));
         detail::response res;
-        if (auto r = detail::execute(*st_, ctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
+        if (auto r = detail::execute(*st_, cctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
         if (res.content_length < 0)
             return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no Content-Length");
         auto when = detail::parse_http_date(res.last_modified);
@@ -261,12 +280,13 @@ public:
 
     result<> remove(const context& ctx, const chunk_key& key) {
         if (auto v = validate(key, "remove"); !v) return v;
+        const context cctx = detail::call_context(*st_, ctx);
         detail::request_spec spec;
         spec.method = "DELETE";
         spec.op = "remove";
         if (auto ok = prepare_key(spec, key); !ok) return ok;
         detail::response res;
-        auto r = detail::execute(*st_, ctx, spec, res, nullptr);
+        auto r = detail::execute(*st_, cctx, spec, res, nullptr);
         if (!r && r.error().code == errc::not_found && r.error().s3_code != "NoSuchBucket") return {};
         return r;
     }
@@ -277,12 +297,12 @@ public:
     result<> debug_put_with_payload_hash(const context& ctx, std::string object_key, std::span<const std::byte> body,
                                          std::string payload_hash) {
         detail::response res;
-        return detail::simple(*st_, ctx, "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
+        return detail::simple(*st_, detail::call_context(*st_, ctx), "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
     }
 
     /// Proves the bucket fit for stat-then-put before a proxy serves traffic.
     /// Every failure says what to fix. See docs/s3.md, "Self-test".
-    result<> self_test(const context& ctx) { return detail::run_self_test(*st_, ctx); }
+    result<> self_test(const context& ctx) { return detail::run_self_test(*st_, detail::call_context(*st_, ctx)); }
 
 private:
     explicit store(std::unique_ptr<detail::store_state> st) : st_(std::move(st)) {}
@@ -297,8 +317,8 @@ private:
         return "bytes=" + std::to_string(off) + "-" + std::to_string(off + n - 1);
     }
 
+    /// Precondition: `key` was validated (once per call, by the caller).
     result<> prepare_key(detail::request_spec& spec, const chunk_key& key) const {
-        if (auto v = validate(key, spec.op); !v) return v;
         spec.error_path.clear();
         cachestore::detail::append_storage_path(spec.error_path, key);
         spec.object_key = st_->cfg.prefix + spec.error_path;

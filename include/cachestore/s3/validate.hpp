@@ -67,21 +67,13 @@ namespace cachestore::s3 {
     }
 
     // Credentials: never echo them.
-    const credentials& k = c.creds;
-    const std::string where = "set it in the config, in the environment (AWS_ACCESS_KEY_ID and "
-                              "AWS_SECRET_ACCESS_KEY) or in the shared credentials file profile";
-    if (k.access_key_id.empty())
-        problem("access_key_id is empty: " + where);
-    else if (std::any_of(k.access_key_id.begin(), k.access_key_id.end(),
-                         [](char ch) { return detail::is_control(ch) || detail::is_space(ch) || ch == '/'; }))
-        problem("access_key_id contains whitespace, a control character or '/': check for a stray newline or a "
-                "pasted secret");
-    if (k.secret_access_key.empty())
-        problem("secret_access_key is empty: " + where);
-    else if (detail::has_control(k.secret_access_key))
-        problem("secret_access_key contains a control character: check for a stray newline");
-    if (detail::has_control(k.session_token))
-        problem("session_token contains a control character: check for a stray newline");
+    // The provider's credentials are checked when it supplies them.
+    if (!c.credentials_source) {
+        const std::string where = "set it in the config, in the environment (AWS_ACCESS_KEY_ID and "
+                                  "AWS_SECRET_ACCESS_KEY) or in the shared credentials file profile";
+        const std::string p = detail::credentials_problem(c.creds);
+        if (!p.empty()) problem(p.find("is empty") != std::string::npos ? p + ": " + where : p);
+    }
 
     // Prefix.
     if (c.prefix.starts_with('/'))
@@ -116,7 +108,9 @@ namespace cachestore::s3 {
                 "disable the low-speed check)");
     if (t.operation.count() < 0)
         problem("timeouts.operation must be >= 0 ms (got " + ms(t.operation) + "; 0 = no per-call timeout)");
-    if (t.connect > max_duration || t.low_speed_time > max_duration || t.operation > max_duration)
+    if (t.idle.count() <= 0) problem("timeouts.idle must be > 0 ms (got " + ms(t.idle) + ")");
+    if (t.connect > max_duration || t.low_speed_time > max_duration || t.operation > max_duration ||
+        t.idle > max_duration)
         problem("timeouts must be at most 24 hours");
 
     // TLS files.

@@ -24,6 +24,7 @@
 #include "cachestore/s3/detail/request.hpp"
 #include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/detail/transport.hpp"
+#include "cachestore/s3/credentials_provider.hpp"
 #include "cachestore/s3/sigv4.hpp"
 
 namespace cachestore::s3::detail {
@@ -62,6 +63,13 @@ inline result<> outcome(const request_spec& spec, response& res, const error* re
     case abort_reason::body_too_long:
         return fail_ctx(errc::protocol, spec, res, "server sent more bytes than the range asked for");
     }
+    // Every byte asked for arrived, within a Content-Range the sink accepted,
+    // and only then did the transfer fail (a chunked body without its final
+    // 0-chunk, a reset after the last data): the answer is complete. Retrying
+    // would ask for an empty range.
+    if (res.curl != CURLE_OK && res.is_2xx() && spec.sink.exact && spec.sink.write != nullptr && res.accepted &&
+        spec.sink.limit > 0 && res.delivered == spec.sink.limit)
+        return {};
     if (res.curl != CURLE_OK && res.status < 300) { // an HTTP error answer speaks for itself
         std::string msg = "transport: ";
         msg += curl_easy_strerror(res.curl);
@@ -111,7 +119,7 @@ inline result<> outcome(const request_spec& spec, response& res, const error* re
 
 /// Builds the URL, signs the request and lays out its header lines, all in
 /// `c`'s reusable buffers: in a steady state this allocates nothing.
-inline result<> sign_into(const store_state& st, const request_spec& spec, connection& c) {
+inline result<> sign_into(const store_state& st, const credentials& creds, const request_spec& spec, connection& c) {
     const auto date = sigv4::amz_date_chars(std::chrono::system_clock::now());
     const std::string_view amz_date(date.data(), date.size());
     try {
@@ -133,7 +141,7 @@ inline result<> sign_into(const store_state& st, const request_spec& spec, conne
         h.emplace_back("host", st.host_header);
         h.emplace_back("x-amz-date", amz_date);
         h.emplace_back("x-amz-content-sha256", spec.payload_hash);
-        if (!st.cfg.creds.session_token.empty()) h.emplace_back("x-amz-security-token", st.cfg.creds.session_token);
+        if (!creds.session_token.empty()) h.emplace_back("x-amz-security-token", creds.session_token);
         for (const auto& kv : spec.headers) h.emplace_back(kv.first, kv.second);
         sigv4::request req;
         req.method = spec.method;
@@ -142,7 +150,7 @@ inline result<> sign_into(const store_state& st, const request_spec& spec, conne
         req.headers = std::span<const std::pair<std::string_view, std::string_view>>(h);
         req.payload_hash = spec.payload_hash;
         sigv4::signer::signed_result sig{std::move(c.authorization), std::move(c.signature)};
-        st.signer.sign_into(sig, st.cfg.creds, req, amz_date);
+        st.signer.sign_into(sig, creds, req, amz_date);
         c.authorization = std::move(sig.authorization);
         c.signature = std::move(sig.signature);
 
@@ -184,56 +192,147 @@ inline result<> sign_into(const store_state& st, const request_spec& spec, conne
     return {};
 }
 
-/// Signs and performs `spec`, retrying transient failures with full-jitter
-/// exponential backoff, within the context's and the operation's deadline.
-inline result<> execute(store_state& st, const context& ctx, request_spec& spec, response& res, const error* refusal) {
-    auto deadline = ctx.deadline();
-    if (st.cfg.timeouts.operation.count() > 0) {
-        const auto op_deadline = std::chrono::steady_clock::now() + st.cfg.timeouts.operation;
-        deadline = std::min(deadline, op_deadline);
+/// One attempt: sign with `creds`, send on a pooled connection, classify.
+inline result<> attempt_once(store_state& st, const credentials& creds, const context& ctx, const request_spec& spec,
+                             response& res, const error* refusal) {
+    res = response{};
+    auto conn = st.pool.acquire();
+    if (!conn->ok()) return fail_ctx(errc::io_error, spec, res, "could not create a libcurl handle");
+    if (auto h = sign_into(st, creds, spec, *conn); !h) {
+        st.pool.release(std::move(conn));
+        return h;
     }
-    const context op_ctx = ctx.with_deadline(deadline);
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    http_request req;
+    req.method = spec.method;
+    req.url = conn->url.c_str();
+    req.headers = conn->header_nodes.data();
+    req.body = spec.body;
+    req.sink = spec.sink;
+    req.connect_timeout_ms = static_cast<long>(st.cfg.timeouts.connect.count());
+    req.low_speed_limit = st.cfg.timeouts.low_speed_limit;
+    req.low_speed_time_s = static_cast<long>(st.cfg.timeouts.low_speed_time.count());
+    req.max_age_s = static_cast<long>(std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(st.cfg.timeouts.idle).count()));
+    req.verify_tls = st.cfg.tls.verify;
+    req.ca_file = st.cfg.tls.ca_file.empty() ? nullptr : st.cfg.tls.ca_file.c_str();
+    req.ca_dir = st.cfg.tls.ca_dir.empty() ? nullptr : st.cfg.tls.ca_dir.c_str();
+    const bool reusable = perform(*conn, req, res, ctx, ctx.deadline());
+    if (reusable) st.pool.release(std::move(conn));
+    return outcome(spec, res, refusal);
+}
+
+/// A HEAD error answer has no body, hence no S3 code: a 400 may be an
+/// expired token (auth) or a wrong region (misconfigured), a 301/307 a wrong
+/// region. Redirects are named from the status and x-amz-bucket-region; other
+/// statuses are asked again as a one-byte GET, whose error document says
+/// which class `e` (the HEAD's error) belongs to.
+inline void explain_bodiless(store_state& st, const credentials& creds, const context& ctx, const request_spec& head,
+                             const response& head_res, error& e) {
+    const std::string status = "HTTP " + std::to_string(head_res.status);
+    const std::string region_hint =
+        head_res.bucket_region.empty()
+            ? std::string()
+            : " (x-amz-bucket-region: " + head_res.bucket_region + "; set region to it)";
+    if (head_res.status == 301 || head_res.status == 302 || head_res.status == 307 || head_res.status == 308 ||
+        (!head_res.bucket_region.empty() && head_res.bucket_region != st.cfg.region)) {
+        e.code = errc::misconfigured;
+        e.message = "HEAD was answered " + status + " (a redirect): the bucket is in another region or the endpoint is wrong" +
+                    region_hint + "; check region, endpoint and addressing";
+        return;
+    }
+    request_spec get;
+    get.method = "GET";
+    get.op = head.op;
+    get.error_path = head.error_path;
+    get.object_key = head.object_key;
+    get.query = head.query;
+    get.headers = head.headers;
+    get.headers.emplace_back("range", "bytes=0-0");
+    get.sink.limit = 1;
+    get.sink.accept = [](void*, const response&) { return true; };
+    get.sink.write = [](void*, std::span<const std::byte>) { return true; };
+    response res;
+    auto r = attempt_once(st, creds, ctx, get, res, nullptr);
+    if (r) {
+        e.message = "HEAD was answered " + status + " without a body, but a GET of the same key succeeded";
+        return;
+    }
+    const error& g = r.error();
+    e.code = g.code == errc::out_of_range ? errc::protocol : g.code; // a zero-length object answers 416 to bytes=0-0
+    e.s3_code = g.s3_code;
+    if (!g.request_id.empty()) e.request_id = g.request_id;
+    e.message = g.message + " (HEAD answered " + status + " without a body; a GET of the key gave the reason)";
+}
+
+/// `ctx` with the deadline of one public call: the context's, or the
+/// configured per-call timeout from now, whichever is earlier. Computed once
+/// per call, so a put_chunk's HEAD and PUT share it.
+[[nodiscard]] inline context call_context(const store_state& st, const context& ctx) {
+    if (st.cfg.timeouts.operation.count() <= 0) return ctx;
+    return ctx.with_deadline(std::chrono::steady_clock::now() + st.cfg.timeouts.operation);
+}
+
+/// S3 codes that may mean "these credentials", not "this request": a
+/// provider may have newer ones. AccessDenied is among them because a key
+/// revoked moments ago is refused with it (RGW), not with InvalidAccessKeyId.
+[[nodiscard]] inline bool credentials_refused(std::string_view code) noexcept {
+    return code == "ExpiredToken" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" ||
+           code == "InvalidToken" || code == "TokenRefreshRequired" || code == "AccessDenied";
+}
+
+/// Signs and performs `spec`, retrying transient failures with full-jitter
+/// exponential backoff, within `ctx`'s deadline (see call_context). When the
+/// server refuses credentials that came from a provider, the provider is asked
+/// once for newer ones and the attempt repeated with them.
+inline result<> execute(store_state& st, const context& ctx, request_spec& spec, response& res, const error* refusal) {
+    const auto deadline = ctx.deadline();
+    bool refreshed = false;
+    credentials_provider::snapshot snap; // the provider's credentials this attempt signs with
     for (int attempt = 1;; ++attempt) {
-        if (auto c = op_ctx.check(spec.op, spec.error_path); !c) {
+        if (auto c = ctx.check(spec.op, spec.error_path); !c) {
             c.error().attempts = attempt - 1;
             return c;
         }
-        res = response{};
-        auto conn = st.pool.acquire();
-        if (!conn->ok()) return fail_ctx(errc::io_error, spec, res, "could not create a libcurl handle");
-        if (auto h = sign_into(st, spec, *conn); !h) {
-            st.pool.release(std::move(conn));
-            return h;
+        const credentials* creds = &st.cfg.creds;
+        if (st.cfg.credentials_source) {
+            if (!snap || !refreshed) {
+                auto s = st.cfg.credentials_source->current();
+                if (!s) {
+                    error e = std::move(s.error());
+                    e.op = spec.op;
+                    e.path = spec.error_path;
+                    return std::unexpected(std::move(e));
+                }
+                snap = std::move(*s);
+            }
+            creds = snap.get();
         }
-        http_request req;
-        req.method = spec.method;
-        req.url = conn->url.c_str();
-        req.headers = conn->header_nodes.data();
-        req.body = spec.body;
-        req.sink = spec.sink;
-        req.connect_timeout_ms = static_cast<long>(st.cfg.timeouts.connect.count());
-        req.low_speed_limit = st.cfg.timeouts.low_speed_limit;
-        req.low_speed_time_s = static_cast<long>(st.cfg.timeouts.low_speed_time.count());
-        req.verify_tls = st.cfg.tls.verify;
-        req.ca_file = st.cfg.tls.ca_file.empty() ? nullptr : st.cfg.tls.ca_file.c_str();
-        req.ca_dir = st.cfg.tls.ca_dir.empty() ? nullptr : st.cfg.tls.ca_dir.c_str();
-        const bool reusable = perform(*conn, req, res, op_ctx, deadline);
-        if (reusable) st.pool.release(std::move(conn));
-        auto r = outcome(spec, res, refusal);
+        auto r = attempt_once(st, *creds, ctx, spec, res, refusal);
         if (r) return r;
         error& e = r.error();
         e.attempts = attempt;
+        if (std::string_view(spec.method) == "HEAD" && e.code == errc::protocol && !res.is_2xx() && res.status >= 300)
+            explain_bodiless(st, *creds, ctx, spec, res, e);
+        if (e.code == errc::auth && snap && !refreshed && spec.body_replayable && credentials_refused(e.s3_code)) {
+            refreshed = true;
+            auto fresh = st.cfg.credentials_source->refresh_after_refusal(snap);
+            if (fresh && *fresh != snap) {
+                snap = std::move(*fresh);
+                if (spec.before_retry != nullptr) spec.before_retry(spec, res, spec.retry_state);
+                continue; // at once: nothing about the server is wrong
+            }
+            return r;
+        }
         if (e.code != errc::transient || attempt >= st.cfg.retry.max_attempts || !spec.body_replayable) return r;
         // Full jitter: uniform in [0, min(max_delay, base * 2^(attempt-1))].
         const auto cap = std::min<std::int64_t>(st.cfg.retry.max_delay.count(),
                                                 st.cfg.retry.base_delay.count() << std::min(attempt - 1, 20));
-        const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(cap, 0))(rng));
+        const auto delay = std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(cap, 0))(process_rng()));
         if (std::chrono::steady_clock::now() + delay >= deadline) {
             e.message += " (no time left for another attempt before the deadline)";
             return r;
         }
-        if (!sleep_for(op_ctx, delay)) {
+        if (!sleep_for(ctx, delay)) {
             auto c = fail_ctx(errc::cancelled, spec, res, "stop requested while waiting to retry");
             c.error().attempts = attempt;
             return c;

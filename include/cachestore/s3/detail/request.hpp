@@ -2,6 +2,9 @@
 // loop replays it, and the small pieces every operation builds it from.
 #pragma once
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -85,8 +88,26 @@ struct memory_body {
     }
 };
 
+/// This thread's random generator, reseeded in a forked child: a child that
+/// kept its parent's state would pick the parent's probe names and retry
+/// delays (two self-tests deleting each other's probe; retries in lockstep).
+inline std::mt19937_64& process_rng() {
+    struct seeded {
+        std::mt19937_64 rng;
+        pid_t pid = -1;
+    };
+    static thread_local seeded s;
+    const pid_t me = ::getpid();
+    if (s.pid != me) {
+        std::random_device rd;
+        s.rng.seed((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ static_cast<std::uint64_t>(me));
+        s.pid = me;
+    }
+    return s.rng;
+}
+
 inline std::string random_hex(std::size_t bytes) {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    auto& rng = process_rng();
     static constexpr char digits[] = "0123456789abcdef";
     std::string s;
     for (std::size_t i = 0; i < bytes; ++i) {

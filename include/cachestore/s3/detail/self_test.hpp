@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <curl/curl.h>
+
 #include "cachestore/bytes.hpp"
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
@@ -18,6 +20,38 @@
 
 namespace cachestore::s3::detail {
 
+/// Why a failed self-test request says the endpoint itself is wrong -- not
+/// reachable, not speaking TLS as configured, or not an S3 server -- or ""
+/// when the answer was S3 (then the error's own class stands). `res` is the
+/// last attempt's response.
+inline std::string endpoint_problem(const store_state& st, const response& res, const error& e) {
+    const std::string ep = "endpoint " + st.url_base;
+    if (res.status == 0) {
+        switch (res.curl) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+            return ep + " cannot be resolved (" + e.message + "): check the host name";
+        case CURLE_COULDNT_CONNECT:
+            return ep + " refuses connections (" + e.message + "): check the host and port, and that the server runs";
+        case CURLE_OPERATION_TIMEDOUT:
+            return e.code == errc::deadline_exceeded ? std::string()
+                                                     : ep + " does not answer (" + e.message + "): check the host, port and firewalls";
+        default: return {};
+        }
+    }
+    if (res.is_2xx() || e.code == errc::auth) return {};
+    // An HTTP answer without an S3 error document: another kind of server.
+    const bool html = res.error_body.find("<html") != std::string::npos || res.error_body.find("<HTML") != std::string::npos ||
+                      res.error_body.find("<!DOCTYPE html") != std::string::npos;
+    if (!e.s3_code.empty() && !html) return {};
+    if (res.status >= 500 && res.status != 501) return {}; // an S3 server in trouble answers 503 without a body too
+    std::string what = "HTTP " + std::to_string(res.status);
+    what += html ? " with an HTML page" : (res.error_body.empty() ? " without a body" : " without an S3 error document");
+    if (res.request_id.empty()) what += ", no x-amz-request-id";
+    return ep + " does not look like an S3 server (" + what + "): check the endpoint's host and port, and that it "
+                "is the S3 API and not a console, a web server or a proxy";
+}
+
 inline result<> run_self_test(store_state& st, const context& ctx) {
     auto fail_st = [](errc code, std::string msg, const error* cause = nullptr) {
         error e = cause != nullptr ? *cause : error{};
@@ -26,7 +60,8 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         e.message = cause != nullptr ? msg + " [" + cause->message + "]" : std::move(msg);
         return std::unexpected(std::move(e));
     };
-    auto explain = [&](const error& e, const std::string& what) -> std::unexpected<error> {
+    auto explain = [&](const error& e, const response& res, const std::string& what) -> std::unexpected<error> {
+        if (auto p = endpoint_problem(st, res, e); !p.empty()) return fail_st(errc::misconfigured, what + ": " + p, &e);
         switch (e.code) {
         case errc::auth:
             return fail_st(errc::auth, what + ": the credentials were refused (" +
@@ -44,7 +79,14 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
     {
         response res;
         auto r = simple(st, ctx, "GET", "", {{"versioning", ""}}, res);
-        if (!r) return explain(r.error(), "reading the bucket's versioning state (GetBucketVersioning)");
+        if (!r) return explain(r.error(), res, "reading the bucket's versioning state (GetBucketVersioning)");
+        if (res.error_body.find("VersioningConfiguration") == std::string::npos)
+            return fail_st(errc::misconfigured,
+                           "reading the bucket's versioning state (GetBucketVersioning): endpoint " + st.url_base +
+                               " does not look like an S3 server (HTTP " + std::to_string(res.status) +
+                               " without a VersioningConfiguration document" +
+                               (res.request_id.empty() ? ", no x-amz-request-id" : "") +
+                               "): check the endpoint's host and port, and that it is the S3 API");
         const auto status = xml_element(res.error_body, "Status");
         if (status == "Enabled" || status == "Suspended")
             return fail_st(errc::misconfigured,
@@ -76,7 +118,9 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         if (r.error().code == errc::auth && (r.error().s3_code == "AccessDenied" || r.error().s3_code.empty()))
             return fail_st(errc::auth, "a missing key answers 403, not 404: grant s3:ListBucket on the bucket so misses are "
                                        "reported as not found", &r.error());
-        if (r.error().code != errc::not_found) return explain(r.error(), "GET of an absent key");
+        if (r.error().code != errc::not_found) return explain(r.error(), res, "GET of an absent key");
+        if (auto p = endpoint_problem(st, res, r.error()); !p.empty())
+            return fail_st(errc::misconfigured, "GET of an absent key: " + p, &r.error());
         response head;
         auto h = simple(st, ctx, "HEAD", probe_prefix + "absent-" + random_hex(16), {}, head);
         if (h || h.error().code != errc::not_found)
@@ -94,7 +138,7 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
     };
     {
         response res;
-        if (auto r = simple(st, ctx, "PUT", probe, {}, res, body); !r) return explain(r.error(), "PUT of the probe object");
+        if (auto r = simple(st, ctx, "PUT", probe, {}, res, body); !r) return explain(r.error(), res, "PUT of the probe object");
     }
     {
         response res;
@@ -128,12 +172,12 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         if (!r && r.error().code == errc::commit_lost) enforced = true;
         else if (!r && r.error().code != errc::protocol && r.error().http_status != 501 && r.error().http_status != 400) {
             cleanup();
-            return explain(r.error(), "conditional PUT probe");
+            return explain(r.error(), res, "conditional PUT probe");
         }
     }
     {
         response res;
-        if (auto r = simple(st, ctx, "DELETE", probe, {}, res); !r) return explain(r.error(), "DELETE of the probe object");
+        if (auto r = simple(st, ctx, "DELETE", probe, {}, res); !r) return explain(r.error(), res, "DELETE of the probe object");
         response head;
         auto h = simple(st, ctx, "HEAD", probe, {}, head);
         if (h) return fail_st(errc::misconfigured, "the probe is still visible after DELETE: deletes are not read-after-write");

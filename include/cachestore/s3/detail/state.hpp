@@ -28,7 +28,7 @@ struct store_state {
     self_test_report report;
 
     explicit store_state(config c, endpoint_parts ep)
-        : cfg(std::move(c)), endpoint(std::move(ep)), signer(cfg.region, "s3"), pool(cfg.max_idle_connections) {}
+        : cfg(std::move(c)), endpoint(std::move(ep)), signer(cfg.region, "s3"), pool(cfg.max_idle_connections, cfg.timeouts.idle) {}
 };
 
 } // namespace cachestore::s3::detail

@@ -1,9 +1,7 @@
-// cachestore/s3/detail/transport.hpp - one HTTP exchange on libcurl.
+// cachestore/s3/detail/transport.hpp - one HTTP exchange on libcurl, on a
+// pooled connection (connection_pool.hpp).
 //
-// Each pooled connection is a private multi handle with one easy handle: the
-// multi handle owns the connection cache, so a kept-alive connection is reused
-// by whichever thread next takes that pool entry, and no libcurl handle is ever
-// used by two threads at once. Driving the multi handle ourselves lets a stop
+// Driving each connection's private multi handle ourselves lets a stop
 // request wake the poll at once (curl_multi_wakeup from a std::stop_callback)
 // and lets deadlines end a stalled transfer to the millisecond, which the
 // easy interface's once-a-second progress callback cannot.
@@ -30,76 +28,10 @@
 
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
+#include "cachestore/s3/detail/connection_pool.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
 
 namespace cachestore::s3::detail {
-
-/// libcurl's global state, initialised once before the first handle exists.
-inline void curl_global() {
-    static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    (void)rc;
-}
-
-/// One reusable connection: a multi handle owning one easy handle, plus the
-/// buffers a request on it is built in (reused, so a steady state allocates
-/// nothing per request). Used by one call at a time.
-struct connection {
-    CURLM* multi = nullptr;
-    CURL* easy = nullptr;
-    bool configured = false;           ///< the per-store constant options are set (see perform)
-    bool custom_method = false;        ///< CURLOPT_CUSTOMREQUEST is set and must be cleared
-    std::string url;                   ///< the request URL
-    std::string header_text;           ///< header lines, NUL-separated
-    std::vector<curl_slist> header_nodes; ///< a curl_slist over header_text (owned here, not by curl)
-    std::vector<std::pair<std::string_view, std::string_view>> signed_headers; ///< scratch for signing
-    std::string authorization;         ///< scratch for signing
-    std::string signature;             ///< scratch for signing
-    connection() {
-        curl_global();
-        multi = curl_multi_init();
-        easy = curl_easy_init();
-    }
-    connection(const connection&) = delete;
-    connection& operator=(const connection&) = delete;
-    ~connection() {
-        if (easy != nullptr) curl_easy_cleanup(easy);
-        if (multi != nullptr) curl_multi_cleanup(multi);
-    }
-    [[nodiscard]] bool ok() const noexcept { return multi != nullptr && easy != nullptr; }
-};
-
-/// Idle connections, most recently used first (its socket is the warmest).
-class connection_pool {
-public:
-    explicit connection_pool(std::size_t max_idle) : max_idle_(max_idle) {}
-
-    std::unique_ptr<connection> acquire() {
-        {
-            std::lock_guard lock(mu_);
-            if (!idle_.empty()) {
-                auto c = std::move(idle_.back());
-                idle_.pop_back();
-                return c;
-            }
-        }
-        opened_.fetch_add(1, std::memory_order_relaxed);
-        return std::make_unique<connection>();
-    }
-
-    void release(std::unique_ptr<connection> c) {
-        std::lock_guard lock(mu_);
-        if (idle_.size() < max_idle_) idle_.push_back(std::move(c));
-    }
-
-    /// Connection objects created so far (each holds at most one socket).
-    [[nodiscard]] std::size_t created() const noexcept { return opened_.load(std::memory_order_relaxed); }
-
-private:
-    std::mutex mu_;
-    std::vector<std::unique_ptr<connection>> idle_;
-    std::size_t max_idle_;
-    std::atomic<std::size_t> opened_{0};
-};
 
 /// Why we (not the network) ended a transfer.
 enum class abort_reason : std::uint8_t {
@@ -149,6 +81,7 @@ struct response {
     std::string last_modified;
     std::string date;
     std::string request_id;
+    std::string bucket_region;               ///< x-amz-bucket-region (AWS names the bucket's region on redirects)
     std::string error_body;                  ///< non-2xx body, capped
     std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
     bool accepted = false;                   ///< the sink's accept() ran
@@ -166,6 +99,7 @@ struct http_request {
     long connect_timeout_ms = 3000;
     long low_speed_limit = 1024;
     long low_speed_time_s = 10;
+    long max_age_s = 20;           ///< a kept-alive connection idle longer is not reused
     bool verify_tls = true;
     const char* ca_file = nullptr;
     const char* ca_dir = nullptr;
@@ -212,6 +146,7 @@ struct exchange {
             x.res.last_modified.clear();
             x.res.date.clear();
             x.res.request_id.clear();
+            x.res.bucket_region.clear();
             const auto sp = line.find(' ');
             x.res.status = sp == std::string_view::npos ? 0 : static_cast<long>(parse_i64(line.substr(sp + 1, 3)).value_or(0));
         } else if (header_is(line, "content-length")) {
@@ -224,6 +159,8 @@ struct exchange {
             x.res.date = value("date");
         } else if (header_is(line, "x-amz-request-id")) {
             x.res.request_id = std::string(value("x-amz-request-id").substr(0, 128));
+        } else if (header_is(line, "x-amz-bucket-region")) {
+            x.res.bucket_region = std::string(value("x-amz-bucket-region").substr(0, 64));
         }
         return size * n;
     }
@@ -288,6 +225,14 @@ inline void configure(connection& c, const http_request& req) {
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, req.low_speed_limit);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, req.max_age_s);
+    // The path is sent exactly as it was signed: curl would otherwise remove
+    // "." and ".." segments (of a prefix or a key) that the signature covers.
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    // Removing a handle whose name lookup is still running would wait for
+    // getaddrinfo (seconds with a dead nameserver), past any deadline or stop
+    // request: let the resolver thread finish on its own instead.
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req.verify_tls ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req.verify_tls ? 2L : 0L);
     if (req.ca_file != nullptr) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file);
