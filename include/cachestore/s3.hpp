@@ -4,5 +4,7 @@
 #include "cachestore/cachestore.hpp"
 #include "cachestore/s3/config.hpp"
 #include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/credentials_provider.hpp"
+#include "cachestore/s3/observer.hpp"
 #include "cachestore/s3/sigv4.hpp"
 #include "cachestore/s3/store.hpp"

@@ -20,11 +20,16 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 
 using namespace fault_harness;
 
 namespace {
+
+struct request_event_times {
+    std::chrono::microseconds pool_wait, connect, first_byte, total;
+};
 
 /// Every request the server logged (all keys).
 std::vector<json> full_log() {
@@ -524,4 +529,58 @@ TEST_CASE("self_test: an endpoint that is not S3, or not there, is misconfigured
         CHECK(r.has_value());
         sc.finish();
     }
+}
+
+// =============================================================================
+// The per-attempt observer
+// =============================================================================
+
+TEST_CASE("observer: one event per HTTP attempt, with its status, ids, sizes and timings", "[beyond][observer]") {
+    struct seen {
+        std::string op, method, path, s3_code, request_id;
+        int attempt = 0, status = 0;
+        std::int64_t sent = 0, received = 0;
+        bool reused = false;
+        std::optional<errc> outcome;
+        request_event_times times;
+    };
+    std::vector<seen> events;
+    std::mutex mu;
+    scenario sc(200 * KiB, false);
+    sc.cfg.observer = [&](const s3::request_event& e) {
+        std::lock_guard lock(mu);
+        events.push_back({std::string(e.op), std::string(e.method), std::string(e.path), std::string(e.s3_code),
+                          std::string(e.request_id), e.attempt, e.http_status, e.bytes_sent, e.bytes_received,
+                          e.connection_reused, e.outcome, {e.pool_wait, e.connect, e.first_byte, e.total}});
+    };
+    sc.open();
+    REQUIRE(sc.put().has_value()); // HEAD 404, PUT 200
+    script(json::array({sc.rule("GET", "status", "once", {{"status", 503}, {"code", "SlowDown"}})}));
+    checking_sink sink;
+    REQUIRE(sc.get(0, 50000, sink).has_value()); // GET 503 (attempt 1), GET 206 (attempt 2)
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].method == "HEAD");
+    CHECK(events[0].op == "put_chunk");
+    CHECK(events[0].status == 404);
+    CHECK(events[0].outcome == errc::not_found);
+    CHECK(events[1].method == "PUT");
+    CHECK(events[1].status == 200);
+    CHECK_FALSE(events[1].outcome.has_value());
+    CHECK(events[1].sent == 200 * KiB);
+    CHECK(events[1].reused); // the HEAD's connection
+    CHECK(events[2].attempt == 1);
+    CHECK(events[2].status == 503);
+    CHECK(events[2].outcome == errc::transient);
+    CHECK(events[2].s3_code == "SlowDown");
+    CHECK(events[3].attempt == 2);
+    CHECK(events[3].status == 206);
+    CHECK(events[3].received == 50000);
+    for (const auto& e : events) {
+        CHECK(e.path == *storage_path(sc.key));
+        CHECK(e.request_id.rfind("FAULT", 0) == 0);
+        CHECK(e.times.total >= e.times.first_byte);
+        CHECK(e.times.first_byte > std::chrono::microseconds(0));
+        CHECK(e.times.total < std::chrono::seconds(5));
+    }
+    sc.finish();
 }

@@ -62,7 +62,8 @@ struct fault_server {
     int lifeline = -1; ///< the server's stdin: closing it (or dying) stops the server
     std::string problem;
 
-    fault_server() {
+    /// Starts fault_server.py with `extra` arguments (e.g. --tls-cert F --tls-key K).
+    explicit fault_server(std::vector<std::string> extra = {}) {
         int p[2], in[2];
         if (pipe2(p, O_CLOEXEC) != 0) {
             problem = "pipe2 failed";
@@ -79,8 +80,10 @@ struct fault_server {
         posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
         std::string py = FAULT_PYTHON3, script = FAULT_SERVER_PY, watch = "--watch-stdin";
-        char* argv[] = {py.data(), script.data(), watch.data(), nullptr};
-        const int rc = posix_spawn(&pid, py.c_str(), &fa, nullptr, argv, environ);
+        std::vector<char*> argv{py.data(), script.data(), watch.data()};
+        for (auto& a : extra) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        const int rc = posix_spawn(&pid, py.c_str(), &fa, nullptr, argv.data(), environ);
         posix_spawn_file_actions_destroy(&fa);
         close(p[1]);
         close(in[0]);

@@ -15,6 +15,8 @@ server behind). Speaks enough path-style S3 to be a working object store:
     GET /bucket?versioning    (VersioningConfiguration, empty unless scripted)
 
 HTTP/1.1 keep-alive, one thread per connection. Signatures are not checked.
+With --tls-cert/--tls-key it speaks https instead (python's ssl module), for
+the TLS cases a real server cannot be configured into (an expired certificate).
 An object is stored only after its whole body arrived.
 
 Control endpoints (never logged, never faulted):
@@ -1088,6 +1090,8 @@ def parse_args(argv):
                    help="proxy mode: comma-separated fault kinds (default: all)")
     p.add_argument("--stall-seconds", type=float, default=0.5, help="proxy mode: length of a stall")
     p.add_argument("--drip-seconds", type=float, default=0.2, help="proxy mode: length of a drip")
+    p.add_argument("--tls-cert", help="serve https with this PEM certificate (and --tls-key)")
+    p.add_argument("--tls-key", help="the private key of --tls-cert")
     a = p.parse_args(argv)
     kinds = [k for k in a.faults.split(",") if k]
     bad = [k for k in kinds if k not in PROXY_FAULTS]
@@ -1111,9 +1115,26 @@ def main():
     srv.bind(("127.0.0.1", args.port))
     srv.listen(128)
     print("PORT %d" % srv.getsockname()[1], flush=True)
+    tls = None
+    if args.tls_cert:
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     while True:
         s, _ = srv.accept()
-        threading.Thread(target=handle_conn, args=(s,), daemon=True).start()
+        threading.Thread(target=handle_tls_conn if tls else handle_conn, args=(s, tls) if tls else (s,),
+                         daemon=True).start()
+
+
+def handle_tls_conn(sock, tls):
+    """The TLS handshake on the connection's own thread (a failed one, e.g.
+    a client refusing the certificate, only ends this connection)."""
+    try:
+        sock = tls.wrap_socket(sock, server_side=True)
+    except OSError:
+        sock.close()
+        return
+    handle_conn(sock)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,14 @@ inline std::string env(const std::string& name) {
 }
 
 /// A config for server `server` ("RGW", "MOTO") from the environment, or the
-/// reason there is none.
-inline cachestore::result<cachestore::s3::config> server_config(const std::string& server, const std::string& bucket_var = "BUCKET") {
+/// reason there is none. With `tls`, its https endpoint (TLS_ENDPOINT),
+/// verified with the private CA that signed its certificate (CA_FILE).
+inline cachestore::result<cachestore::s3::config> server_config(const std::string& server, const std::string& bucket_var = "BUCKET",
+                                                                bool tls = false) {
     const std::string p = "CACHESTORE_" + server + "_";
     cachestore::s3::config c;
-    c.endpoint = env(p + "ENDPOINT");
+    c.endpoint = env(p + (tls ? "TLS_ENDPOINT" : "ENDPOINT"));
+    if (tls) c.tls.ca_file = env(p + "CA_FILE");
     if (c.endpoint.empty())
         return cachestore::fail(cachestore::errc::misconfigured, "test setup", {},
                                 p + "ENDPOINT is not set: run the tests through tests/servers/with-servers.sh");
@@ -43,7 +46,7 @@ struct shared_store {
     static shared_store& get() {
         static shared_store s = [] {
             shared_store r;
-            auto cfg = server_config(Tag::server);
+            auto cfg = server_config(Tag::server, "BUCKET", Tag::tls);
             if (!cfg) {
                 r.err = cfg.error();
                 return r;
@@ -87,6 +90,13 @@ struct rgw_tag {
     static constexpr const char* name = "s3/ceph-rgw";
     static constexpr const char* server = "RGW";
     static constexpr bool plain_origin = false;
+    static constexpr bool tls = false;
+};
+struct rgw_tls_tag {
+    static constexpr const char* name = "s3/ceph-rgw over https (private CA)";
+    static constexpr const char* server = "RGW";
+    static constexpr bool plain_origin = false;
+    static constexpr bool tls = true;
 };
 struct moto_tag {
     static constexpr const char* name = "s3/moto(auth on)";
@@ -94,6 +104,7 @@ struct moto_tag {
     // moto re-signs the decoded path, so keys with + % ( ) etc. or non-ASCII
     // fail its signature check (TESTING.md); those run against RGW.
     static constexpr bool plain_origin = true;
+    static constexpr bool tls = false;
 };
 
 } // namespace s3test

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "cachestore/s3/credentials.hpp"
+#include "cachestore/s3/observer.hpp"
 
 namespace cachestore::s3 {
 
@@ -104,6 +105,9 @@ struct config {
     tls_policy tls;
     commit_mode commit = commit_mode::auto_detect;
     std::size_t max_idle_connections = 64; ///< idle connections kept for reuse; 0 = close after each call
+    /// Called once per HTTP attempt with its status, ids, sizes and timings
+    /// (observer.hpp). Unset: no timings are gathered.
+    request_observer observer;
 };
 
 /// Reads one environment variable: its value, or nullopt when unset. The

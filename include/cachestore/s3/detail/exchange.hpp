@@ -19,185 +19,42 @@
 
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
-#include "cachestore/s3/detail/classify.hpp"
-#include "cachestore/s3/detail/error_xml.hpp"
+#include "cachestore/s3/detail/outcome.hpp"
 #include "cachestore/s3/detail/request.hpp"
+#include "cachestore/s3/detail/sign_request.hpp"
 #include "cachestore/s3/detail/state.hpp"
+#include "cachestore/s3/detail/tls.hpp"
+#include "cachestore/s3/observer.hpp"
 #include "cachestore/s3/detail/transport.hpp"
 #include "cachestore/s3/credentials_provider.hpp"
 #include "cachestore/s3/sigv4.hpp"
 
 namespace cachestore::s3::detail {
 
-inline std::unexpected<error> fail_ctx(errc code, const request_spec& spec, const response& res, std::string message) {
-    error e;
-    e.code = code;
-    e.op = spec.op;
-    e.path = spec.error_path;
-    e.http_status = static_cast<int>(res.status);
-    e.request_id = res.request_id;
-    e.message = std::move(message);
-    return std::unexpected(std::move(e));
+/// Rewrites a TLS failure's error: says "TLS:", what to set, and makes a
+/// configuration problem `misconfigured` (retrying cannot fix it). A
+/// handshake that failed for another reason (a reset) stays `transient`.
+inline void explain_tls(const store_state& st, const response& res, error& e) {
+    if (!is_tls_failure(res.curl)) return;
+    const std::string_view m = res.curl_message;
+    const std::string advice = tls_advice(res.curl, m, st.endpoint.host);
+    const bool config_problem = res.curl != CURLE_SSL_CONNECT_ERROR || not_tls_at_all(m);
+    if (config_problem) e.code = errc::misconfigured;
+    e.message = "TLS: " + std::string(curl_easy_strerror(res.curl)) + (m.empty() ? "" : ": ") + std::string(m) +
+                (advice.empty() ? std::string() : "; " + advice);
 }
 
-/// The error of one failed attempt, or success.
-inline result<> outcome(const request_spec& spec, response& res, const error* refusal) {
-    switch (res.reason) {
-    case abort_reason::none: break;
-    case abort_reason::cancelled: return fail_ctx(errc::cancelled, spec, res, "stop requested");
-    case abort_reason::deadline: return fail_ctx(errc::deadline_exceeded, spec, res, "deadline exceeded");
-    case abort_reason::sink_stopped: return fail_ctx(errc::cancelled, spec, res, "sink stopped the transfer");
-    case abort_reason::source_failed: {
-        error e = res.source_error;
-        e.op = spec.op;
-        e.path = spec.error_path;
-        return std::unexpected(std::move(e));
-    }
-    case abort_reason::source_short:
-        return fail_ctx(errc::invalid_argument, spec, res, "source ended before the declared size");
-    case abort_reason::source_long:
-        return fail_ctx(errc::invalid_argument, spec, res, "source yields more than the declared size");
-    case abort_reason::bad_response:
-        return fail_ctx(refusal != nullptr ? refusal->code : errc::protocol, spec, res,
-                        refusal != nullptr ? refusal->message : "unexpected response");
-    case abort_reason::body_too_long:
-        return fail_ctx(errc::protocol, spec, res, "server sent more bytes than the range asked for");
-    }
-    // Every byte asked for arrived, within a Content-Range the sink accepted,
-    // and only then did the transfer fail (a chunked body without its final
-    // 0-chunk, a reset after the last data): the answer is complete. Retrying
-    // would ask for an empty range.
-    if (res.curl != CURLE_OK && res.is_2xx() && spec.sink.exact && spec.sink.write != nullptr && res.accepted &&
-        spec.sink.limit > 0 && res.delivered == spec.sink.limit)
-        return {};
-    if (res.curl != CURLE_OK && res.status < 300) { // an HTTP error answer speaks for itself
-        std::string msg = "transport: ";
-        msg += curl_easy_strerror(res.curl);
-        if (res.curl_message[0] != '\0') {
-            msg += ": ";
-            msg += res.curl_message;
-        }
-        errc code = classify_curl(res.curl);
-        // Not HTTP on a kept-alive connection (stray bytes a server sent
-        // after an earlier answer, e.g. a body after a HEAD): the
-        // connection was out of step, the endpoint is fine. Retry on a new one.
-        if (code == errc::misconfigured && res.reused) {
-            code = errc::transient;
-            msg += " (on a reused connection)";
-        }
-        return fail_ctx(code, spec, res, std::move(msg));
-    }
-    if (res.is_2xx()) {
-        // A body that ended cleanly but early (close-delimited, or no body
-        // at all) is a truncated answer like any other: retried, resumed.
-        if (spec.sink.exact && spec.sink.write != nullptr) {
-            if (!res.accepted && spec.sink.accept != nullptr && !spec.sink.accept(spec.sink.self, res))
-                return fail_ctx(refusal != nullptr ? refusal->code : errc::protocol, spec, res,
-                                refusal != nullptr ? refusal->message : "unexpected response");
-            if (res.delivered < spec.sink.limit)
-                return fail_ctx(errc::transient, spec, res,
-                                "truncated body: received " + std::to_string(res.delivered) + " of " +
-                                    std::to_string(spec.sink.limit) + " bytes");
-        }
-        return {};
-    }
-    const auto doc = parse_error_xml(res.error_body);
-    errc code = classify_http(res.status, doc.code);
-    // Only a (conditional) PUT can lose a commit; a 412 to anything else
-    // answers a condition we never sent.
-    if (code == errc::commit_lost && std::string_view(spec.method) != "PUT") code = errc::protocol;
-    std::string msg = doc.message;
-    if (msg.empty()) msg = "HTTP " + std::to_string(res.status) + (doc.code.empty() ? "" : " " + doc.code);
-    if (doc.code == "NoSuchBucket" || (code == errc::misconfigured && doc.code.empty()))
-        msg += " (check the bucket name, region and endpoint)";
-    if (doc.code == "RequestTimeTooSkewed") msg += " (the local clock differs from the server's: sync it)";
-    auto e = fail_ctx(code, spec, res, std::move(msg));
-    e.error().s3_code = doc.code;
-    if (!doc.request_id.empty()) e.error().request_id = doc.request_id;
-    return e;
-}
-
-/// Builds the URL, signs the request and lays out its header lines, all in
-/// `c`'s reusable buffers: in a steady state this allocates nothing.
-inline result<> sign_into(const store_state& st, const credentials& creds, const request_spec& spec, connection& c) {
-    const auto date = sigv4::amz_date_chars(std::chrono::system_clock::now());
-    const std::string_view amz_date(date.data(), date.size());
-    try {
-        // URL = url_base + canonical URI [+ '?' + canonical query]; the
-        // canonical URI is signed as the very bytes sent.
-        std::string& url = c.url;
-        url.assign(st.url_base);
-        const std::size_t uri_at = url.size();
-        url += st.path_base;
-        url += '/';
-        sigv4::uri_encode_append(url, spec.object_key, false);
-        const std::size_t uri_len = url.size() - uri_at;
-        if (!spec.query.empty()) {
-            url += '?';
-            url += sigv4::canonical_query(spec.query);
-        }
-        auto& h = c.signed_headers;
-        h.clear();
-        h.emplace_back("host", st.host_header);
-        h.emplace_back("x-amz-date", amz_date);
-        h.emplace_back("x-amz-content-sha256", spec.payload_hash);
-        if (!creds.session_token.empty()) h.emplace_back("x-amz-security-token", creds.session_token);
-        for (const auto& kv : spec.headers) h.emplace_back(kv.first, kv.second);
-        sigv4::request req;
-        req.method = spec.method;
-        req.canonical_uri = std::string_view(url).substr(uri_at, uri_len);
-        req.query = spec.query;
-        req.headers = std::span<const std::pair<std::string_view, std::string_view>>(h);
-        req.payload_hash = spec.payload_hash;
-        sigv4::signer::signed_result sig{std::move(c.authorization), std::move(c.signature)};
-        st.signer.sign_into(sig, creds, req, amz_date);
-        c.authorization = std::move(sig.authorization);
-        c.signature = std::move(sig.signature);
-
-        // Header lines, NUL-terminated, one after the other; then a
-        // curl_slist over them (curl only reads the list).
-        std::string& t = c.header_text;
-        t.clear();
-        std::size_t lines = 0;
-        auto line = [&](std::string_view name, std::string_view sep, std::string_view value) {
-            t.append(name);
-            t.append(sep);
-            t.append(value);
-            t += '\0';
-            ++lines;
-        };
-        // curl drops "Name:" with no value; "Name;" sends it empty, as signed.
-        for (const auto& [name, value] : h) value.empty() ? line(name, ";", {}) : line(name, ": ", value);
-        line("authorization", ": ", c.authorization);
-        // Every byte here costs ~100 instructions in libcurl's header
-        // formatting, so only what matters: no "Expect: 100-continue"
-        // round trip before a body (curl adds none to bodiless requests),
-        // and a User-Agent for the server's logs. No Accept-Encoding: with
-        // none, servers do not compress (S3, RGW and nginx all need it).
-        if (spec.body.size >= 0) line("Expect:", {}, {});
-        line("User-Agent: cachestore/0.1", {}, {});
-        c.header_nodes.resize(lines);
-        char* p = t.data();
-        for (std::size_t i = 0; i < lines; ++i) {
-            c.header_nodes[i].data = p;
-            c.header_nodes[i].next = i + 1 < lines ? &c.header_nodes[i + 1] : nullptr;
-            p += std::strlen(p) + 1;
-        }
-        h.clear(); // its views point at this frame's date and the caller's spec
-    } catch (const std::bad_alloc&) {
-        return fail(errc::io_error, spec.op, spec.error_path, "out of memory building the request");
-    } catch (const std::exception& e) { // OpenSSL failure or a malformed header: never a secret in what()
-        return fail(errc::io_error, spec.op, spec.error_path, std::string("signing failed: ") + e.what());
-    }
-    return {};
-}
-
-/// One attempt: sign with `creds`, send on a pooled connection, classify.
+/// One attempt: sign with `creds`, send on a pooled connection, classify,
+/// and tell the observer (when there is one).
 inline result<> attempt_once(store_state& st, const credentials& creds, const context& ctx, const request_spec& spec,
-                             response& res, const error* refusal) {
+                             response& res, const error* refusal, int attempt = 1) {
+    using sclock = std::chrono::steady_clock;
+    const bool observed = static_cast<bool>(st.cfg.observer);
+    const auto t0 = observed ? sclock::now() : sclock::time_point{};
     res = response{};
     auto conn = st.pool.acquire();
     if (!conn->ok()) return fail_ctx(errc::io_error, spec, res, "could not create a libcurl handle");
+    const auto t_conn = observed ? sclock::now() : sclock::time_point{};
     if (auto h = sign_into(st, creds, spec, *conn); !h) {
         st.pool.release(std::move(conn));
         return h;
@@ -216,9 +73,29 @@ inline result<> attempt_once(store_state& st, const credentials& creds, const co
     req.verify_tls = st.cfg.tls.verify;
     req.ca_file = st.cfg.tls.ca_file.empty() ? nullptr : st.cfg.tls.ca_file.c_str();
     req.ca_dir = st.cfg.tls.ca_dir.empty() ? nullptr : st.cfg.tls.ca_dir.c_str();
+    req.share = st.endpoint.scheme == "https" ? st.tls_share.get() : nullptr;
     const bool reusable = perform(*conn, req, res, ctx, ctx.deadline());
+    request_event ev;
+    if (observed) ev = observe(*conn, t0, t_conn);
     if (reusable) st.pool.release(std::move(conn));
-    return outcome(spec, res, refusal);
+    auto r = outcome(spec, res, refusal);
+    if (!r) explain_tls(st, res, r.error());
+    if (observed) {
+        ev.op = spec.op;
+        ev.method = spec.method;
+        ev.path = spec.error_path;
+        ev.attempt = attempt;
+        ev.http_status = static_cast<int>(res.status);
+        ev.request_id = res.request_id;
+        ev.amz_id_2 = res.amz_id_2;
+        ev.connection_reused = res.reused;
+        if (!r) {
+            ev.outcome = r.error().code;
+            ev.s3_code = r.error().s3_code;
+        }
+        st.cfg.observer(ev);
+    }
+    return r;
 }
 
 /// A HEAD error answer has no body, hence no S3 code: a 400 may be an
@@ -252,7 +129,7 @@ inline void explain_bodiless(store_state& st, const credentials& creds, const co
     get.sink.accept = [](void*, const response&) { return true; };
     get.sink.write = [](void*, std::span<const std::byte>) { return true; };
     response res;
-    auto r = attempt_once(st, creds, ctx, get, res, nullptr);
+    auto r = attempt_once(st, creds, ctx, get, res, nullptr, 1);
     if (r) {
         e.message = "HEAD was answered " + status + " without a body, but a GET of the same key succeeded";
         return;
@@ -307,7 +184,7 @@ inline result<> execute(store_state& st, const context& ctx, request_spec& spec,
             }
             creds = snap.get();
         }
-        auto r = attempt_once(st, *creds, ctx, spec, res, refusal);
+        auto r = attempt_once(st, *creds, ctx, spec, res, refusal, attempt);
         if (r) return r;
         error& e = r.error();
         e.attempts = attempt;

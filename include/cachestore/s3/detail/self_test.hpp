@@ -17,6 +17,7 @@
 #include "cachestore/s3/detail/http_parse.hpp"
 #include "cachestore/s3/detail/request.hpp"
 #include "cachestore/s3/detail/state.hpp"
+#include "cachestore/s3/detail/tls.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -27,7 +28,13 @@ namespace cachestore::s3::detail {
 inline std::string endpoint_problem(const store_state& st, const response& res, const error& e) {
     const std::string ep = "endpoint " + st.url_base;
     if (res.status == 0) {
+        if (is_tls_failure(res.curl)) return ep + ": " + e.message; // "TLS: ...; what to set"
         switch (res.curl) {
+        case CURLE_GOT_NOTHING:
+        case CURLE_RECV_ERROR:
+            if (st.endpoint.scheme != "http") return {};
+            return ep + " closed the connection without an HTTP answer (" + e.message +
+                   "): TLS? if that port serves TLS, use https:// in the endpoint";
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_COULDNT_RESOLVE_PROXY:
             return ep + " cannot be resolved (" + e.message + "): check the host name";
@@ -61,7 +68,11 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         return std::unexpected(std::move(e));
     };
     auto explain = [&](const error& e, const response& res, const std::string& what) -> std::unexpected<error> {
-        if (auto p = endpoint_problem(st, res, e); !p.empty()) return fail_st(errc::misconfigured, what + ": " + p, &e);
+        if (auto p = endpoint_problem(st, res, e); !p.empty()) { // p already quotes what it needs of e
+            auto u = fail_st(errc::misconfigured, {}, &e);
+            u.error().message = what + ": " + p;
+            return u;
+        }
         switch (e.code) {
         case errc::auth:
             return fail_st(errc::auth, what + ": the credentials were refused (" +

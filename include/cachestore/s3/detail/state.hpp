@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cachestore/s3/config.hpp"
+#include "cachestore/s3/detail/tls.hpp"
 #include "cachestore/s3/detail/transport.hpp"
 #include "cachestore/s3/self_test_report.hpp"
 #include "cachestore/s3/sigv4.hpp"
@@ -22,6 +23,7 @@ struct store_state {
     std::string url_base;      ///< scheme://host[:port]
     std::string path_base;     ///< "/bucket" (path-style) or "" (virtual-hosted)
     sigv4::signer signer;
+    tls_session_share tls_share; ///< declared before the pool: it must outlive every connection
     connection_pool pool;
     std::atomic<bool> conditional_put{false};
     std::mutex report_mu;

@@ -30,6 +30,7 @@
 #include "cachestore/error.hpp"
 #include "cachestore/s3/detail/connection_pool.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
+#include "cachestore/s3/observer.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -82,6 +83,7 @@ struct response {
     std::string date;
     std::string request_id;
     std::string bucket_region;               ///< x-amz-bucket-region (AWS names the bucket's region on redirects)
+    std::string amz_id_2;                    ///< x-amz-id-2
     std::string error_body;                  ///< non-2xx body, capped
     std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
     bool accepted = false;                   ///< the sink's accept() ran
@@ -103,6 +105,7 @@ struct http_request {
     bool verify_tls = true;
     const char* ca_file = nullptr;
     const char* ca_dir = nullptr;
+    CURLSH* share = nullptr;       ///< the store's TLS session cache (https only)
 };
 
 inline constexpr std::size_t max_error_body = std::size_t{64} * 1024;
@@ -147,6 +150,7 @@ struct exchange {
             x.res.date.clear();
             x.res.request_id.clear();
             x.res.bucket_region.clear();
+            x.res.amz_id_2.clear();
             const auto sp = line.find(' ');
             x.res.status = sp == std::string_view::npos ? 0 : static_cast<long>(parse_i64(line.substr(sp + 1, 3)).value_or(0));
         } else if (header_is(line, "content-length")) {
@@ -159,6 +163,8 @@ struct exchange {
             x.res.date = value("date");
         } else if (header_is(line, "x-amz-request-id")) {
             x.res.request_id = std::string(value("x-amz-request-id").substr(0, 128));
+        } else if (header_is(line, "x-amz-id-2")) {
+            x.res.amz_id_2 = std::string(value("x-amz-id-2").substr(0, 256));
         } else if (header_is(line, "x-amz-bucket-region")) {
             x.res.bucket_region = std::string(value("x-amz-bucket-region").substr(0, 64));
         }
@@ -238,6 +244,7 @@ inline void configure(connection& c, const http_request& req) {
     if (req.ca_file != nullptr) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file);
     if (req.ca_dir != nullptr) curl_easy_setopt(e, CURLOPT_CAPATH, req.ca_dir);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &exchange::on_seek);
+    if (req.share != nullptr) curl_easy_setopt(e, CURLOPT_SHARE, req.share);
     c.configured = true;
 }
 
@@ -322,6 +329,32 @@ inline bool perform(connection& c, const http_request& req, response& res, const
     }
     curl_multi_remove_handle(c.multi, e);
     return clean && res.curl == CURLE_OK;
+}
+
+/// The timings and sizes of the transfer just performed on `c`, for the
+/// observer (only called when one is set). `t0`: the attempt's start;
+/// `t_conn`: when the pool handed out the connection.
+inline request_event observe(connection& c, std::chrono::steady_clock::time_point t0,
+                             std::chrono::steady_clock::time_point t_conn) {
+    using us = std::chrono::microseconds;
+    request_event ev;
+    curl_off_t v = 0;
+    auto info = [&](CURLINFO what) {
+        v = 0;
+        curl_easy_getinfo(c.easy, what, &v);
+        return v;
+    };
+    const curl_off_t connect_end = info(CURLINFO_CONNECT_TIME_T);
+    const curl_off_t tls_end = info(CURLINFO_APPCONNECT_TIME_T);
+    const curl_off_t name_end = info(CURLINFO_NAMELOOKUP_TIME_T);
+    ev.pool_wait = std::chrono::duration_cast<us>(t_conn - t0);
+    ev.connect = us(connect_end > name_end ? connect_end - name_end : 0);
+    ev.tls = us(tls_end > connect_end ? tls_end - connect_end : 0);
+    ev.first_byte = ev.pool_wait + us(info(CURLINFO_STARTTRANSFER_TIME_T));
+    ev.bytes_sent = info(CURLINFO_SIZE_UPLOAD_T);
+    ev.bytes_received = info(CURLINFO_SIZE_DOWNLOAD_T);
+    ev.total = std::chrono::duration_cast<us>(std::chrono::steady_clock::now() - t0);
+    return ev;
 }
 
 } // namespace cachestore::s3::detail
