@@ -584,3 +584,149 @@ TEST_CASE("observer: one event per HTTP attempt, with its status, ids, sizes and
     }
     sc.finish();
 }
+
+// =============================================================================
+// Streaming uploads (signed aws-chunked over http) and payload signing
+// =============================================================================
+
+namespace {
+
+/// A source function over `data`, `step` bytes at a time, that can fail or
+/// lie about its length.
+struct test_source {
+    const std::vector<std::byte>* data;
+    std::size_t step = 100000;
+    std::size_t pos = 0;
+    std::int64_t fail_at = -1; ///< return an error once this many bytes were given
+    result<std::size_t> operator()(std::span<std::byte> buf) {
+        if (fail_at >= 0 && pos >= static_cast<std::size_t>(fail_at))
+            return fail(errc::io_error, "origin", {}, "the origin connection dropped");
+        const std::size_t n = std::min({buf.size(), step, data->size() - pos});
+        std::memcpy(buf.data(), data->data() + pos, n);
+        pos += n;
+        return n;
+    }
+};
+
+} // namespace
+
+TEST_CASE("streaming: a streaming source is sent as signed aws-chunked frames once the self-test proved them", "[beyond][stream]") {
+    SECTION("before the self-test: spooled, signed with its SHA-256") {
+        scenario sc(300 * KiB + 7, false);
+        test_source src{&sc.data};
+        REQUIRE(sc.store().put_chunk(context::with_timeout(20s), sc.key, static_cast<std::int64_t>(sc.data.size()), src).has_value());
+        const auto puts = sc.log("PUT");
+        REQUIRE(puts.size() == 1);
+        CHECK(puts[0]["content_sha256"].get<std::string>().size() == 64);
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("after the self-test: streamed in frames, exact bytes stored") {
+        scenario sc(300 * KiB + 7, false);
+        REQUIRE(sc.store().self_test(context::with_timeout(20s)).has_value());
+        CHECK(sc.store().last_self_test().aws_chunked_accepted);
+        test_source src{&sc.data};
+        auto r = sc.store().put_chunk(context::with_timeout(20s), sc.key, static_cast<std::int64_t>(sc.data.size()), src);
+        INFO(r);
+        REQUIRE(r.has_value());
+        const auto puts = sc.log("PUT");
+        REQUIRE(puts.size() == 1);
+        CHECK(puts[0]["content_sha256"] == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
+        CHECK(puts[0]["content_length"] ==
+              s3::detail::aws_chunked_length(static_cast<std::int64_t>(sc.data.size()), 64 * 1024));
+        CHECK(sc.stored_exactly());
+        sc.finish();
+    }
+    SECTION("a server that stores the framing as data: the self-test notices, sources are spooled") {
+        scenario sc(50000, false);
+        script(json::array({{{"method", "PUT"}, {"key", "stream-probe"}, {"action", "store_raw"}, {"count", "always"}}}));
+        REQUIRE(sc.store().self_test(context::with_timeout(20s)).has_value());
+        CHECK_FALSE(sc.store().last_self_test().aws_chunked_accepted);
+        test_source src{&sc.data};
+        REQUIRE(sc.store().put_chunk(context::with_timeout(20s), sc.key, 50000, src).has_value());
+        CHECK(sc.log("PUT")[0]["content_sha256"].get<std::string>().size() == 64);
+        CHECK(sc.stored_exactly());
+        sc.cfg.streaming = s3::streaming_upload::stream;
+        sc.open();
+        auto t = sc.store().self_test(context::with_timeout(20s));
+        REQUIRE_FALSE(t.has_value());
+        CHECK(t.error().code == errc::misconfigured);
+        CHECK(t.error().message.find("aws-chunked") != std::string::npos);
+        sc.finish();
+    }
+}
+
+TEST_CASE("streaming: a failure after the source gave bytes is not retried and commits nothing", "[beyond][stream]") {
+    auto streamed = [](scenario& sc) {
+        sc.cfg.streaming = s3::streaming_upload::stream;
+        sc.open();
+    };
+    SECTION("server cuts the upload mid-body") {
+        scenario sc(512 * KiB, false);
+        streamed(sc);
+        script(json::array({sc.rule("PUT", "close_mid_upload", "once", {{"after", 100000}})}));
+        test_source src{&sc.data};
+        auto r = sc.store().put_chunk(context::with_timeout(20s), sc.key, 512 * KiB, src);
+        REQUIRE_FALSE(r.has_value());
+        INFO(r.error());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().message.find("not retried") != std::string::npos);
+        CHECK(sc.log("PUT").size() == 1);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("500 after the whole body") {
+        scenario sc(300 * KiB, false);
+        streamed(sc);
+        script(json::array({sc.rule("PUT", "status", "once", {{"status", 500}, {"code", "InternalError"}})}));
+        test_source src{&sc.data};
+        auto r = sc.store().put_chunk(context::with_timeout(20s), sc.key, 300 * KiB, src);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(sc.log("PUT").size() == 1);
+        CHECK(sc.absent());
+        sc.finish();
+    }
+    SECTION("503 before any byte left the source: retried, exact bytes") {
+        scenario sc(300 * KiB, false);
+        streamed(sc);
+        script(json::array({sc.rule("PUT", "status", "once", {{"status", 503}, {"code", "SlowDown"}, {"early", true}})}));
+        test_source src{&sc.data};
+        auto r = sc.store().put_chunk(context::with_timeout(20s), sc.key, 300 * KiB, src);
+        INFO(r);
+        // Either the 503 came before libcurl read a byte (retried: success) or
+        // after (not retried: transient); never partial.
+        if (r) CHECK(sc.stored_exactly());
+        else CHECK((r.error().code == errc::transient && sc.absent()));
+        sc.finish();
+    }
+    SECTION("the source fails, ends early or runs long: invalid_argument or its error, nothing committed") {
+        for (int mode = 0; mode < 3; ++mode) {
+            scenario sc(200 * KiB, false);
+            streamed(sc);
+            std::vector<std::byte> longer = sc.data;
+            longer.push_back(std::byte{1});
+            std::vector<std::byte> shorter(sc.data.begin(), sc.data.end() - 1);
+            test_source src{mode == 1 ? &shorter : mode == 2 ? &longer : &sc.data};
+            if (mode == 0) src.fail_at = 100000;
+            auto r = sc.store().put_chunk(context::with_timeout(20s), sc.key, 200 * KiB, src);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == (mode == 0 ? errc::io_error : errc::invalid_argument));
+            CHECK(sc.absent());
+            sc.finish();
+        }
+    }
+}
+
+TEST_CASE("payload signing: http bodies are signed; unsigned is refused for http", "[beyond][payload]") {
+    scenario sc(10000, false);
+    REQUIRE(sc.put().has_value());
+    CHECK(sc.log("PUT")[0]["content_sha256"].get<std::string>().size() == 64);
+    auto cfg = sc.cfg;
+    cfg.payload = s3::payload_signing::unsigned_payload;
+    auto bad = s3::store::create(cfg);
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().code == errc::misconfigured);
+    CHECK(bad.error().message.find("https") != std::string::npos);
+    sc.finish();
+}

@@ -61,6 +61,7 @@ struct fault_server {
     int port = 0;
     int lifeline = -1; ///< the server's stdin: closing it (or dying) stops the server
     std::string problem;
+    std::string ca_file; ///< set when it speaks https (then reached as https://localhost:port)
 
     /// Starts fault_server.py with `extra` arguments (e.g. --tls-cert F --tls-key K).
     explicit fault_server(std::vector<std::string> extra = {}) {
@@ -146,13 +147,17 @@ inline std::size_t collect_cb(char* d, std::size_t s, std::size_t n, void* out) 
 }
 
 /// A request to the server's control endpoints (plain libcurl, no signing).
-inline http_answer control(const char* method, const std::string& path, const std::string& body = {}) {
+/// A control request to `to` (default: the shared plain-http server).
+inline http_answer control(const char* method, const std::string& path, const std::string& body = {},
+                           const fault_server* to = nullptr) {
     s3::detail::curl_global();
     http_answer a;
     CURL* c = curl_easy_init();
     REQUIRE(c != nullptr);
-    const std::string url = "http://127.0.0.1:" + std::to_string(server().port) + path;
+    const fault_server& s = to != nullptr ? *to : server();
+    const std::string url = (s.ca_file.empty() ? "http://127.0.0.1:" : "https://localhost:") + std::to_string(s.port) + path;
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    if (!s.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, s.ca_file.c_str());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

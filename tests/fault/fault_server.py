@@ -78,6 +78,10 @@ decremented). Actions:
     stall_mid_upload      PUT: read `after` body bytes, sleep `seconds`, RST
     respond_then_close    answer normally (keep-alive), then FIN `delay` s later
     versioning            GET ?versioning: <Status>`status`</Status>
+    store_raw             PUT: store the body as received, aws-chunked framing
+                          included (a server that does not know aws-chunked;
+                          by default such bodies are decoded, and a broken
+                          framing is 400 IncompleteBody)
 
 Proxy mode (the soak run behind faults, tests/soak/run-fault-soak.sh):
 
@@ -256,6 +260,7 @@ def read_request(conn):
     r.bucket = segs[0]
     r.key = segs[1] if len(segs) > 1 else ""
     r.body = b""
+    r.raw_body = b""
     r.body_len = int(r.headers.get("content-length", "0") or "0")
     return r
 
@@ -274,6 +279,38 @@ def read_body(conn, r):
         r.body = out
     else:
         r.body = conn.read(r.body_len)
+    r.raw_body = r.body
+    if "aws-chunked" in r.headers.get("content-encoding", "") or \
+            r.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"):
+        r.body = decode_aws_chunked(r.body, int(r.headers.get("x-amz-decoded-content-length", "-1")))
+
+
+def decode_aws_chunked(raw, decoded_length):
+    """The payload of an aws-chunked body (frame signatures are not checked,
+    like everything about signing here); None when the framing is broken or
+    the payload is not x-amz-decoded-content-length long."""
+    out, at = b"", 0
+    while True:
+        eol = raw.find(b"\r\n", at)
+        if eol < 0:
+            return None
+        head = raw[at:eol].split(b";")
+        if len(head) != 2 or not head[1].startswith(b"chunk-signature=") or len(head[1]) != 16 + 64:
+            return None
+        try:
+            size = int(head[0], 16)
+        except ValueError:
+            return None
+        data = raw[eol + 2:eol + 2 + size]
+        if len(data) != size or raw[eol + 2 + size:eol + 4 + size] != b"\r\n":
+            return None
+        out += data
+        at = eol + 4 + size
+        if size == 0:
+            break
+    if at != len(raw) or (decoded_length >= 0 and len(out) != decoded_length):
+        return None
+    return out
 
 
 def response_head(status, headers, rid):
@@ -388,6 +425,7 @@ def log_request(conn, r, action, received=None):
         "target": r.target,
         "access_key": access_key_of(r),
         "token": r.headers.get("x-amz-security-token", ""),
+        "content_sha256": r.headers.get("x-amz-content-sha256", ""),
         "if_none_match": r.headers.get("if-none-match", ""),
         "content_length": r.body_len,
         "received": len(r.body) if received is None else received,
@@ -468,6 +506,12 @@ def serve_s3(conn, r, rule):
         send_simple(conn, r, 501, [("Content-Type", "application/xml")],
                     error_xml("NotImplemented", "not supported by the fault server", rid, resource), rid)
         return True
+    if r.method == "PUT" and r.body is None:
+        send_simple(conn, r, 400, [("Content-Type", "application/xml")],
+                    error_xml("IncompleteBody", "aws-chunked framing is broken or short", rid, resource), rid)
+        return True
+    if r.method == "PUT" and rule is not None and rule.get("action") == "store_raw":
+        r.body = r.raw_body  # a server that does not know aws-chunked stores the framing as data
     if r.method == "PUT":
         with LOCK:
             exists = r.key in OBJECTS
@@ -622,7 +666,9 @@ def apply_fault(conn, r, rule):
         extra = list(hs.items() if isinstance(hs, dict) else ((k, v) for k, v in hs))
         send_simple(conn, r, status, ([("Content-Type", ctype)] if body else []) + extra, body, rid)
         return True
-    if action == "versioning":
+    if action in ("versioning", "store_raw"):
+        if action == "store_raw":
+            read_body(conn, r)
         log_request(conn, r, action)
         return serve_s3(conn, r, rule)
     if action == "stall" and rule.get("phase", "headers") == "status":
@@ -946,7 +992,7 @@ def proxy_request(conn, r, up):
         rst(sock)
         return False
     read_body(conn, r)
-    body = r.body
+    body = r.raw_body  # forwarded as received (aws-chunked framing included)
     if kind in ("reset_mid_upload", "upstream_cut_mid_upload"):
         proxy.count("not_applicable")  # an empty body: forwarded as it is
         kind = None

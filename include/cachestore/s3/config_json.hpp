@@ -42,10 +42,10 @@ public:
             problems.push_back(std::string("the top level must be an object ({...}), not ") + root.type_name());
             return;
         }
-        static constexpr std::array<std::string_view, 13> top = {
+        static constexpr std::array<std::string_view, 15> top = {
             "endpoint",     "region",        "bucket",         "prefix",         "addressing",
             "access_key_id", "secret_access_key", "session_token", "commit_mode", "max_idle_connections",
-            "timeouts",     "retry",         "tls"};
+            "timeouts",     "retry",         "tls",            "payload_signing", "streaming"};
         for (const auto& [key, v] : root.items()) {
             if (key == "endpoint") string_value(key, v, c.endpoint);
             else if (key == "region") { string_value(key, v, c.region); has_region = true; }
@@ -67,6 +67,20 @@ public:
                 else if (s == "stat_then_put") c.commit = commit_mode::stat_then_put;
                 else if (s == "if_none_match") c.commit = commit_mode::if_none_match;
                 else problems.emplace_back("commit_mode must be \"auto\", \"stat_then_put\" or \"if_none_match\"");
+            } else if (key == "payload_signing") {
+                std::string s;
+                if (!string_value(key, v, s)) continue;
+                if (s == "auto") c.payload = payload_signing::auto_select;
+                else if (s == "signed") c.payload = payload_signing::sha256;
+                else if (s == "unsigned") c.payload = payload_signing::unsigned_payload;
+                else problems.emplace_back("payload_signing must be \"auto\", \"signed\" or \"unsigned\"");
+            } else if (key == "streaming") {
+                std::string s;
+                if (!string_value(key, v, s)) continue;
+                if (s == "auto") c.streaming = streaming_upload::auto_detect;
+                else if (s == "stream") c.streaming = streaming_upload::stream;
+                else if (s == "spool") c.streaming = streaming_upload::spool;
+                else problems.emplace_back("streaming must be \"auto\", \"stream\" or \"spool\"");
             } else if (key == "max_idle_connections") {
                 std::uint64_t n = 0;
                 if (integer_value<std::uint64_t>(key, v, n, 0, std::numeric_limits<std::size_t>::max()))
@@ -252,6 +266,7 @@ private:
 ///   endpoint, region, bucket, prefix (strings), addressing ("path" | "virtual"),
 ///   access_key_id, secret_access_key, session_token (strings),
 ///   commit_mode ("auto" | "stat_then_put" | "if_none_match"),
+///   payload_signing ("auto" | "signed" | "unsigned"), streaming ("auto" | "stream" | "spool"),
 ///   max_idle_connections (integer >= 0),
 ///   timeouts {connect_ms, low_speed_time_s, low_speed_limit, operation_ms, idle_ms} (integers),
 ///   retry {max_attempts, base_delay_ms, max_delay_ms} (integers),

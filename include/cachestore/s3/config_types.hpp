@@ -32,6 +32,40 @@ enum class commit_mode {
     if_none_match, ///< PUT with `If-None-Match: *` (412 -> commit_lost)
 };
 
+/// What x-amz-content-sha256 a PUT body carries (docs/s3.md, "Payload").
+enum class payload_signing {
+    auto_select, ///< unsigned over https (TLS protects the bytes in transit), signed over http
+    sha256,      ///< the body's SHA-256, signed: the server recomputes it and refuses a corrupted body
+    unsigned_payload, ///< UNSIGNED-PAYLOAD, no hashing; https endpoints only
+};
+
+/// How put_chunk sends a streaming source (a source function).
+enum class streaming_upload {
+    auto_detect, ///< stream it (over http as signed aws-chunked, where self_test proved the server accepts that); else spool
+    stream,      ///< always stream it (self_test fails if the server refuses aws-chunked where it is needed)
+    spool,       ///< read it into memory first: replayable, costs one buffer of the chunk's size
+};
+
+/// The JSON spelling: "auto" / "signed" / "unsigned".
+[[nodiscard]] constexpr std::string_view to_string(payload_signing p) noexcept {
+    switch (p) {
+    case payload_signing::auto_select: return "auto";
+    case payload_signing::sha256: return "signed";
+    case payload_signing::unsigned_payload: return "unsigned";
+    }
+    return "unknown";
+}
+
+/// The JSON spelling: "auto" / "stream" / "spool".
+[[nodiscard]] constexpr std::string_view to_string(streaming_upload s) noexcept {
+    switch (s) {
+    case streaming_upload::auto_detect: return "auto";
+    case streaming_upload::stream: return "stream";
+    case streaming_upload::spool: return "spool";
+    }
+    return "unknown";
+}
+
 /// The JSON spelling: "path" / "virtual".
 [[nodiscard]] constexpr std::string_view to_string(addressing a) noexcept {
     switch (a) {
@@ -104,6 +138,8 @@ struct config {
     retry_policy retry;
     tls_policy tls;
     commit_mode commit = commit_mode::auto_detect;
+    payload_signing payload = payload_signing::auto_select;
+    streaming_upload streaming = streaming_upload::auto_detect;
     std::size_t max_idle_connections = 64; ///< idle connections kept for reuse; 0 = close after each call
     /// Called once per HTTP attempt with its status, ids, sizes and timings
     /// (observer.hpp). Unset: no timings are gathered.

@@ -37,6 +37,7 @@
 #include "cachestore/s3/detail/self_test.hpp"
 #include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/detail/transport.hpp"
+#include "cachestore/s3/detail/upload.hpp"
 #include "cachestore/s3/self_test_report.hpp"
 #include "cachestore/s3/sigv4.hpp"
 #include "cachestore/store.hpp"
@@ -221,15 +222,25 @@ private:
             if (r) return detail::fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
             if (r.error().code != errc::not_found) return r;
         }
-        // In-memory bodies are hashed and signed: the server rejects a
-        // corrupted upload (XAmzContentSHA256Mismatch), and a retry replays the
-        // same bytes. A streaming source is read once into memory first, so it
-        // gets the same guarantees (see docs/s3.md, "Payload").
+        // The body: docs/s3.md, "Payload and integrity". In memory: sent in
+        // place, replayable; signed with its SHA-256 (the caller's, or ours)
+        // unless the policy says unsigned (https). A streaming source is
+        // streamed when the policy allows (never spooled: unsigned over https,
+        // signed aws-chunked frames over http where the server accepts them),
+        // else read into memory first and sent like an in-memory body.
+        spec.method = "PUT";
+        const bool unsigned_body = detail::unsigned_payloads(*st_);
         std::vector<std::byte> spooled;
         std::span<const std::byte> body;
         if constexpr (cachestore::detail::source_reader<std::remove_reference_t<Src>>::in_memory) {
             body = std::span<const std::byte>(src);
         } else {
+            if (detail::streams(*st_, unsigned_body)) {
+                detail::streaming_body<std::remove_reference_t<Src>> sb(src, size, !unsigned_body, st_->signer);
+                sb.attach(spec);
+                if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
+                return finish_put(cctx, spec);
+            }
             spooled.resize(static_cast<std::size_t>(size));
             std::size_t at = 0;
             std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), std::size_t{256} * 1024));
@@ -242,22 +253,29 @@ private:
             if (!r) return r;
             body = spooled;
         }
-        spec.method = "PUT";
         std::string digest_hex;
-        if (known_digest.empty()) {
+        if (!known_digest.empty()) {
+            spec.payload_hash = known_digest; // costs nothing, and the server checks it
+        } else if (unsigned_body) {
+            spec.payload_hash = sigv4::unsigned_payload;
+        } else {
             auto digest = detail::payload_sha256_hex(body, "put_chunk");
             if (!digest) return std::unexpected(std::move(digest.error()));
             digest_hex = std::move(*digest);
             spec.payload_hash = digest_hex;
-        } else {
-            spec.payload_hash = known_digest;
         }
         if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
         detail::memory_body mb{body};
         mb.attach(spec);
+        return finish_put(cctx, spec);
+    }
+
+    result<> finish_put(const context& cctx, detail::request_spec& spec) {
         detail::response res;
         auto r = detail::execute(*st_, cctx, spec, res, nullptr);
         if (!r && r.error().code == errc::commit_lost) r.error().message = "another writer committed this chunk first (412)";
+        if (!r && !spec.body_replayable && r.error().code == errc::transient)
+            r.error().message += " (a streamed body cannot be sent again: not retried; nothing was committed)";
         return r;
     }
 
@@ -298,6 +316,29 @@ public:
                                          std::string payload_hash) {
         detail::response res;
         return detail::simple(*st_, detail::call_context(*st_, ctx), "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
+    }
+
+    /// Test hook: PUTs `body` to `object_key` (inside the bucket, no prefix) as
+    /// a signed aws-chunked stream whose frame `corrupt_frame` carries a wrong
+    /// signature (-1: none), to prove the server checks frame signatures.
+    result<> debug_put_streaming(const context& ctx, std::string object_key, std::span<const std::byte> body,
+                                 int corrupt_frame) {
+        detail::request_spec spec;
+        spec.method = "PUT";
+        spec.op = "put_chunk";
+        spec.error_path = object_key;
+        spec.object_key = std::move(object_key);
+        auto src = [body, at = std::size_t{0}](std::span<std::byte> buf) mutable -> result<std::size_t> {
+            const std::size_t n = std::min(buf.size(), body.size() - at);
+            std::memcpy(buf.data(), body.data() + at, n);
+            at += n;
+            return n;
+        };
+        detail::streaming_body<decltype(src)> sb(src, static_cast<std::int64_t>(body.size()), true, st_->signer, 8192);
+        sb.corrupt_frame(corrupt_frame);
+        sb.attach(spec);
+        detail::response res;
+        return detail::execute(*st_, detail::call_context(*st_, ctx), spec, res, nullptr);
     }
 
     /// Proves the bucket fit for stat-then-put before a proxy serves traffic.

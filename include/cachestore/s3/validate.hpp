@@ -32,6 +32,12 @@ namespace cachestore::s3 {
     if (c.commit != commit_mode::auto_detect && c.commit != commit_mode::stat_then_put &&
         c.commit != commit_mode::if_none_match)
         problem("commit is not a valid commit_mode value");
+    if (c.payload != payload_signing::auto_select && c.payload != payload_signing::sha256 &&
+        c.payload != payload_signing::unsigned_payload)
+        problem("payload is not a valid payload_signing value");
+    if (c.streaming != streaming_upload::auto_detect && c.streaming != streaming_upload::stream &&
+        c.streaming != streaming_upload::spool)
+        problem("streaming is not a valid streaming_upload value");
 
     // Bucket.
     const bool virtual_hosted = c.addressing_style == addressing::virtual_hosted;
@@ -60,6 +66,9 @@ namespace cachestore::s3 {
         auto ep = detail::check_endpoint(c);
         if (!ep) {
             problem(std::move(ep.error()));
+        } else if (c.payload == payload_signing::unsigned_payload && ep->scheme != "https") {
+            problem("payload_signing \"unsigned\" needs an https endpoint: over http nothing would protect the "
+                    "bytes of an upload; use \"auto\" or \"signed\"");
         } else if (virtual_hosted && detail::ip_literal_host(ep->host)) {
             problem("virtual-hosted addressing needs a DNS host name in the endpoint, not the IP address " +
                     quote(ep->host) + ": use path addressing");
@@ -140,7 +149,10 @@ namespace cachestore::s3 {
     s += " region=" + c.region;
     s += " addressing=" + std::string(to_string(c.addressing_style));
     s += " commit=" + std::string(to_string(c.commit));
+    s += " payload_signing=" + std::string(to_string(c.payload));
+    s += " streaming=" + std::string(to_string(c.streaming));
     s += c.tls.verify ? " tls_verify=true" : " tls_verify=false";
+    if (!c.tls.ca_file.empty()) s += " tls_ca_file=" + c.tls.ca_file;
     s += " max_attempts=" + std::to_string(c.retry.max_attempts);
     s += " credentials=" + redacted(c.creds);
     // One line, whatever the fields hold.

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -58,6 +59,7 @@ struct connection {
     std::vector<std::pair<std::string_view, std::string_view>> signed_headers; ///< scratch for signing
     std::string authorization;         ///< scratch for signing
     std::string signature;             ///< scratch for signing
+    std::array<char, 16> amz_date{};   ///< the x-amz-date of the request last signed here
 
     connection() {
         curl_global();

@@ -59,6 +59,9 @@ inline result<> attempt_once(store_state& st, const credentials& creds, const co
         st.pool.release(std::move(conn));
         return h;
     }
+    if (spec.on_signed != nullptr)
+        spec.on_signed(spec.signed_state, std::string_view(conn->amz_date.data(), conn->amz_date.size()), conn->signature,
+                       creds);
     http_request req;
     req.method = spec.method;
     req.url = conn->url.c_str();

@@ -23,6 +23,7 @@
 
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
+#include "cachestore/s3/credentials.hpp"
 #include "cachestore/s3/detail/crypto.hpp"
 #include "cachestore/s3/detail/transport.hpp"
 #include "cachestore/s3/sigv4.hpp"
@@ -47,6 +48,11 @@ struct request_spec {
     body_source body;
     body_sink sink;
     bool body_replayable = true;   ///< false once a streaming source has been read
+    /// Called after each signing with the x-amz-date, the request's signature
+    /// and the credentials used (a streaming body chains its frame signatures
+    /// to them); the credentials outlive the attempt.
+    void (*on_signed)(void* self, std::string_view amz_date, std::string_view signature, const credentials& c) = nullptr;
+    void* signed_state = nullptr;
     /// Called before each retry (after a failed attempt): a GET resumes where
     /// the sink stopped receiving; a PUT rewinds its in-memory body.
     void (*before_retry)(request_spec& self, const response& last, void* state) = nullptr;

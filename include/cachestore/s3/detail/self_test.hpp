@@ -2,7 +2,10 @@
 // for stat-then-put (docs/s3.md, "Self-test") and learns what the server enforces.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <span>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -18,6 +21,7 @@
 #include "cachestore/s3/detail/request.hpp"
 #include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/detail/tls.hpp"
+#include "cachestore/s3/detail/upload.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -57,6 +61,42 @@ inline std::string endpoint_problem(const store_state& st, const response& res, 
     if (res.request_id.empty()) what += ", no x-amz-request-id";
     return ep + " does not look like an S3 server (" + what + "): check the endpoint's host and port, and that it "
                 "is the S3 API and not a console, a web server or a proxy";
+}
+
+/// PUTs 20,000 bytes as signed aws-chunked frames of 8 KiB to `key`, reads
+/// them back and deletes them: "" when the server stored them decoded, else
+/// what went wrong.
+inline std::string probe_aws_chunked(store_state& st, const context& ctx, const std::string& key) {
+    std::string payload(20000, '\0');
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + (i * 7) % 26);
+    auto src = [&payload, at = std::size_t{0}](std::span<std::byte> buf) mutable -> result<std::size_t> {
+        const std::size_t n = std::min(buf.size(), payload.size() - at);
+        std::memcpy(buf.data(), payload.data() + at, n);
+        at += n;
+        return n;
+    };
+    request_spec spec;
+    spec.method = "PUT";
+    spec.op = "self_test";
+    spec.error_path = key;
+    spec.object_key = key;
+    streaming_body<decltype(src)> body(src, static_cast<std::int64_t>(payload.size()), true, st.signer, 8192);
+    body.attach(spec);
+    response res;
+    std::string why;
+    if (auto r = execute(st, ctx, spec, res, nullptr); !r) {
+        why = "PUT answered " + r.error().to_string();
+    } else {
+        response got;
+        auto g = simple(st, ctx, "GET", key, {}, got);
+        if (!g) why = "reading it back: " + g.error().to_string();
+        else if (got.error_body != payload)
+            why = "it was stored with its framing (" + std::to_string(got.error_body.size()) + " bytes for " +
+                  std::to_string(payload.size()) + ")";
+    }
+    response del;
+    (void)simple(st, context::with_timeout(std::chrono::seconds(5)), "DELETE", key, {}, del);
+    return why;
 }
 
 inline result<> run_self_test(store_state& st, const context& ctx) {
@@ -193,6 +233,18 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         auto h = simple(st, ctx, "HEAD", probe, {}, head);
         if (h) return fail_st(errc::misconfigured, "the probe is still visible after DELETE: deletes are not read-after-write");
     }
+    // 6. Streaming uploads that must be signed (http) go as aws-chunked
+    //    frames: does the server store them decoded? Asked only when needed.
+    bool chunked_ok = false;
+    if (st.cfg.streaming != streaming_upload::spool && !unsigned_payloads(st)) {
+        auto why = probe_aws_chunked(st, ctx, probe_prefix + "stream-probe-" + random_hex(16));
+        chunked_ok = why.empty();
+        if (!chunked_ok && st.cfg.streaming == streaming_upload::stream)
+            return fail_st(errc::misconfigured, "streaming is \"stream\" but the server does not accept signed aws-chunked "
+                                                "uploads (" + why + "): set streaming to \"auto\" or \"spool\", or use "
+                                                "https with unsigned payloads");
+    }
+    st.aws_chunked = chunked_ok;
     if (st.cfg.commit == commit_mode::auto_detect) st.conditional_put = enforced;
     if (st.cfg.commit == commit_mode::if_none_match && !enforced)
         return fail_st(errc::misconfigured, "commit_mode is if_none_match but the server does not enforce If-None-Match: * "
@@ -200,6 +252,7 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
     std::lock_guard lock(st.report_mu);
     st.report.ran = true;
     st.report.conditional_put_enforced = enforced;
+    st.report.aws_chunked_accepted = chunked_ok;
     return {};
 }
 

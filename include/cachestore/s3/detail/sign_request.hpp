@@ -26,8 +26,8 @@ namespace cachestore::s3::detail {
 /// Builds the URL, signs the request and lays out its header lines, all in
 /// `c`'s reusable buffers: in a steady state this allocates nothing.
 inline result<> sign_into(const store_state& st, const credentials& creds, const request_spec& spec, connection& c) {
-    const auto date = sigv4::amz_date_chars(std::chrono::system_clock::now());
-    const std::string_view amz_date(date.data(), date.size());
+    c.amz_date = sigv4::amz_date_chars(std::chrono::system_clock::now());
+    const std::string_view amz_date(c.amz_date.data(), c.amz_date.size());
     try {
         // URL = url_base + canonical URI [+ '?' + canonical query]; the
         // canonical URI is signed as the very bytes sent.

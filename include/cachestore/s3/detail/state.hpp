@@ -26,11 +26,29 @@ struct store_state {
     tls_session_share tls_share; ///< declared before the pool: it must outlive every connection
     connection_pool pool;
     std::atomic<bool> conditional_put{false};
+    std::atomic<bool> aws_chunked{false}; ///< self_test proved signed aws-chunked uploads are stored decoded
     std::mutex report_mu;
     self_test_report report;
 
     explicit store_state(config c, endpoint_parts ep)
         : cfg(std::move(c)), endpoint(std::move(ep)), signer(cfg.region, "s3"), pool(cfg.max_idle_connections, cfg.timeouts.idle) {}
 };
+
+/// PUT bodies go unsigned (UNSIGNED-PAYLOAD): the policy says so, or auto
+/// over https, where TLS protects the bytes in transit.
+[[nodiscard]] inline bool unsigned_payloads(const store_state& st) noexcept {
+    const auto p = st.cfg.payload;
+    return p == payload_signing::unsigned_payload || (p == payload_signing::auto_select && st.endpoint.scheme == "https");
+}
+
+/// A streaming source is streamed rather than spooled.
+[[nodiscard]] inline bool streams(const store_state& st, bool unsigned_body) noexcept {
+    switch (st.cfg.streaming) {
+    case streaming_upload::spool: return false;
+    case streaming_upload::stream: return true;
+    case streaming_upload::auto_detect: return unsigned_body || st.aws_chunked.load();
+    }
+    return false;
+}
 
 } // namespace cachestore::s3::detail
