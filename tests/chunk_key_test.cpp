@@ -3,6 +3,8 @@
 // range helpers.
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include <string>
 
 #include "cachestore/chunk_key.hpp"
@@ -136,6 +138,23 @@ TEST_CASE("expected_len: chunk size, remainder, or zero past the end", "[key]") 
     CHECK(k.expected_len(1) == 1);
     k.index = 9223372036854775807 / 10 + 1; // index * chunk_size would overflow
     CHECK(k.expected_len(9223372036854775807) == 0);
+}
+
+TEST_CASE("expected_len: upstream parity for an unknown size, not for an empty object", "[key]") {
+    // Upstream's ExpectedLen returns ChunkSize for every size <= 0. We do for a
+    // negative ("unknown") size, at any index; an empty object (0) has no
+    // bytes in any chunk, so 0: nothing to fetch, nothing to commit
+    // (put_chunk refuses size 0). docs/design.md, "expected_len".
+    chunk_key k{"o", "b", "k", "e", 8388608, 0};
+    CHECK(k.expected_len(-1) == 8388608);
+    CHECK(k.expected_len(std::numeric_limits<std::int64_t>::min()) == 8388608);
+    k.index = 7;
+    CHECK(k.expected_len(-1) == 8388608);
+    CHECK(k.expected_len(0) == 0);
+    k.index = 0;
+    CHECK(k.expected_len(0) == 0);
+    k.chunk_size = 0;
+    CHECK(k.expected_len(-1) == 0); // an invalid key has no length
 }
 
 TEST_CASE("walking a byte range chunk by chunk", "[key]") {

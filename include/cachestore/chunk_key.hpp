@@ -22,9 +22,14 @@ struct chunk_key {
     std::int64_t index = 0;
 
     /// Length of this chunk for an origin object of `object_size` bytes: the
-    /// chunk size, the remainder for the last chunk, or 0 past the end.
+    /// chunk size, the remainder for the last chunk, or 0 past the end (and
+    /// for an empty object). A negative `object_size` means "size unknown":
+    /// then, as upstream's ExpectedLen, the chunk size (the most the chunk can
+    /// hold). docs/design.md, "expected_len", says why 0 differs from upstream.
     [[nodiscard]] constexpr std::int64_t expected_len(std::int64_t object_size) const noexcept {
-        if (chunk_size <= 0 || index < 0 || object_size <= 0) return 0;
+        if (chunk_size <= 0 || index < 0) return 0;
+        if (object_size < 0) return chunk_size;
+        if (object_size == 0) return 0;
         if (index > (object_size - 1) / chunk_size) return 0;
         const std::int64_t start = index * chunk_size; // no overflow: start < object_size
         const std::int64_t left = object_size - start;

@@ -194,6 +194,8 @@ struct server {
     int port = 0;
     std::string bucket, region = "us-east-1", access, secret;
     bool auth = false; ///< the server checks signatures
+    std::string ca_file; ///< https: the private CA that signed the server's certificate
+    [[nodiscard]] bool tls() const { return endpoint.starts_with("https://"); }
 };
 
 /// Only server_from_env reads the environment, in run() before the worker
@@ -222,13 +224,24 @@ server server_from_env(const std::string& target) {
         s.auth = true;
         if (s.endpoint.empty() || s.bucket.empty() || s.access.empty())
             die("CACHESTORE_RGW_* are not set: run through tests/servers/with-servers.sh --rgw");
+    } else if (target == "rgw-tls") {
+        s.endpoint = env("CACHESTORE_RGW_TLS_ENDPOINT");
+        s.ca_file = env("CACHESTORE_RGW_CA_FILE");
+        s.bucket = env("CACHESTORE_RGW_BUCKET");
+        s.access = env("CACHESTORE_RGW_ACCESS_KEY");
+        s.secret = env("CACHESTORE_RGW_SECRET_KEY");
+        if (!env("CACHESTORE_RGW_REGION").empty()) s.region = env("CACHESTORE_RGW_REGION");
+        s.auth = true;
+        if (s.endpoint.empty() || s.ca_file.empty() || s.bucket.empty() || s.access.empty())
+            die("CACHESTORE_RGW_TLS_ENDPOINT/CA_FILE are not set: run through tests/servers/with-servers.sh --rgw");
     } else {
-        die("unknown --target '" + target + "' (nginx or rgw)");
+        die("unknown --target '" + target + "' (nginx, rgw or rgw-tls)");
     }
     while (!s.endpoint.empty() && s.endpoint.back() == '/') s.endpoint.pop_back();
     const auto scheme = s.endpoint.find("://");
-    if (scheme == std::string::npos || s.endpoint.compare(0, scheme, "http") != 0)
-        die("the benchmark expects an http:// endpoint, got " + s.endpoint);
+    if (scheme == std::string::npos ||
+        (s.endpoint.compare(0, scheme, "http") != 0 && s.endpoint.compare(0, scheme, "https") != 0))
+        die("the benchmark expects an http:// or https:// endpoint, got " + s.endpoint);
     s.hostport = s.endpoint.substr(scheme + 3);
     const auto colon = s.hostport.rfind(':');
     if (colon == std::string::npos) die("the endpoint has no port: " + s.endpoint);
@@ -246,6 +259,7 @@ s3::store make_store(const server& sv) {
     cfg.creds.access_key_id = sv.access;
     cfg.creds.secret_access_key = sv.secret;
     cfg.commit = s3::commit_mode::stat_then_put; // nginx ignores If-None-Match; HEAD + PUT everywhere
+    cfg.tls.ca_file = sv.ca_file;
     auto st = s3::store::create(cfg);
     if (!st) die("store::create: " + st.error().to_string());
     return std::move(*st);
@@ -312,6 +326,7 @@ public:
         curl_easy_setopt(h_, CURLOPT_READFUNCTION, &raw_http::on_read);
         curl_easy_setopt(h_, CURLOPT_READDATA, this);
         curl_easy_setopt(h_, CURLOPT_ERRORBUFFER, errbuf_);
+        if (!sv.ca_file.empty()) curl_easy_setopt(h_, CURLOPT_CAINFO, sv.ca_file.c_str());
         // No "Expect: 100-continue" round trip, like our driver. Not when
         // libcurl signs: 7.88 signs the "Expect:" removal line as a header it
         // then does not send (RGW: SignatureDoesNotMatch), so signed PUTs of
@@ -1029,8 +1044,8 @@ bool ours_stat(fixture& f) {
 bool raw_commit(fixture& f, raw_http& c, bool hash, clk::duration& untimed) {
     const long h = c.head(f.commit.url);
     if (h != 404) return (report_failure("raw HEAD before PUT", "HTTP " + std::to_string(h)), false);
-    std::string digest = std::string(empty_sha256);
-    if (hash) digest = sha256_hex(f.body8);
+    // Not hashed: what a signing client sends over TLS (nginx ignores it).
+    std::string digest = hash ? sha256_hex(f.body8) : std::string("UNSIGNED-PAYLOAD");
     const long p = c.put(f.commit.url, f.body8, digest);
     if (p != 200 && p != 201 && p != 204) return (report_failure("raw PUT", "HTTP " + std::to_string(p)), false);
     const auto t = clk::now();
@@ -1081,6 +1096,7 @@ void ratio_rows(fixture& f) {
     const budget huge_b{g_opt.seconds, 3};
     const budget commit_b{g_opt.seconds, 5};
     const bool nginx = f.sv.name == "nginx";
+    const bool tls = f.sv.tls(); // bodies go UNSIGNED-PAYLOAD over https (payload_signing auto), for both sides
     const std::string rawname = nginx ? "raw libcurl" : "libcurl + CURLOPT_AWS_SIGV4";
     auto ours_small = side{1, [&f](int tid, clk::duration&) { return ours_get_small(f, tid); }};
     auto ours_small8 = side{8, ours_small.op};
@@ -1106,13 +1122,14 @@ void ratio_rows(fixture& f) {
     if (nginx)
         run_row({"GET 64 MiB into a span", rawname, 64.0 * MiB, 0.95, huge_b, ours_large(f.large64, f.buf64),
                  raw_large(f.large64, f.buf64)});
-    run_row({"commit 8 MiB (HEAD + PUT)", rawname + (nginx ? " HEAD + PUT" : " HEAD + SHA-256 + PUT"), 8.0 * MiB, 0.90,
+    run_row({tls ? "commit 8 MiB (HEAD + PUT, unsigned payload over https)" : "commit 8 MiB (HEAD + PUT)",
+             rawname + (nginx || tls ? " HEAD + PUT" : " HEAD + SHA-256 + PUT"), 8.0 * MiB, tls ? 0.95 : 0.90,
              commit_b, ours_commit_s,
-             side{1, [&f, nginx](int, clk::duration& u) { return raw_commit(f, f.plain(0), !nginx, u); }}});
+             side{1, [&f, nginx, tls](int, clk::duration& u) { return raw_commit(f, f.plain(0), !nginx && !tls, u); }}});
     if (nginx)
         run_row({"commit 8 MiB (HEAD + PUT)", "raw libcurl HEAD + SHA-256 + PUT", 8.0 * MiB, 0, commit_b, ours_commit_s,
                  side{1, [&f](int, clk::duration& u) { return raw_commit(f, f.plain(0), true, u); }}});
-    prehashed_row(f, f.st, rawname, commit_b, nginx);
+    if (!tls) prehashed_row(f, f.st, rawname, commit_b, nginx);
     run_row({"stat (HEAD)", rawname + " HEAD", 0, 0.90, small_b, ours_stat_s,
              side{1, [&f](int, clk::duration&) { return raw_stat(f, f.plain(0)); }}});
     if (nginx)
@@ -1124,6 +1141,7 @@ void ratio_rows(fixture& f) {
                       }}});
 
 #if CACHESTORE_BENCH_LIBS3
+    if (tls) return; // libs3 speaks SigV2 over http here; it is compared over http only
     auto& l = *f.libs3;
     auto libs3_small = side{1, [&f, &l](int tid, clk::duration&) {
                                 return l.get(f.small.object_key, f.small_off, f.small_len,
@@ -1291,7 +1309,7 @@ void connection_rows(fixture& f) {
             "raw libcurl (8 easy handles): " + std::to_string(n) + " (kernel); " + std::to_string(conn) + " connect()";
     }
 #if CACHESTORE_BENCH_LIBS3
-    {
+    if (!f.sv.tls()) { // libs3 is compared over http only
         f.libs3->restart(); // a fresh handle pool, like the fresh store and handles above
         long conn = 0;
         auto [n, failed] = count(
@@ -1354,12 +1372,7 @@ void rss_rows(fixture& f) {
         return fmt("+%.1f MiB", static_cast<double>(peak - rss0) / 1024.0) +
                fmt(" (peak %.0f MiB)", static_cast<double>(peak) / 1024.0);
     };
-    const std::string span_res = measure_put("span", [&] {
-        auto r = f.st.put_chunk(f.ctx, f.stream64.key, n, std::span<const std::byte>(f.body64));
-        if (!r) report_failure("ours put_chunk 64 MiB span", r.error().to_string());
-        return r.has_value();
-    });
-    const std::string stream_res = measure_put("stream", [&] {
+    auto stream_put = [&](s3::store& st) {
         std::int64_t at = 0;
         auto src = [&](std::span<std::byte> b) -> cachestore::result<std::size_t> {
             const auto k =
@@ -1368,19 +1381,45 @@ void rss_rows(fixture& f) {
             at += static_cast<std::int64_t>(k);
             return k;
         };
-        auto r = f.st.put_chunk(f.ctx, f.stream64.key, n, src);
+        auto r = st.put_chunk(f.ctx, f.stream64.key, n, src);
         if (!r) report_failure("ours put_chunk 64 MiB stream", r.error().to_string());
         return r.has_value();
+    };
+    const std::string span_res = measure_put("span", [&] {
+        auto r = f.st.put_chunk(f.ctx, f.stream64.key, n, std::span<const std::byte>(f.body64));
+        if (!r) report_failure("ours put_chunk 64 MiB span", r.error().to_string());
+        return r.has_value();
     });
-    const std::string raw_res = measure_put("raw", [&] {
-        const long p = f.plain(0).put(f.stream64.url, f.body64, std::string(empty_sha256));
-        return p == 200 || p == 201 || p == 204;
-    });
-    g_meas.push_back(
-        {"peak RSS added by one 64 MiB put_chunk (over RSS before the call; the caller's 64 MiB is resident already)",
-         "from a span: " + span_res + "; from a streaming source: " + stream_res,
-         "raw libcurl PUT from the span: " + raw_res,
-         "a streaming source is spooled into one buffer of the chunk's size (docs/s3.md, Payload)"});
+    if (f.sv.name == "nginx") {
+        // nginx does not decode aws-chunked bodies, so a signed stream is spooled here.
+        const std::string stream_res = measure_put("stream", [&] { return stream_put(f.st); });
+        const std::string raw_res = measure_put("raw", [&] {
+            const long p = f.plain(0).put(f.stream64.url, f.body64, std::string(empty_sha256));
+            return p == 200 || p == 201 || p == 204;
+        });
+        g_meas.push_back(
+            {"peak RSS added by one 64 MiB put_chunk (over RSS before the call; the caller's 64 MiB is resident already)",
+             "from a span: " + span_res + "; from a streaming source, spooled (nginx): " + stream_res,
+             "raw libcurl PUT from the span: " + raw_res,
+             "over http a streaming source is spooled unless self_test proved aws-chunked (nginx cannot)"});
+        return;
+    }
+    // RGW: the streaming source streamed (https: a plain unsigned body; http:
+    // signed aws-chunked frames, proven by self_test) against spooled.
+    s3::config cfg = f.st.settings();
+    cfg.streaming = s3::streaming_upload::spool;
+    auto spool = s3::store::create(cfg);
+    if (!spool) die("store::create: " + spool.error().to_string());
+    cfg.streaming = s3::streaming_upload::stream;
+    auto stream = s3::store::create(cfg);
+    if (!stream) die("store::create: " + stream.error().to_string());
+    if (auto t = stream->self_test(f.ctx); !t) die("self_test: " + t.error().to_string());
+    const std::string spooled = measure_put("spooled", [&] { return stream_put(*spool); });
+    const std::string streamed = measure_put("streamed", [&] { return stream_put(*stream); });
+    g_meas.push_back({std::string("peak RSS added by one 64 MiB put_chunk from a streaming source (") +
+                          (f.sv.tls() ? "https: plain unsigned body" : "http: signed aws-chunked frames") + ")",
+                      "streamed: " + streamed, "spooled (streaming = spool): " + spooled,
+                      "from a span: " + span_res + "; target: streamed <= +1 MiB"});
 }
 
 // ---- callgrind ------------------------------------------------------------
@@ -1556,7 +1595,7 @@ int run(int argc, char** argv) {
             if (nginx) signing_rows(f);
             connection_rows(f);
             if (nginx) copy_rows(f);
-            if (nginx) rss_rows(f);
+            rss_rows(f);
         }
         if (g_opt.measurements && f.sv.name == "nginx" && selected("callgrind")) {
             f.upload();

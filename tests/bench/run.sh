@@ -7,7 +7,8 @@
 #
 #   --smoke      every row for a few iterations (CI); fails only when an
 #                operation fails, never on timings
-#   --rgw        also run the headline rows against Ceph RGW (real SigV4 checks)
+#   --rgw        also run the headline rows against Ceph RGW (real SigV4 checks),
+#                over http and over https (target rgw-tls)
 #   --runs N     alternating runs per row (default 7)
 #   --seconds S  time per side per run (default 0.3; split into 4 interleaved slices)
 #
@@ -94,6 +95,8 @@ bash tests/servers/with-servers.sh "${servers[@]}" -- bash -c '
   if [[ $CACHESTORE_BENCH_RGW == 1 ]]; then
     # RGW is slow per request: 5 runs keep the whole pass within ~5 minutes.
     "$CACHESTORE_BENCH_EXE" --target rgw --runs 5 "${args[@]}" >>"$CACHESTORE_BENCH_REPORT" || rc=1
+    # The same over https (private CA, TLS session cache): UNSIGNED-PAYLOAD bodies.
+    "$CACHESTORE_BENCH_EXE" --target rgw-tls --runs 5 "${args[@]}" >>"$CACHESTORE_BENCH_REPORT" || rc=1
   fi
   echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)" >>"$CACHESTORE_BENCH_REPORT"
   exit $rc' || rc=$?

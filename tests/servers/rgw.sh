@@ -22,7 +22,8 @@
 # (the private CA that signed its certificate) and CACHESTORE_RGW_TLS_DIR
 # (tls.sh's files: also an expired certificate).
 # Environment: CACHESTORE_RGW_START_TIMEOUT (seconds for the whole start,
-# default 120), CACHESTORE_RGW_MEMSTORE_BYTES (default 1 GiB).
+# default 120), CACHESTORE_RGW_MEMSTORE_BYTES (default 3 GiB: the OSD keeps
+# data in memory, only as much as is stored).
 set -euo pipefail
 
 CS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,7 +37,7 @@ BUCKET=cachestore-test
 VERSIONED_BUCKET=cachestore-versioned
 REGION=us-east-1
 START_TIMEOUT=${CACHESTORE_RGW_START_TIMEOUT:-120}
-MEMSTORE_BYTES=${CACHESTORE_RGW_MEMSTORE_BYTES:-1073741824}
+MEMSTORE_BYTES=${CACHESTORE_RGW_MEMSTORE_BYTES:-3221225472}
 
 (($# == 2)) || cs_usage
 cmd=$1
@@ -149,6 +150,11 @@ paxos min wait = 0.01
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$ssl_port ssl_certificate=$CS_DIR/tls/server.pem ssl_private_key=$CS_DIR/tls/server.key tcp_nodelay=1
 rgw data = $CS_DIR/rgw
 rgw enable usage log = false
+# Reclaim deleted objects' data within seconds, not hours: the memstore OSD
+# holds everything in memory, and a test run deletes what it writes.
+rgw gc obj min wait = 2
+rgw gc processor period = 5
+rgw gc processor max time = 5
 EOF
 }
 
