@@ -19,6 +19,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -427,6 +428,26 @@ class Runner:
         self.expect_rc([self.cli, "stat", "--store", nb] + k, 3, "stat (HEAD) on a missing bucket: not_found, as documented")
         self.expect_rc([self.cli, "selftest", "--store", self.store + "&addressing=virtual"], 7,
                        "virtual addressing with an IP endpoint: misconfigured")
+        # A wrong endpoint is loud: nothing listening, and a web server that is not S3.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        rc, out, err = self.expect_rc(
+            [self.cli, "selftest", "--store", f"s3://{self.bucket}/?endpoint=http%3A%2F%2F127.0.0.1%3A{dead}"], 7,
+            "selftest against a closed port: misconfigured")
+        self.check(f"127.0.0.1:{dead}" in err and "refuses connections" in err, "the closed endpoint is named", err)
+        web = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"], cwd=self.tmp,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            line = web.stdout.readline().decode()
+            port = int(line.split("port ")[1].split()[0])
+            rc, out, err = self.expect_rc(
+                [self.cli, "selftest", "--store", f"s3://{self.bucket}/?endpoint=http%3A%2F%2F127.0.0.1%3A{port}"], 7,
+                "selftest against a web server that is not S3: misconfigured")
+            self.check("does not look like an S3 server" in err, "says it is not S3", err)
+        finally:
+            web.kill()
+            web.wait()
         rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store",
                                        f"s3://{self.bucket}/enc%2Fded%20x?endpoint={self.ep_enc}"], 0, "encoded prefix")
         self.check("prefix=enc/ded x/ " in self.json_of(out, "encoded prefix").get("description", ""),
