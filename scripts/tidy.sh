@@ -68,7 +68,7 @@ extra_flags() {
   xflags=()
   case $1 in
     */conformance_s3_test.cpp) xflags=(-DS3_SERVER=rgw) ;;
-    */fault/fault_test.cpp) xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
+    */fault/*_test.cpp | */s3/tls_test.cpp) xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
   esac
 }
 
@@ -79,7 +79,7 @@ order() {
   local f
   for f in "$@"; do
     case $f in
-      */fault_test.cpp | */config_test.cpp | */sigv4_test.cpp | */posix_store_test.cpp | */conformance/local_test.cpp | \
+      */fault_test.cpp | */beyond_http_test.cpp | */config_test.cpp | */sigv4_test.cpp | */posix_store_test.cpp | */conformance/local_test.cpp | \
       */rgw_specific_test.cpp | */conformance_s3_test.cpp | */bench/bench.cpp | examples/cachestore_cli.cpp | examples/fill_race.cpp | examples/read_through.cpp)
         echo "0 $f" ;;
       *) echo "1 $f" ;;
