@@ -254,7 +254,7 @@ TEMPLATE_LIST_TEST_CASE("read_range: racing fillers each get the origin's bytes;
     }
     CHECK(errors == 0);
     CHECK(missed == commits + lost);
-    CHECK(hit + missed == 6 * readers);
+    CHECK(hit + missed == std::int64_t{6} * readers);
     if (fx.atomic_commit()) CHECK(commits == 6);
     else CHECK(commits >= 6); // stat-then-put: racers may each upload the same bytes
     check_stored_chunks(s, obj, data);
