@@ -2,7 +2,7 @@
 # Installs what building and testing cachestore needs on Debian 12, as root.
 # Quick and silent when everything is already there.
 set -euo pipefail
-pkgs=(build-essential meson ninja-build pkg-config python3 curl openssl
+pkgs=(build-essential meson ninja-build pkg-config python3 curl openssl cmake   # cmake: the CMake-consumer test
       libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2
       libs3-dev valgrind   # libs3 and valgrind: benchmark baselines only
       clang-16 libclang-rt-16-dev clang-tidy-16)  # libFuzzer and clang-tidy (scripts/fuzz.sh, tidy.sh)
