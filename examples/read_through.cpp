@@ -162,10 +162,10 @@ cs::result<bytes> fetch_chunk(S& store, const options& o, const origin_file& ori
     n.lost.fetch_add(r->commits_lost); // identical bytes are stored: ours were served
     n.from_store.fetch_add(r->chunks_hit != 0 ? r->served : 0);
     n.from_origin.fetch_add(r->origin_bytes);
-    if (r->store_error) { // served from the origin anyway; reported at the end
+    if (auto& e = r->store_error) { // served from the origin anyway; reported at the end
         n.store_errors.fetch_add(r->store_errors);
         std::lock_guard lock(n.mu);
-        if (!n.first_store_error) n.first_store_error = std::move(*r->store_error);
+        if (!n.first_store_error) n.first_store_error = std::move(*e);
     }
     return out;
 }

@@ -29,7 +29,7 @@ cachestore::result<std::int64_t> serve_range(Store& store, const cachestore::con
         const std::int64_t want = std::min(length - sent, obj.chunk_size - at % obj.chunk_size);
         auto got = cachestore::read_range(store, ctx, obj, at, std::span(buf).first(static_cast<std::size_t>(want)), fetch);
         if (!got) return std::unexpected(got.error()); // the origin failed, or the request ended
-        if (got->store_error) std::fprintf(stderr, "%s\n", got->store_error->to_string().c_str()); // served anyway
+        if (const auto& e = got->store_error) std::fprintf(stderr, "%s\n", e->to_string().c_str()); // served anyway
         if (got->served == 0) break;                    // the end of the object
         if (!send(std::span<const std::byte>(buf).first(static_cast<std::size_t>(got->served))))
             return cachestore::fail(cachestore::errc::cancelled, "send", {}, "the client went away");

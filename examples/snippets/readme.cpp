@@ -21,7 +21,7 @@ cachestore::result<std::int64_t> serve(Store& store, const cachestore::origin_ob
     auto ctx = cachestore::context::with_timeout(std::chrono::seconds(2));
     auto r = cachestore::read_range(store, ctx, obj, offset, out, fetch);
     if (!r) return std::unexpected(r.error()); // the origin failed or the deadline passed: send nothing of `out`
-    if (r->store_error) std::fprintf(stderr, "%s\n", r->store_error->to_string().c_str()); // served from the origin
+    if (const auto& e = r->store_error) std::fprintf(stderr, "%s\n", e->to_string().c_str()); // served from the origin
     std::fprintf(stderr, "%lld chunks hit, %lld missed\n", static_cast<long long>(r->chunks_hit),
                  static_cast<long long>(r->chunks_missed));
     return r->served;
