@@ -9,15 +9,16 @@
 #   --quick  the contributor's loop (CONTRIBUTING.md): the normal build only
 #            (build/, configured once, rebuilt incrementally), then every
 #            test that needs no server. No S3 servers, no sanitizer builds, no
-#            benchmarks, fuzzing or clang-tidy, and not the consumer tests
-#            (suite "consumer": they configure and build whole projects).
+#            benchmarks, fuzzing or clang-tidy, not the consumer tests (suite
+#            "consumer": they build whole projects) and not the fault matrix
+#            against the fake S3 server (suite "fault": 45 s of waiting).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 case ${1:-} in
   '') ;;
   --quick) quick=1 ;;
-  -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "test.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 esac
 
@@ -34,10 +35,10 @@ if ((quick)); then
   # The same options as the full run below, so either can reuse build/.
   setup build -Dbench=true || { echo "test.sh: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
   rm -f build/meson-logs/testlog.json
-  echo "== meson test -C build (--quick: no servers, no sanitizers, no consumer projects)"
+  echo "== meson test -C build (--quick: no servers, no sanitizers, no consumer projects, no fault matrix)"
   # Without --no-rebuild, meson test first rebuilds exactly what the selected
   # tests use, not the S3-server suites' binaries or the benchmarks.
-  meson test -C build --print-errorlogs --num-processes 2 --no-suite s3 --no-suite consumer
+  meson test -C build --print-errorlogs --num-processes 2 --no-suite s3 --no-suite consumer --no-suite fault
   rc=$?
   [ -f build/meson-logs/testlog.json ] || { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
   python3 scripts/summarize.py build/meson-logs/testlog.json
