@@ -1,12 +1,13 @@
 // read_through - a miniature origin cache: serves a byte range of an origin
 // object chunk by chunk through a cachestore.
 //
-// For every chunk the range touches: get_chunk from the store (a hit); on
-// not_found (a miss) read the whole chunk from the origin, check its length
-// against key.expected_len(object size), put_chunk it (commit_lost means
-// another filler won: the stored chunk is byte-identical, so it is served
-// like a hit), and serve the slice. Several worker threads fetch chunks ahead
-// of the one being served; the output stays in order.
+// Each chunk's slice of the range goes through cachestore::read_range: a hit
+// is read from the store; on not_found (a miss) the whole chunk is read from
+// the origin, its length checked against expected_len(object size), committed
+// (commit_lost means another filler won: the stored chunk is byte-identical,
+// so it is served like a hit), and the slice served. A store that fails is
+// bypassed for that chunk (served from the origin, reported). Several worker
+// threads fetch chunks ahead of the one being served; the output stays in order.
 //
 // The origin is a local file (--origin-file). It can be made to behave like a
 // remote object store with --origin-latency-ms and --origin-mibps, so the
@@ -54,6 +55,7 @@ struct options {
     ex::store_spec spec;
     std::string origin_file;
     cs::chunk_key base; ///< index unused
+    cs::origin_object object; ///< base and the origin's size: what read_range serves
     std::int64_t offset = 0;
     std::optional<std::int64_t> length;
     int threads = 4;
@@ -73,6 +75,9 @@ struct options {
 struct counters {
     std::atomic<std::int64_t> hits{0}, misses{0}, won{0}, lost{0};
     std::atomic<std::int64_t> from_store{0}, from_origin{0};
+    std::atomic<std::int64_t> store_errors{0}; ///< store failures served from the origin
+    std::mutex mu;
+    std::optional<cs::error> first_store_error; ///< under mu
 };
 
 /// The origin: a local file read with pread (thread-safe), optionally slowed
@@ -140,40 +145,28 @@ private:
     double mibps_ = 0;
 };
 
-/// Fetches the slice of one chunk that the range needs: hit, or miss + fill.
+/// Serves the slice of one chunk that the range needs through cachestore::read_range:
+/// a hit, or a miss filled from the origin (length-checked, committed once).
 template <cs::CacheStore S>
 cs::result<bytes> fetch_chunk(S& store, const options& o, const origin_file& origin, counters& n, std::int64_t index,
                               std::int64_t range_len, const std::stop_token& stop) {
-    cs::chunk_key key = o.base;
-    key.index = index;
-    const cs::chunk_slice slice = cs::slice_in_chunk(key.chunk_size, index, o.offset, range_len);
+    const cs::chunk_slice slice = cs::slice_in_chunk(o.object.chunk_size, index, o.offset, range_len);
     bytes out(static_cast<std::size_t>(slice.length));
     const auto ctx = cs::context::with_timeout(o.timeout, stop);
-
-    auto hit = cs::get_chunk(store, ctx, key, slice.offset, std::span<std::byte>(out));
-    if (hit) {
-        n.hits.fetch_add(1);
-        n.from_store.fetch_add(slice.length);
-        return out;
+    auto fetch = [&](std::int64_t at, std::span<std::byte> buf) { return origin.read(ctx, at, buf, true); };
+    auto r = cs::read_range(store, ctx, o.object, index * o.object.chunk_size + slice.offset, std::span<std::byte>(out), fetch);
+    if (!r) return std::unexpected(std::move(r.error()));
+    n.hits.fetch_add(r->chunks_hit);
+    n.misses.fetch_add(r->chunks_missed);
+    n.won.fetch_add(r->commits);
+    n.lost.fetch_add(r->commits_lost); // identical bytes are stored: ours were served
+    n.from_store.fetch_add(r->chunks_hit != 0 ? r->served : 0);
+    n.from_origin.fetch_add(r->origin_bytes);
+    if (auto& e = r->store_error) { // served from the origin anyway; reported at the end
+        n.store_errors.fetch_add(r->store_errors);
+        std::lock_guard lock(n.mu);
+        if (!n.first_store_error) n.first_store_error = std::move(*e);
     }
-    if (hit.error().code != cs::errc::not_found) return std::unexpected(std::move(hit.error()));
-
-    // Miss: the whole chunk from the origin, checked against expected_len.
-    n.misses.fetch_add(1);
-    const std::int64_t want = key.expected_len(origin.size());
-    bytes chunk(static_cast<std::size_t>(want));
-    auto got = origin.read(ctx, index * key.chunk_size, chunk, true);
-    if (!got) return std::unexpected(std::move(got.error()));
-    if (static_cast<std::int64_t>(*got) != want)
-        return cs::fail(cs::errc::protocol, "origin", *cs::storage_path(key),
-                        "the origin returned " + std::to_string(*got) + " bytes for chunk " + std::to_string(index) +
-                            ", expected_len says " + std::to_string(want) + ": the object changed; not committing");
-    n.from_origin.fetch_add(want);
-    auto put = store.put_chunk(ctx, key, want, std::span<const std::byte>(chunk));
-    if (put) n.won.fetch_add(1);
-    else if (put.error().code == cs::errc::commit_lost) n.lost.fetch_add(1); // identical bytes are stored: serve ours
-    else return std::unexpected(std::move(put.error()));
-    std::memcpy(out.data(), chunk.data() + slice.offset, static_cast<std::size_t>(slice.length));
     return out;
 }
 
@@ -319,6 +312,8 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
         std::cerr << "read_through: the origin file is empty: nothing to serve\n";
         return ex::exit_usage;
     }
+    opt.object = cs::origin_object{opt.base.origin_id, opt.base.bucket, opt.base.object_key, opt.base.etag,
+                                   origin.size(), opt.base.chunk_size};
     const std::int64_t length = o.length.value_or(origin.size() - o.offset);
     if (o.offset >= origin.size() || length <= 0 || o.offset + length > origin.size()) {
         std::cerr << "read_through: the range [" << o.offset << ", +" << length << ") is not inside the " << origin.size()
@@ -389,6 +384,7 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
               {"bytes_served", res.served},
               {"bytes_from_store", n.from_store.load()},
               {"bytes_from_origin", n.from_origin.load()},
+              {"store_errors", n.store_errors.load()},
               {"seconds", res.seconds},
               {"mib_per_s", rate},
               {"threads", o.threads},
@@ -397,6 +393,7 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
               {"origin_mibps", o.origin_mibps},
               {"verify", o.verify},
               {"verified_bytes", res.verified}};
+    if (n.first_store_error) j["first_store_error"] = ex::error_json(*n.first_store_error);
     int code = ex::exit_ok;
     if (res.err) {
         const cs::error& e = *res.err;
@@ -430,6 +427,9 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
                  n.hits.load(), n.misses.load(), n.won.load(), n.lost.load(), hit_rate * 100);
     std::fprintf(txt, "  from the store %s, from the origin %s\n", ex::format_bytes(static_cast<double>(n.from_store.load())).c_str(),
                  ex::format_bytes(static_cast<double>(n.from_origin.load())).c_str());
+    if (n.first_store_error)
+        std::fprintf(txt, "  store errors %" PRId64 " (served from the origin instead), the first: %s\n", n.store_errors.load(),
+                     n.first_store_error->to_string().c_str());
     std::fprintf(txt, "  %s in %.3f s: %.1f MiB/s (%d threads, read-ahead %d chunks", ex::format_bytes(static_cast<double>(res.served)).c_str(),
                  res.seconds, rate, o.threads, o.read_ahead);
     if (o.origin_latency_ms > 0 || o.origin_mibps > 0)
@@ -445,10 +445,11 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
 int run_main(int argc, char** argv) {
     ex::arg_parser p("read_through --store URL --origin-file PATH [OPTIONS]",
                      "A miniature origin cache: serve a byte range of an origin object chunk by chunk\n"
-                     "through a cachestore. Hit: get_chunk. Miss: read the chunk from the origin, check\n"
-                     "its length against expected_len, put_chunk it (commit_lost = another filler won;\n"
-                     "served like a hit), serve the slice. Prints hits, misses, commits won and lost,\n"
-                     "bytes and throughput. Run it twice to see a cold and then a warm cache.");
+                     "through a cachestore with cachestore::read_range. Hit: read from the store. Miss:\n"
+                     "read the chunk from the origin, check its length against expected_len, commit it\n"
+                     "(commit_lost = another filler won; served like a hit), serve the slice. A failing\n"
+                     "store is bypassed and reported. Prints hits, misses, commits won and lost, bytes\n"
+                     "and throughput. Run it twice to see a cold and then a warm cache.");
     p.section("Store and origin");
     p.flag("--store", "URL", "mem:, file:///dir or s3://bucket/prefix?... (default: $CACHESTORE_URL)");
     p.flag("--origin-file", "PATH", "the origin object: a local file (required)");

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing cachestore needs on Debian 12, as root.
 # Quick and silent when everything is already there.
+# Usage: install-deps.sh [--no-servers]   (--no-servers: not the local S3 servers' packages)
 set -euo pipefail
-pkgs=(build-essential meson ninja-build pkg-config python3 curl openssl
+servers=1
+[ "${1:-}" = --no-servers ] && servers=0
+pkgs=(build-essential meson ninja-build pkg-config python3 curl openssl cmake   # cmake: the CMake-consumer test
       libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2
       libs3-dev valgrind   # libs3 and valgrind: benchmark baselines only
       clang-16 libclang-rt-16-dev clang-tidy-16)  # libFuzzer and clang-tidy (scripts/fuzz.sh, tidy.sh)
@@ -17,4 +20,4 @@ if ((${#missing[@]})); then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The local S3 servers (Ceph RGW, nginx) install themselves on first use.
-bash "$(dirname "$0")/../tests/servers/install.sh"
+if ((servers)); then bash "$(dirname "$0")/../tests/servers/install.sh"; fi

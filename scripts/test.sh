@@ -5,16 +5,22 @@
 # concurrent suites under ThreadSanitizer, a smoke pass of the benchmarks,
 # each fuzz target for a short bounded time, and clang-tidy over the tree.
 # The last line is "N passed, N failed".
-# Usage (as root on Debian 12): bash scripts/test.sh
+# Usage (as root on Debian 12): bash scripts/test.sh [--quick]
+#   --quick  the contributor's loop (CONTRIBUTING.md): the normal build only
+#            (build/, configured once, rebuilt incrementally), then every
+#            test that needs no server. No S3 servers, no sanitizer builds, no
+#            benchmarks, fuzzing or clang-tidy, not the consumer tests (suite
+#            "consumer": they build whole projects) and not the fault matrix
+#            against the fake S3 server (suite "fault": 45 s of waiting).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
-
-# clang-tidy runs beside everything else at the lowest priority: it takes the
-# CPU the builds and tests leave idle (tests waiting on servers).
-mkdir -p build-tidy
-nice -n 19 bash scripts/tidy.sh --json build-tidy/tidylog.json >build-tidy/tidy.log 2>&1 &
-tidy_pid=$!
+quick=0
+case ${1:-} in
+  '') ;;
+  --quick) quick=1 ;;
+  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "test.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+esac
 
 # setup DIR [meson options...]
 setup() {
@@ -23,6 +29,30 @@ setup() {
     meson setup "$dir" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
   fi
 }
+
+if ((quick)); then
+  bash scripts/install-deps.sh --no-servers || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
+  # The same options as the full run below, so either can reuse build/.
+  setup build -Dbench=true || { echo "test.sh: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
+  rm -f build/meson-logs/testlog.json
+  echo "== meson test -C build (--quick: no servers, no sanitizers, no consumer projects, no fault matrix)"
+  # Without --no-rebuild, meson test first rebuilds exactly what the selected
+  # tests use, not the S3-server suites' binaries or the benchmarks.
+  meson test -C build --print-errorlogs --num-processes 2 --no-suite s3 --no-suite consumer --no-suite fault
+  rc=$?
+  [ -f build/meson-logs/testlog.json ] || { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
+  python3 scripts/summarize.py build/meson-logs/testlog.json
+  exit $rc
+fi
+
+bash scripts/install-deps.sh || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# clang-tidy runs beside everything else at the lowest priority: it takes the
+# CPU the builds and tests leave idle (tests waiting on servers).
+mkdir -p build-tidy
+nice -n 19 bash scripts/tidy.sh --json build-tidy/tidylog.json >build-tidy/tidy.log 2>&1 &
+tidy_pid=$!
+
 # The concurrent suites, built and run under TSan (libcurl itself is not
 # instrumented; TSan still sees every access our code makes).
 tsan_tests=(conformance-local posix_store conformance-s3-rgw conformance-s3-moto s3-rgw-specific)

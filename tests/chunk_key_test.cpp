@@ -179,6 +179,32 @@ TEST_CASE("walking a byte range chunk by chunk", "[key]") {
     CHECK(chunks_for_range(10, 9223372036854775807, 1).error().code == errc::invalid_argument);
 }
 
+TEST_CASE("range_in_object clamps a range to the object and names its chunks", "[key]") {
+    constexpr std::int64_t max = 9223372036854775807;
+    auto in = range_in_object(10, 25, 5, 10); // inside: bytes 5..14
+    REQUIRE(in.has_value());
+    CHECK((in->offset == 5 && in->length == 10 && in->chunks.first == 0 && in->chunks.last == 1));
+    auto past = range_in_object(10, 25, 18, 100); // runs past the end: cut at byte 25
+    REQUIRE(past.has_value());
+    CHECK((past->length == 7 && past->chunks.first == 1 && past->chunks.last == 2));
+    CHECK(slice_in_chunk(10, 2, past->offset, past->length).length == 5); // == expected_len of chunk 2
+    for (auto [off, len] : {std::pair<std::int64_t, std::int64_t>{25, 1}, {26, 5}, {max, max}, {0, 0}, {3, 0}}) {
+        INFO(off << "+" << len);
+        auto e = range_in_object(10, 25, off, len);
+        REQUIRE(e.has_value());
+        CHECK(e->empty());
+        CHECK(e->chunks.count() == 0);
+    }
+    CHECK(range_in_object(10, 0, 0, 10)->empty()); // an empty object
+    auto huge = range_in_object(10, max, max - 1, max); // no overflow near INT64_MAX
+    REQUIRE(huge.has_value());
+    CHECK((huge->length == 1 && huge->chunks.first == (max - 1) / 10 && huge->chunks.last == (max - 1) / 10));
+    CHECK(range_in_object(0, 25, 0, 1).error().code == errc::invalid_argument);
+    CHECK(range_in_object(10, -1, 0, 1).error().code == errc::invalid_argument);
+    CHECK(range_in_object(10, 25, -1, 1).error().code == errc::invalid_argument);
+    CHECK(range_in_object(10, 25, 0, -1).error().code == errc::invalid_argument);
+}
+
 TEST_CASE("errors print with their context and a stable name", "[error]") {
     error e;
     e.code = errc::auth;

@@ -10,4 +10,5 @@
 #include "cachestore/info.hpp"
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
+#include "cachestore/read_range.hpp"
 #include "cachestore/store.hpp"

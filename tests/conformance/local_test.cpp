@@ -46,3 +46,4 @@ struct posix_fixture {
 using conformance_fixtures = std::tuple<memory_fixture, posix_fixture>;
 
 #include "conformance.hpp"
+#include "read_range_cases.hpp"

@@ -19,7 +19,12 @@
 //    chunks, are contiguous and add up to the range; chunks just outside the
 //    span give empty slices; no signed overflow anywhere (UBSan);
 //  - expected_len is within [0, chunk_size] and the chunks of an object add
-//    up to its size.
+//    up to its size;
+//  - range_in_object accepts exactly chunk_size > 0, object_size >= 0,
+//    offset >= 0, length >= 0; its length is the range clamped to the object
+//    (0 at or past the end), never overflowing; its chunks are those of the
+//    clamped range, and each of their slices lies within its chunk's
+//    expected_len.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -220,6 +225,36 @@ void check_expected_len(i64 chunk_size, i64 object_size, i64 index) {
     }
 }
 
+void check_object_range(i64 chunk_size, i64 object_size, i64 off, i64 len) {
+    const auto r = cs::range_in_object(chunk_size, object_size, off, len);
+    const bool ok = chunk_size > 0 && object_size >= 0 && off >= 0 && len >= 0;
+    FUZZ_CHECK(r.has_value() == ok);
+    if (!ok) {
+        FUZZ_CHECK(r.error().code == cs::errc::invalid_argument);
+        return;
+    }
+    const i128 end = std::min<i128>(i128{off} + len, object_size);
+    const i128 want = end > off ? end - off : 0;
+    FUZZ_CHECK(r->offset == off);
+    FUZZ_CHECK(r->length == want);
+    FUZZ_CHECK(r->empty() == (want == 0));
+    if (want == 0) {
+        FUZZ_CHECK(r->chunks.count() == 0);
+        return;
+    }
+    const auto span = cs::chunks_for_range(chunk_size, r->offset, r->length);
+    FUZZ_CHECK(span.has_value());
+    FUZZ_CHECK(span->first == r->chunks.first && span->last == r->chunks.last);
+    cs::chunk_key k;
+    k.chunk_size = chunk_size;
+    for (const i64 i : {r->chunks.first, r->chunks.last}) {
+        k.index = i;
+        const auto s = cs::slice_in_chunk(chunk_size, i, r->offset, r->length);
+        FUZZ_CHECK(s.length > 0);
+        FUZZ_CHECK(s.offset + s.length <= k.expected_len(object_size));
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -260,6 +295,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_range((a & 0xff) + 1, i64_max - (b & 0xffff), (c & 0xffff) + 1);
     check_range(a, i64_max - (b & 0xffff), (c & 0xffff) + 1);
     check_expected_len(a, b, c);
+    const auto d = static_cast<i64>(br.u64());
+    check_object_range(a, b, c, d);
+    check_object_range((a & 0xff) + 1, b & 0xfffff, c & 0xfffff, d & 0xfffff);
+    check_object_range((a & 0xff) + 1, i64_max - (b & 0xff), i64_max - (c & 0xffff), d);
     check_expected_len(a & 0xff, b & 0xffff, c & 0xff);
     check_sha256_pieces(in, fuzz::bytes_reader(in));
     return 0;

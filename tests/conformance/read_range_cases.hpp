@@ -1,0 +1,326 @@
+// read_range (include/cachestore/read_range.hpp) over every driver, in the
+// conformance style: include after conformance.hpp, which provides the
+// fixtures' contract, CONFORMANCE_SETUP and fresh_key.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cachestore/read_range.hpp"
+
+namespace read_range_test {
+
+using namespace cachestore;
+
+/// A fresh object version of `size` bytes, chunked by `chunk_size`.
+inline origin_object fresh_object(std::int64_t chunk_size, std::int64_t size) {
+    const chunk_key k = conformance::fresh_key(chunk_size);
+    return origin_object{k.origin_id, k.bucket, k.object_key, k.etag, size, chunk_size};
+}
+
+/// The origin: serves [at, at + out.size()) of `data`, exactly as a ranged GET
+/// would (fewer bytes at the end), and records every call.
+struct origin {
+    explicit origin(const std::vector<std::byte>& d, std::chrono::microseconds latency = {}) : data(&d), delay(latency) {}
+    const std::vector<std::byte>* data;
+    std::chrono::microseconds delay; ///< first-byte latency, to widen races
+    std::mutex mu;
+    std::vector<std::pair<std::int64_t, std::size_t>> calls; // (offset, length asked)
+
+    result<std::size_t> operator()(std::int64_t at, std::span<std::byte> out) {
+        {
+            std::lock_guard lock(mu);
+            calls.emplace_back(at, out.size());
+        }
+        if (delay.count() != 0) std::this_thread::sleep_for(delay);
+        const auto size = static_cast<std::int64_t>(data->size());
+        const std::size_t n = at >= size ? 0 : std::min(out.size(), static_cast<std::size_t>(size - at));
+        if (n != 0) std::memcpy(out.data(), data->data() + at, n);
+        return n;
+    }
+};
+
+/// Every chunk of `obj` that is stored holds exactly its origin bytes.
+template <class S>
+void check_stored_chunks(S& s, const origin_object& obj, const std::vector<std::byte>& data) {
+    for (std::int64_t i = 0; i * obj.chunk_size < obj.size; ++i) {
+        const chunk_key k = obj.chunk(i);
+        auto st = s.stat({}, k);
+        if (!st) {
+            CHECK(st.error().code == errc::not_found);
+            continue;
+        }
+        const std::int64_t len = k.expected_len(obj.size);
+        INFO("chunk " << i);
+        REQUIRE(st->size == len);
+        auto got = conformance::read(s, {}, k, 0, len);
+        REQUIRE(got.has_value());
+        CHECK(std::equal(got->begin(), got->end(), data.begin() + i * obj.chunk_size));
+    }
+}
+
+/// A store that forwards to another but fails reads and/or commits with `code`.
+template <class S>
+struct failing_store {
+    S* inner;
+    errc get_fails = errc::not_found; ///< not_found: forward
+    errc put_fails = errc::not_found; ///< not_found: forward
+    template <class Sink>
+    result<> get_chunk(const context& ctx, const chunk_key& k, std::int64_t off, std::int64_t n, Sink&& sink) {
+        if (get_fails != errc::not_found) return fail(get_fails, "get_chunk", {}, "injected");
+        return inner->get_chunk(ctx, k, off, n, std::forward<Sink>(sink));
+    }
+    template <class Src>
+    result<> put_chunk(const context& ctx, const chunk_key& k, std::int64_t size, Src&& src) {
+        if (put_fails != errc::not_found) return fail(put_fails, "put_chunk", {}, "injected");
+        return inner->put_chunk(ctx, k, size, std::forward<Src>(src));
+    }
+    result<info> stat(const context& ctx, const chunk_key& k) { return inner->stat(ctx, k); }
+    result<> remove(const context& ctx, const chunk_key& k) { return inner->remove(ctx, k); }
+    result<> self_test(const context& ctx) { return inner->self_test(ctx); }
+};
+
+} // namespace read_range_test
+
+TEMPLATE_LIST_TEST_CASE("read_range: ranges at every edge of every chunk, past the end, cold and warm",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    constexpr std::int64_t cs = 16, size = 50; // chunks 0..2 whole, chunk 3 holds 2 bytes
+    const auto data = pattern(size, 11);
+    // Every chunk edge, one byte either side, the object's end and beyond.
+    const std::vector<std::int64_t> edges{0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49, 50, 51, 64, 100};
+    for (const std::int64_t from : edges)
+        for (const std::int64_t to : edges) {
+            if (to < from) continue;
+            const std::int64_t len = to - from;
+            const std::int64_t want = std::max<std::int64_t>(0, std::min(to, size) - from);
+            INFO("range [" << from << ", " << to << ")");
+            const auto obj = fresh_object(cs, size);
+            const auto first = from / cs, last = (from + want - 1) / cs;
+            const std::int64_t touched = want == 0 ? 0 : last - first + 1;
+            for (const bool warm : {false, true}) {
+                INFO((warm ? "warm" : "cold"));
+                origin o(data);
+                std::vector<std::byte> out(static_cast<std::size_t>(len) + 8, std::byte{0xEE});
+                auto r = read_range(s, {}, obj, from, std::span(out).first(static_cast<std::size_t>(len)), o);
+                REQUIRE(r.has_value());
+                CHECK(r->served == want);
+                CHECK(std::equal(out.begin(), out.begin() + want, data.begin() + from));
+                CHECK(std::all_of(out.begin() + want, out.end(), [](std::byte b) { return b == std::byte{0xEE}; }));
+                CHECK(r->chunks_hit == (warm ? touched : 0));
+                CHECK(r->chunks_missed == (warm ? 0 : touched));
+                CHECK(r->commits == (warm ? 0 : touched));
+                CHECK(r->commits_lost == 0);
+                CHECK(r->store_errors == 0);
+                CHECK(r->origin_bytes == (warm || want == 0 ? 0 : std::min(size, (last + 1) * cs) - first * cs));
+                // Each miss asked the origin for exactly its whole chunk.
+                REQUIRE(o.calls.size() == static_cast<std::size_t>(warm ? 0 : touched));
+                for (std::size_t i = 0; i < o.calls.size(); ++i) {
+                    const auto k = obj.chunk(first + static_cast<std::int64_t>(i));
+                    CHECK(o.calls[i].first == k.index * cs);
+                    CHECK(static_cast<std::int64_t>(o.calls[i].second) == k.expected_len(size));
+                }
+            }
+            check_stored_chunks(s, obj, data);
+        }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: an object of one chunk, of exact chunks, and of zero bytes",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    for (const std::int64_t size : {std::int64_t{0}, std::int64_t{1}, std::int64_t{7}, std::int64_t{64}}) {
+        INFO("object size " << size);
+        const auto data = pattern(static_cast<std::size_t>(size), 3);
+        const auto obj = fresh_object(32, size);
+        origin o(data);
+        std::vector<std::byte> out(100, std::byte{0xEE});
+        auto r = read_range(s, {}, obj, 0, out, o);
+        REQUIRE(r.has_value());
+        CHECK(r->served == size);
+        CHECK(std::equal(out.begin(), out.begin() + size, data.begin()));
+        CHECK(r->chunks_missed == (size + 31) / 32);
+        auto warm = read_range(s, {}, obj, 0, out, o);
+        REQUIRE(warm.has_value());
+        CHECK(warm->served == size);
+        CHECK(warm->chunks_hit == (size + 31) / 32);
+        CHECK(o.calls.size() == static_cast<std::size_t>((size + 31) / 32));
+        check_stored_chunks(s, obj, data);
+        // Empty buffers and offsets far past the end serve nothing and touch nothing.
+        CHECK(read_range(s, {}, obj, 0, std::span<std::byte>(), o)->served == 0);
+        CHECK(read_range(s, {}, obj, std::int64_t{1} << 62, out, o)->served == 0);
+        CHECK(o.calls.size() == static_cast<std::size_t>((size + 31) / 32));
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: a short, long or failing origin is an error and commits nothing",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    constexpr std::int64_t cs = 100, size = 250;
+    const auto data = pattern(size, 5);
+    std::vector<std::byte> out(size);
+    SECTION("short: the origin produced fewer bytes than the chunk holds") {
+        const auto obj = fresh_object(cs, size);
+        auto short_origin = [&](std::int64_t at, std::span<std::byte> o) -> result<std::size_t> {
+            std::memcpy(o.data(), data.data() + at, o.size() - 1);
+            return o.size() - 1;
+        };
+        auto r = read_range(s, {}, obj, 0, out, short_origin);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::protocol);
+        for (std::int64_t i = 0; i < 3; ++i) conformance::require_absent(s, obj.chunk(i));
+    }
+    SECTION("long: the origin had more bytes than the object's size says (partial range, via the scratch buffer)") {
+        const auto obj = fresh_object(cs, size);
+        auto long_origin = [&](std::int64_t at, std::span<std::byte> o) -> result<std::size_t> {
+            std::memcpy(o.data(), data.data() + at, o.size());
+            return o.size() + 1;
+        };
+        auto r = read_range(s, {}, obj, 210, std::span(out).first(10), long_origin);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::protocol);
+        conformance::require_absent(s, obj.chunk(2));
+    }
+    SECTION("failing: the origin's own error comes back unchanged") {
+        const auto obj = fresh_object(cs, size);
+        int calls = 0;
+        auto failing = [&](std::int64_t at, std::span<std::byte> o) -> result<std::size_t> {
+            if (++calls == 2) return fail(errc::transient, "origin GET", "bucket/obj", "503 Slow Down");
+            std::memcpy(o.data(), data.data() + at, o.size());
+            return o.size();
+        };
+        auto r = read_range(s, {}, obj, 0, out, failing);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().op == "origin GET");
+        CHECK(r.error().message == "503 Slow Down");
+        // The first chunk's origin bytes were good and are stored; the rest are not.
+        CHECK(s.stat({}, obj.chunk(0))->size == cs);
+        conformance::require_absent(s, obj.chunk(1));
+        conformance::require_absent(s, obj.chunk(2));
+        check_stored_chunks(s, obj, data);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: racing fillers each get the origin's bytes; each chunk is committed once",
+                        "[conformance][read_range][concurrency]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    constexpr std::int64_t cs = 4096, size = 5 * cs + 123; // 6 chunks, the last short
+    constexpr int readers = 8;
+    const auto data = pattern(size, 21);
+    const auto obj = fresh_object(cs, size);
+    origin o(data, 2ms);
+    std::atomic<bool> go{false};
+    std::atomic<int> wrong{0};
+    std::vector<read_stats> stats(readers);
+    std::vector<std::thread> threads;
+    threads.reserve(readers);
+    for (int t = 0; t < readers; ++t)
+        threads.emplace_back([&, t] {
+            // Readers start at different points so fills overlap in several ways.
+            const std::int64_t from = t % 2 == 0 ? 0 : 100;
+            std::vector<std::byte> out(static_cast<std::size_t>(size));
+            while (!go.load()) std::this_thread::yield();
+            auto r = read_range(s, {}, obj, from, out, o);
+            if (!r || r->served != size - from || !std::equal(out.begin(), out.begin() + (size - from), data.begin() + from))
+                ++wrong;
+            else stats[static_cast<std::size_t>(t)] = *r;
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    CHECK(wrong == 0);
+    std::int64_t commits = 0, lost = 0, missed = 0, hit = 0, errors = 0;
+    for (const auto& st : stats) {
+        commits += st.commits;
+        lost += st.commits_lost;
+        missed += st.chunks_missed;
+        hit += st.chunks_hit;
+        errors += st.store_errors;
+        CHECK(st.chunks_hit + st.chunks_missed == 6);
+    }
+    CHECK(errors == 0);
+    CHECK(missed == commits + lost);
+    CHECK(hit + missed == std::int64_t{6} * readers);
+    if (fx.atomic_commit()) CHECK(commits == 6);
+    else CHECK(commits >= 6); // stat-then-put: racers may each upload the same bytes
+    check_stored_chunks(s, obj, data);
+    for (std::int64_t i = 0; i < 6; ++i) CHECK(s.stat({}, obj.chunk(i)).has_value());
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: a failing store falls back to the origin; cancellation and bad arguments end it",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    using S = std::remove_cvref_t<decltype(s)>;
+    constexpr std::int64_t cs = 64, size = 200;
+    const auto data = pattern(size, 8);
+    std::vector<std::byte> out(size);
+    SECTION("failed reads: served from the origin, nothing committed, the first error kept") {
+        failing_store<S> f{&s, errc::transient, errc::not_found};
+        static_assert(CacheStore<failing_store<S>>);
+        const auto obj = fresh_object(cs, size);
+        origin o(data);
+        auto r = read_range(f, {}, obj, 10, out, o);
+        REQUIRE(r.has_value());
+        CHECK(r->served == size - 10);
+        CHECK(std::equal(out.begin(), out.begin() + (size - 10), data.begin() + 10));
+        CHECK(r->chunks_missed == 4);
+        CHECK(r->commits == 0);
+        CHECK(r->store_errors == 4);
+        REQUIRE(r->store_error.has_value());
+        CHECK(r->store_error->code == errc::transient);
+        for (std::int64_t i = 0; i < 4; ++i) conformance::require_absent(s, obj.chunk(i));
+    }
+    SECTION("failed commits: the origin bytes in hand are served") {
+        failing_store<S> f{&s, errc::not_found, errc::auth};
+        const auto obj = fresh_object(cs, size);
+        origin o(data);
+        auto r = read_range(f, {}, obj, 0, out, o);
+        REQUIRE(r.has_value());
+        CHECK(r->served == size);
+        CHECK(std::equal(out.begin(), out.end(), data.begin()));
+        CHECK(r->store_errors == 4);
+        CHECK(r->store_error->code == errc::auth);
+        CHECK(r->commits == 0);
+    }
+    SECTION("a stop request ends the read") {
+        std::stop_source stop;
+        stop.request_stop();
+        const auto obj = fresh_object(cs, size);
+        origin o(data);
+        auto r = read_range(s, context(stop.get_token()), obj, 0, out, o);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::cancelled);
+        CHECK(o.calls.empty());
+    }
+    SECTION("invalid arguments: checked before any I/O") {
+        origin o(data);
+        auto obj = fresh_object(cs, size);
+        CHECK(read_range(s, {}, obj, -1, out, o).error().code == errc::invalid_argument);
+        obj.size = -1;
+        CHECK(read_range(s, {}, obj, 0, out, o).error().code == errc::invalid_argument);
+        obj = fresh_object(cs, size);
+        obj.etag = "W/\"abc\"";
+        CHECK(read_range(s, {}, obj, 0, out, o).error().code == errc::invalid_argument);
+        obj = fresh_object(0, size);
+        CHECK(read_range(s, {}, obj, 0, out, o).error().code == errc::invalid_argument);
+        obj = fresh_object(cs, size);
+        obj.origin_id = "a/b";
+        CHECK(read_range(s, {}, obj, 0, out, o).error().code == errc::invalid_argument);
+        CHECK(o.calls.empty());
+    }
+}
