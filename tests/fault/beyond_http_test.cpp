@@ -290,6 +290,7 @@ struct counting_source {
 
 std::vector<std::string> keys_used(const std::vector<json>& log) {
     std::vector<std::string> k;
+    k.reserve(log.size());
     for (const auto& e : log) k.push_back(e["access_key"].get<std::string>());
     return k;
 }
@@ -451,6 +452,7 @@ TEST_CASE("idle connections: closed once idle longer than timeouts.idle", "[beyo
     sc.open();
     auto burst = [&] {
         std::vector<std::jthread> ts;
+        ts.reserve(6);
         for (int i = 0; i < 6; ++i)
             ts.emplace_back([&] { CHECK(bad_reads(sc.store(), sc.key, sc.data, 20000, 5) == 0); });
     };
@@ -634,7 +636,7 @@ TEST_CASE("streaming: a streaming source is sent as signed aws-chunked frames on
         REQUIRE(puts.size() == 1);
         CHECK(puts[0]["content_sha256"] == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
         CHECK(puts[0]["content_length"] ==
-              s3::detail::aws_chunked_length(static_cast<std::int64_t>(sc.data.size()), 64 * 1024));
+              s3::detail::aws_chunked_length(static_cast<std::int64_t>(sc.data.size()), std::int64_t{64} * 1024));
         CHECK(sc.stored_exactly());
         sc.finish();
     }

@@ -17,15 +17,16 @@
 std::atomic<int> slow_dns_delay_ms{0};
 std::atomic<int> slow_dns_lookups{0};
 
-extern "C" int getaddrinfo(const char* node, const char* service, const struct addrinfo* hints,
-                           struct addrinfo** res) {
+// glibc names the parameters __name, __service, ... (reserved identifiers): ours differ on purpose.
+// NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name)
+extern "C" int getaddrinfo(const char* name, const char* service, const struct addrinfo* req, struct addrinfo** pai) {
     using fn = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
     static const fn real = reinterpret_cast<fn>(dlsym(RTLD_NEXT, "getaddrinfo"));
     if (real == nullptr) return EAI_SYSTEM;
-    if (node != nullptr && std::strcmp(node, slow_dns_name) == 0) {
+    if (name != nullptr && std::strcmp(name, slow_dns_name) == 0) {
         slow_dns_lookups.fetch_add(1);
         std::this_thread::sleep_for(std::chrono::milliseconds(slow_dns_delay_ms.load()));
-        return real("127.0.0.1", service, hints, res);
+        return real("127.0.0.1", service, req, pai);
     }
-    return real(node, service, hints, res);
+    return real(name, service, req, pai);
 }

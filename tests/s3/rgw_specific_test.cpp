@@ -234,6 +234,7 @@ namespace {
 /// Runs a command (no shell, stdout discarded); its exit status, -1 when it could not start.
 int run(std::vector<std::string> argv) {
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     posix_spawn_file_actions_t quiet;
@@ -346,6 +347,7 @@ TEST_CASE("rgw: keys rotated under load (file rewritten, old key deleted): no fa
     std::string first_failure;
     std::mutex mu;
     std::vector<std::jthread> readers;
+    readers.reserve(8);
     for (int t = 0; t < 8; ++t)
         readers.emplace_back([&] {
             std::string got(data.size(), '\0');
@@ -404,7 +406,7 @@ TEST_CASE("rgw: a streaming source goes up in signed aws-chunked frames, never s
     auto p = st->put_chunk({}, k, static_cast<std::int64_t>(data.size()), src);
     INFO(p);
     REQUIRE(p.has_value());
-    CHECK(put_sent == s3::detail::aws_chunked_length(static_cast<std::int64_t>(data.size()), 64 * 1024));
+    CHECK(put_sent == s3::detail::aws_chunked_length(static_cast<std::int64_t>(data.size()), std::int64_t{64} * 1024));
     std::string got(data.size(), '\0');
     REQUIRE(get_chunk(*st, {}, k, 0, std::as_writable_bytes(std::span(got))).has_value());
     CHECK(got == data);

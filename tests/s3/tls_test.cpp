@@ -151,6 +151,7 @@ TEST_CASE("tls: one handshake per pooled connection for 2,000 GETs on 8 threads"
     std::atomic<int> bad{0};
     {
         std::vector<std::jthread> ts;
+        ts.reserve(8);
         for (int t = 0; t < 8; ++t)
             ts.emplace_back([&] {
                 std::string got(data.size(), '\0');

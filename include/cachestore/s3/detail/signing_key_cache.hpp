@@ -12,9 +12,7 @@
 
 #include "cachestore/s3/detail/crypto.hpp"
 
-namespace cachestore::s3::sigv4 {
-
-namespace detail {
+namespace cachestore::s3::sigv4::detail {
 
 /// A small mutex-protected cache of derived signing keys. Entries hold a copy
 /// of the secret (to compare, never to print) and are cleansed when replaced
@@ -87,6 +85,4 @@ private:
     std::uint64_t tick_ = 0;
 };
 
-} // namespace detail
-
-} // namespace cachestore::s3::sigv4
+} // namespace cachestore::s3::sigv4::detail
