@@ -149,14 +149,12 @@ private:
 
     std::optional<std::size_t> read_plain(std::span<std::byte> buf, abort_reason& reason, error& err) {
         const auto left = static_cast<std::size_t>(size_ - consumed_);
-        if (left == 0) {
-            if (done_) return std::size_t{0};
-            done_ = true;
-            if (!at_end(reason, err)) return std::nullopt;
-            return std::size_t{0};
-        }
+        if (left == 0) return std::size_t{0};
         const std::size_t n = std::min(buf.size(), left);
         if (!pull(buf.first(n), reason, err)) return std::nullopt;
+        // libcurl stops reading at Content-Length: a source with more bytes
+        // must be caught before the last ones go out, or a wrong chunk commits.
+        if (n == left && !at_end(reason, err)) return std::nullopt;
         return n;
     }
 
