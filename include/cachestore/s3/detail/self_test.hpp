@@ -131,11 +131,13 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         response res;
         auto r = simple(st, ctx, "GET", "", {{"versioning", ""}}, res);
         if (!r) return explain(r.error(), res, "reading the bucket's versioning state (GetBucketVersioning)");
-        if (res.error_body.find("VersioningConfiguration") == std::string::npos)
+        // AWS and RGW answer <VersioningConfiguration>, moto <GetBucketVersioningResponse>;
+        // a web server that is not S3 answers a page.
+        if (res.error_body.find("Versioning") == std::string::npos)
             return fail_st(errc::misconfigured,
                            "reading the bucket's versioning state (GetBucketVersioning): endpoint " + st.url_base +
                                " does not look like an S3 server (HTTP " + std::to_string(res.status) +
-                               " without a VersioningConfiguration document" +
+                               " without a bucket versioning document" +
                                (res.request_id.empty() ? ", no x-amz-request-id" : "") +
                                "): check the endpoint's host and port, and that it is the S3 API");
         const auto status = xml_element(res.error_body, "Status");

@@ -183,7 +183,10 @@ private:
         const auto len = static_cast<std::size_t>(std::min<std::int64_t>(size_ - consumed_, static_cast<std::int64_t>(chunk_)));
         buffer_.resize(head_room + len + 2);
         if (len != 0 && !pull(std::span<std::byte>(buffer_.data() + head_room, len), reason, err)) return false;
-        if (len == 0 && !at_end(reason, err)) return false;
+        // A source with more bytes must be caught before the last data frame
+        // goes out: a server may store the object once the decoded length has
+        // arrived, final frame or not (RGW does).
+        if (len != 0 && consumed_ == size_ && !at_end(reason, err)) return false;
         digest32 h;
         sha256_into(buffer_.data() + head_room, len, h.data());
         char hash_hex[64];
