@@ -114,8 +114,26 @@ inline const char* strerror_pick(const char* msg, const char*) noexcept { return
     case EAGAIN:
     case EINTR: return errc::transient;     // resource exhaustion that clears by itself
     case ENAMETOOLONG: return errc::invalid_argument; // an origin_id too long for a file name
+    case ESTALE: return errc::transient;    // NFS: another client removed what a handle named; a new lookup is fresh
     default: return errc::io_error;         // ENOSPC, EDQUOT, EIO, EROFS, ENOTDIR, ...
     }
+}
+
+/// The errnos that mean "that name is not there": absent, a path component
+/// that is not a directory, or (NFS) a stale handle because another client
+/// removed the file or a directory above it. On a read path all three are a
+/// miss; removing such a name is done.
+[[nodiscard]] constexpr bool is_gone(int err) noexcept { return err == ENOENT || err == ENOTDIR || err == ESTALE; }
+
+/// `not_found` for a chunk that is not there, keeping the errno that said so.
+[[nodiscard]] inline std::unexpected<error> gone(std::string_view op, const std::string& path, int err) {
+    error e;
+    e.code = errc::not_found;
+    e.op = std::string(op);
+    e.path = path;
+    e.sys_errno = err == ENOENT ? 0 : err;
+    e.message = err == ESTALE ? "chunk not stored (stale NFS handle: another client removed it)" : "chunk not stored";
+    return std::unexpected<error>(std::move(e));
 }
 
 /// An error from a failed system call: `what: strerror`, with sys_errno set.
@@ -406,7 +424,7 @@ public:
         const std::string rel = loc.rel();
         if (::fstatat(root_fd_.get(), rel.c_str(), &st, 0) == 0)
             return fail(errc::commit_lost, "put_chunk", loc.path, "chunk already committed");
-        if (errno != ENOENT && errno != ENOTDIR) {
+        if (!px::is_gone(errno)) { // ESTALE too: a name another NFS client removed is absent
             const int err = errno;
             return px::sys_fail("put_chunk", loc.path, "stat " + full(rel), err);
         }
@@ -426,8 +444,8 @@ public:
         const std::string rel = loc.rel();
         struct ::stat st {};
         if (::fstatat(root_fd_.get(), rel.c_str(), &st, 0) != 0) {
-            if (errno == ENOENT || errno == ENOTDIR) return fail(errc::not_found, "stat", loc.path, "chunk not stored");
             const int err = errno;
+            if (px::is_gone(err)) return px::gone("stat", loc.path, err);
             return px::sys_fail("stat", loc.path, "stat " + full(rel), err);
         }
         if (!S_ISREG(st.st_mode))
@@ -443,7 +461,7 @@ public:
         const px::location loc = px::locate(key);
         if (auto c = ctx.check("remove", loc.path); !c) return c;
         const std::string rel = loc.rel();
-        if (::unlinkat(root_fd_.get(), rel.c_str(), 0) != 0 && errno != ENOENT && errno != ENOTDIR) {
+        if (::unlinkat(root_fd_.get(), rel.c_str(), 0) != 0 && !px::is_gone(errno)) {
             const int err = errno;
             return px::sys_fail("remove", loc.path, "unlink " + full(rel), err);
         }
@@ -565,13 +583,14 @@ private:
         read_handle h{px::unique_fd(), loc.path, loc.rel()};
         h.fd = px::unique_fd(px::open_retry(root_fd_.get(), h.rel.c_str(), O_RDONLY | O_CLOEXEC));
         if (!h.fd) {
-            if (errno == ENOENT || errno == ENOTDIR) return fail(errc::not_found, "get_chunk", h.path, "chunk not stored");
             const int err = errno;
+            if (px::is_gone(err)) return px::gone("get_chunk", h.path, err);
             return px::sys_fail("get_chunk", h.path, "open " + full(h.rel), err);
         }
         struct ::stat st {};
         if (::fstat(h.fd.get(), &st) != 0) {
             const int err = errno;
+            if (err == ESTALE) return px::gone("get_chunk", h.path, err); // removed by another NFS client
             return px::sys_fail("get_chunk", h.path, "stat " + full(h.rel), err);
         }
         if (!S_ISREG(st.st_mode))
@@ -588,8 +607,10 @@ private:
     result<> read_exact(const read_handle& h, std::span<std::byte> dst, std::int64_t at) const {
         namespace px = detail::posix;
         std::size_t got = 0;
-        if (const int err = px::pread_full(h.fd.get(), dst, at, got); err != 0)
+        if (const int err = px::pread_full(h.fd.get(), dst, at, got); err != 0) {
+            if (err == ESTALE) return px::gone("get_chunk", h.path, err); // removed by another NFS client
             return px::sys_fail("get_chunk", h.path, "read " + full(h.rel), err);
+        }
         if (got != dst.size()) {
             error e;
             e.code = errc::io_error;
@@ -611,7 +632,7 @@ private:
         constexpr int dir_flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
         px::unique_fd dir(px::open_retry(root_fd_.get(), loc.dir.c_str(), dir_flags));
         if (dir) return dir;
-        if (errno != ENOENT) {
+        if (!px::is_gone(errno) || errno == ENOTDIR) { // ESTALE: another NFS client removed it; make it again
             const int err = errno;
             return px::sys_fail("put_chunk", loc.path, "open directory " + full(loc.dir), err);
         }
@@ -628,7 +649,7 @@ private:
                     continue;
                 }
                 err = errno;
-                if (err == ENOENT && i > 0) vanished = true;
+                if ((err == ENOENT || err == ESTALE) && i > 0) vanished = true;
                 else if (err != EEXIST)
                     return px::sys_fail("put_chunk", loc.path, "create directory " + full(prefix), err);
             }
@@ -636,7 +657,7 @@ private:
             dir = px::unique_fd(px::open_retry(root_fd_.get(), loc.dir.c_str(), dir_flags));
             if (dir) return dir;
             err = errno;
-            if (err != ENOENT) break;
+            if (err != ENOENT && err != ESTALE) break;
         }
         return px::sys_fail("put_chunk", loc.path, "open directory " + full(loc.dir), err);
     }
