@@ -9,7 +9,10 @@
 // to `<dir>/<index>`: link() fails with EEXIST when another writer (thread or
 // process) got there first, which is `commit_lost`. Every call resolves its
 // paths relative to a directory fd opened once, so the root cannot be swapped
-// under a running store. Directories are never removed by the driver.
+// under a running store, and never follows a symbolic link below the root
+// (cachestore/posix/detail/resolve.hpp). Files are created owner-only (0600,
+// directories 0700) unless posix_options says otherwise. Directories are never
+// removed by the driver.
 #pragma once
 
 #include <fcntl.h>
@@ -24,7 +27,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <random>
 #include <span>
@@ -39,6 +41,7 @@
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
+#include "cachestore/posix/detail/resolve.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore {
@@ -47,6 +50,13 @@ namespace cachestore {
 struct posix_options {
     bool fsync = true;       ///< fsync each chunk file and its directory before put_chunk returns
     bool create_root = true; ///< create the root directory (and its parents) when it is missing
+    /// Mode of every file the store creates (chunks, temp files, probes). Set
+    /// exactly (fchmod after creation): the process umask neither widens nor
+    /// narrows it. Default owner-only: chunks of private objects stay private.
+    mode_t file_mode = 0600;
+    /// Mode of every directory the store creates, the root included when it
+    /// creates it (an existing root keeps its mode). Exact, like file_mode.
+    mode_t dir_mode = 0700;
 };
 
 namespace detail::posix {
@@ -89,8 +99,6 @@ private:
 
 inline constexpr std::size_t write_block = std::size_t{1} << 20; // put scratch buffer (upper bound)
 inline constexpr std::size_t read_block = std::size_t{256} << 10; // get buffer, and the span between ctx checks
-inline constexpr mode_t dir_mode = 0755;
-inline constexpr mode_t file_mode = 0644;
 inline constexpr const char* selftest_dir = ".cachestore-selftest";
 
 // strerror_r comes in two flavours (XSI returns int, GNU returns char*).
@@ -151,6 +159,47 @@ inline const char* strerror_pick(const char* msg, const char*) noexcept { return
     return std::unexpected<error>(std::move(e));
 }
 
+/// The error for a symbolic link met below the root (ELOOP from open_beneath):
+/// never followed, and an operator should look at who put it there.
+[[nodiscard]] inline std::unexpected<error> symlink_fail(std::string_view op, const std::string& path,
+                                                         const std::string& full) {
+    error e;
+    e.code = errc::io_error;
+    e.op = std::string(op);
+    e.path = path;
+    e.sys_errno = ELOOP;
+    e.message = full + ", or a directory above it inside the root, is a symbolic link: the store never follows links "
+                       "below its root (remove the link; to put part of the cache on another disk, mount it there)";
+    return std::unexpected<error>(std::move(e));
+}
+
+/// Applies `mode` exactly to a file or directory the store just created.
+[[nodiscard]] inline int set_mode(int fd, mode_t mode) noexcept { return ::fchmod(fd, mode) == 0 ? 0 : errno; }
+
+/// Creates `path` and its missing parents with `mode` (exact), like mkdir -p.
+/// 0 or the errno of the step that failed.
+[[nodiscard]] inline int make_dirs(const std::string& path, mode_t mode) noexcept {
+    try {
+        std::string prefix;
+        std::size_t i = 0;
+        while (i <= path.size()) {
+            const std::size_t slash = path.find('/', i);
+            const std::size_t end = slash == std::string::npos ? path.size() : slash;
+            prefix = path.substr(0, end);
+            i = end + 1;
+            if (prefix.empty() || prefix.back() == '/' || prefix.ends_with("/.") || prefix == ".") continue;
+            if (::mkdir(prefix.c_str(), mode) == 0) {
+                if (::chmod(prefix.c_str(), mode) != 0) return errno;
+            } else if (errno != EEXIST) {
+                return errno;
+            }
+        }
+        return 0;
+    } catch (...) {
+        return ENOMEM;
+    }
+}
+
 /// The error for a link() the filesystem refuses (no hard links).
 [[nodiscard]] inline std::unexpected<error> no_hard_links(std::string_view op, const std::string& path,
                                                           const std::string& root, int err) {
@@ -200,13 +249,6 @@ inline const char* strerror_pick(const char* msg, const char*) noexcept { return
     std::string s(16, '0');
     for (int i = 15; i >= 0; --i, x >>= 4) s[static_cast<std::size_t>(i)] = digits[x & 0xf];
     return s;
-}
-
-[[nodiscard]] inline int open_retry(int dirfd, const char* rel, int flags, mode_t mode = 0) noexcept {
-    int fd;
-    do fd = ::openat(dirfd, rel, flags, mode);
-    while (fd < 0 && errno == EINTR);
-    return fd;
 }
 
 [[nodiscard]] inline int fsync_retry(int fd) noexcept {
@@ -319,19 +361,13 @@ public:
         };
         if (root.empty()) return bad("the root directory path is empty");
         if (root.find('\0') != std::string::npos) return bad("the root directory path contains NUL");
-        constexpr int dir_flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+        constexpr int dir_flags = O_RDONLY | O_DIRECTORY;
         px::unique_fd fd(px::open_retry(AT_FDCWD, root.c_str(), dir_flags));
         if (!fd && errno == ENOENT && opts.create_root) {
-            std::error_code ec;
-            std::filesystem::create_directories(root, ec);
-            if (ec) {
-                const int err = ec.category() == std::generic_category() || ec.category() == std::system_category()
-                                    ? ec.value()
-                                    : 0;
-                return bad("cannot create the root directory " + root + ": " + ec.message() +
+            if (const int err = px::make_dirs(root, opts.dir_mode); err != 0)
+                return bad("cannot create the root directory " + root + ": " + px::errno_text(err) +
                                " (create it by hand, or point the store at a writable location)",
                            err);
-            }
             fd = px::unique_fd(px::open_retry(AT_FDCWD, root.c_str(), dir_flags));
         }
         if (!fd) {
@@ -359,7 +395,7 @@ public:
         // Prove the root writable by this process the only reliable way (mode
         // bits lie about root, ACLs, read-only mounts and root-squashing NFS).
         const std::string probe = ".cachestore-open-" + px::unique_hex();
-        px::unique_fd pf(px::open_retry(fd.get(), probe.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, px::file_mode));
+        px::unique_fd pf(px::open_retry(fd.get(), probe.c_str(), O_CREAT | O_EXCL | O_WRONLY, opts.file_mode));
         if (!pf) {
             const int err = errno;
             return bad("the root directory " + root + " is not writable: " + px::errno_text(err) +
@@ -422,17 +458,20 @@ public:
         // Stat first: a committed chunk is the truth, and nothing is written.
         struct ::stat st {};
         const std::string rel = loc.rel();
-        if (::fstatat(root_fd_.get(), rel.c_str(), &st, 0) == 0)
+        if (const int err = stat_beneath(rel, st); err == 0) {
+            if (!S_ISREG(st.st_mode))
+                return fail(errc::io_error, "put_chunk", loc.path, full(rel) + " is not a regular file");
             return fail(errc::commit_lost, "put_chunk", loc.path, "chunk already committed");
-        if (!px::is_gone(errno)) { // ESTALE too: a name another NFS client removed is absent
-            const int err = errno;
+        } else if (err == ELOOP) {
+            return px::symlink_fail("put_chunk", loc.path, full(rel));
+        } else if (!px::is_gone(err)) { // ESTALE too: a name another NFS client removed is absent
             return px::sys_fail("put_chunk", loc.path, "stat " + full(rel), err);
         }
-        bool created[3] = {false, false, false}; // origin, fan-out, hash directory
-        auto dir = open_dirs(loc, created);
-        if (!dir) return std::unexpected(std::move(dir.error()));
-        if (auto r = commit_file(ctx, "put_chunk", loc.path, dir->get(), loc.dir, loc.name, size, src); !r) return r;
-        if (opts_.fsync) return sync_created_parents(loc, created);
+        auto dirs = open_dirs(loc);
+        if (!dirs) return std::unexpected(std::move(dirs.error()));
+        if (auto r = commit_file(ctx, "put_chunk", loc.path, dirs->fd[2].get(), loc.dir, loc.name, size, src); !r)
+            return r;
+        if (opts_.fsync) return sync_created_parents(loc, *dirs);
         return {};
     }
 
@@ -443,9 +482,9 @@ public:
         if (auto c = ctx.check("stat", loc.path); !c) return std::unexpected(std::move(c.error()));
         const std::string rel = loc.rel();
         struct ::stat st {};
-        if (::fstatat(root_fd_.get(), rel.c_str(), &st, 0) != 0) {
-            const int err = errno;
+        if (const int err = stat_beneath(rel, st); err != 0) {
             if (px::is_gone(err)) return px::gone("stat", loc.path, err);
+            if (err == ELOOP) return px::symlink_fail("stat", loc.path, full(rel));
             return px::sys_fail("stat", loc.path, "stat " + full(rel), err);
         }
         if (!S_ISREG(st.st_mode))
@@ -461,7 +500,16 @@ public:
         const px::location loc = px::locate(key);
         if (auto c = ctx.check("remove", loc.path); !c) return c;
         const std::string rel = loc.rel();
-        if (::unlinkat(root_fd_.get(), rel.c_str(), 0) != 0 && !px::is_gone(errno)) {
+        // Unlink by name in the chunk's directory, reached without following
+        // a link (a linked directory could point anywhere).
+        px::unique_fd dir(px::open_beneath(root_fd_.get(), loc.dir, O_PATH | O_DIRECTORY));
+        if (!dir) {
+            const int err = errno;
+            if (px::is_gone(err)) return {};
+            if (err == ELOOP) return px::symlink_fail("remove", loc.path, full(loc.dir));
+            return px::sys_fail("remove", loc.path, "open directory " + full(loc.dir), err);
+        }
+        if (::unlinkat(dir.get(), loc.name.c_str(), 0) != 0 && !px::is_gone(errno)) {
             const int err = errno;
             return px::sys_fail("remove", loc.path, "unlink " + full(rel), err);
         }
@@ -477,14 +525,20 @@ public:
         constexpr std::string_view op = "self_test";
         if (auto c = ctx.check(op); !c) return c;
         const std::string dir_rel = px::selftest_dir;
-        if (::mkdirat(root_fd_.get(), dir_rel.c_str(), px::dir_mode) != 0 && errno != EEXIST) {
+        const bool made = ::mkdirat(root_fd_.get(), dir_rel.c_str(), opts_.dir_mode) == 0;
+        if (!made && errno != EEXIST) {
             const int err = errno;
             return px::sys_fail(op, dir_rel, "cannot create the self-test directory " + full(dir_rel), err);
         }
-        px::unique_fd dir(px::open_retry(root_fd_.get(), dir_rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        px::unique_fd dir(px::open_beneath(root_fd_.get(), dir_rel, O_RDONLY | O_DIRECTORY));
         if (!dir) {
             const int err = errno;
+            if (err == ELOOP) return px::symlink_fail(op, dir_rel, full(dir_rel));
             return px::sys_fail(op, dir_rel, "cannot open the self-test directory " + full(dir_rel), err);
+        }
+        if (made) {
+            if (const int err = px::set_mode(dir.get(), opts_.dir_mode); err != 0)
+                return px::sys_fail(op, dir_rel, "cannot set the mode of " + full(dir_rel), err);
         }
 
         const std::string name = "probe-" + px::unique_hex();
@@ -508,7 +562,7 @@ public:
         if (again.error().code != errc::commit_lost) return again;
 
         struct ::stat st {};
-        if (::fstatat(dir.get(), name.c_str(), &st, 0) != 0) {
+        if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
             const int err = errno;
             return px::sys_fail(op, path, "the probe " + full(path) + " is not visible after its commit", err);
         }
@@ -517,7 +571,7 @@ public:
                         "the probe " + full(path) + " reports " + std::to_string(st.st_size) + " bytes after writing " +
                             std::to_string(size));
 
-        px::unique_fd in(px::open_retry(dir.get(), name.c_str(), O_RDONLY | O_CLOEXEC));
+        px::unique_fd in(px::open_retry(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW));
         if (!in) {
             const int err = errno;
             return px::sys_fail(op, path, "cannot open the probe " + full(path) + " for reading", err);
@@ -534,7 +588,7 @@ public:
 
         if (const int err = cleanup.remove(); err != 0)
             return px::sys_fail(op, path, "cannot delete the probe " + full(path), err);
-        if (::fstatat(dir.get(), name.c_str(), &st, 0) == 0)
+        if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
             return fail(errc::io_error, std::string(op), path, "the probe " + full(path) + " is still visible after its deletion");
         if (errno != ENOENT) {
             const int err = errno;
@@ -581,10 +635,11 @@ private:
         const px::location loc = px::locate(key);
         if (auto c = ctx.check("get_chunk", loc.path); !c) return std::unexpected(std::move(c.error()));
         read_handle h{px::unique_fd(), loc.path, loc.rel()};
-        h.fd = px::unique_fd(px::open_retry(root_fd_.get(), h.rel.c_str(), O_RDONLY | O_CLOEXEC));
+        h.fd = px::unique_fd(px::open_beneath(root_fd_.get(), h.rel, O_RDONLY));
         if (!h.fd) {
             const int err = errno;
             if (px::is_gone(err)) return px::gone("get_chunk", h.path, err);
+            if (err == ELOOP) return px::symlink_fail("get_chunk", h.path, full(h.rel));
             return px::sys_fail("get_chunk", h.path, "open " + full(h.rel), err);
         }
         struct ::stat st {};
@@ -624,71 +679,96 @@ private:
         return {};
     }
 
-    /// Opens the chunk's directory, creating missing components (EEXIST and
-    /// racing creators are fine). `created` records which of origin, fan-out
-    /// and hash directory this call made, for their parents' fsync.
-    result<detail::posix::unique_fd> open_dirs(const detail::posix::location& loc, bool (&created)[3]) {
+    /// The chunk's directory chain below the root: origin, fan-out and hash
+    /// directory. fd[2] is always open; fd[0..1] only when a directory below
+    /// them was created (their entries then need an fsync).
+    struct dir_chain {
+        detail::posix::unique_fd fd[3];
+        bool created[3] = {false, false, false};
+    };
+
+    /// Opens the chunk's directory, creating missing components with
+    /// opts_.dir_mode (EEXIST and racing creators are fine), one component at
+    /// a time and never through a symbolic link.
+    result<dir_chain> open_dirs(const detail::posix::location& loc) {
         namespace px = detail::posix;
-        constexpr int dir_flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-        px::unique_fd dir(px::open_retry(root_fd_.get(), loc.dir.c_str(), dir_flags));
-        if (dir) return dir;
-        if (!px::is_gone(errno) || errno == ENOTDIR) { // ESTALE: another NFS client removed it; make it again
-            const int err = errno;
+        dir_chain chain;
+        chain.fd[2] = px::unique_fd(px::open_beneath(root_fd_.get(), loc.dir, O_RDONLY | O_DIRECTORY));
+        if (chain.fd[2]) return chain;
+        int err = errno;
+        if (err == ELOOP) return px::symlink_fail("put_chunk", loc.path, full(loc.dir));
+        if (err != ENOENT && err != ESTALE) // ESTALE: another NFS client removed it; make it again
             return px::sys_fail("put_chunk", loc.path, "open directory " + full(loc.dir), err);
-        }
-        const std::size_t ends[3] = {loc.dir.find('/'), loc.dir.find('/') + 3, loc.dir.size()};
-        // An operator deleting the origin's tree meanwhile makes a deeper
-        // mkdir fail with ENOENT: start over a few times.
-        int err = ENOENT;
+        const std::size_t first = loc.dir.find('/');
+        const std::size_t ends[3] = {first, first + 3, loc.dir.size()};
+        // An operator (or another host) deleting the origin's tree meanwhile
+        // makes a step fail with ENOENT or ESTALE: start over a few times.
         for (int attempt = 0; attempt < 4; ++attempt) {
             bool vanished = false;
             for (int i = 0; i < 3 && !vanished; ++i) {
-                const std::string prefix = loc.dir.substr(0, ends[i]);
-                if (::mkdirat(root_fd_.get(), prefix.c_str(), px::dir_mode) == 0) {
-                    created[i] = true;
-                    continue;
+                const int parent = i == 0 ? root_fd_.get() : chain.fd[i - 1].get();
+                const std::size_t begin = i == 0 ? 0 : ends[i - 1] + 1;
+                const std::string name = loc.dir.substr(begin, ends[i] - begin);
+                bool made = false;
+                if (::mkdirat(parent, name.c_str(), opts_.dir_mode) == 0) {
+                    made = true;
+                } else if (errno != EEXIST) {
+                    err = errno;
+                    if (err == ENOENT || err == ESTALE) {
+                        vanished = true;
+                        continue;
+                    }
+                    return px::sys_fail("put_chunk", loc.path, "create directory " + full(loc.dir.substr(0, ends[i])),
+                                        err);
                 }
-                err = errno;
-                if ((err == ENOENT || err == ESTALE) && i > 0) vanished = true;
-                else if (err != EEXIST)
-                    return px::sys_fail("put_chunk", loc.path, "create directory " + full(prefix), err);
+                chain.fd[i] = px::unique_fd(px::open_retry(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+                if (!chain.fd[i]) {
+                    err = px::symlink_errno(parent, name.c_str(), errno);
+                    if (err == ELOOP) return px::symlink_fail("put_chunk", loc.path, full(loc.dir.substr(0, ends[i])));
+                    if (err == ENOENT || err == ESTALE) {
+                        vanished = true;
+                        continue;
+                    }
+                    return px::sys_fail("put_chunk", loc.path, "open directory " + full(loc.dir.substr(0, ends[i])),
+                                        err);
+                }
+                if (made) {
+                    chain.created[i] = true;
+                    if (const int e = px::set_mode(chain.fd[i].get(), opts_.dir_mode); e != 0)
+                        return px::sys_fail("put_chunk", loc.path,
+                                            "set the mode of directory " + full(loc.dir.substr(0, ends[i])), e);
+                }
             }
-            if (vanished) continue;
-            dir = px::unique_fd(px::open_retry(root_fd_.get(), loc.dir.c_str(), dir_flags));
-            if (dir) return dir;
-            err = errno;
-            if (err != ENOENT && err != ESTALE) break;
+            if (!vanished) return chain;
         }
         return px::sys_fail("put_chunk", loc.path, "open directory " + full(loc.dir), err);
     }
 
     /// Makes the entries of directories this put created durable: each
     /// created directory's parent is fsynced, deepest first.
-    result<> sync_created_parents(const detail::posix::location& loc, const bool (&created)[3]) {
+    result<> sync_created_parents(const detail::posix::location& loc, const dir_chain& chain) {
         namespace px = detail::posix;
-        const std::size_t ends[3] = {loc.dir.find('/'), loc.dir.find('/') + 3, loc.dir.size()};
+        const std::size_t first = loc.dir.find('/');
+        const std::size_t ends[3] = {first, first + 3, loc.dir.size()};
         for (int i = 2; i >= 0; --i) {
-            if (!created[i]) continue;
-            int parent = root_fd_.get();
-            px::unique_fd owned;
-            std::string parent_rel = ".";
-            if (i > 0) {
-                parent_rel = loc.dir.substr(0, ends[i - 1]);
-                owned = px::unique_fd(px::open_retry(root_fd_.get(), parent_rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-                if (!owned) {
-                    const int err = errno;
-                    return px::sys_fail("put_chunk", loc.path,
-                                        "committed, but cannot open " + full(parent_rel) + " to fsync it", err);
-                }
-                parent = owned.get();
-            }
+            if (!chain.created[i]) continue;
+            const int parent = i == 0 ? root_fd_.get() : chain.fd[i - 1].get();
             if (const int err = px::fsync_retry(parent); err != 0)
                 return px::sys_fail("put_chunk", loc.path,
-                                    "committed, but fsync of directory " + full(parent_rel) +
+                                    "committed, but fsync of directory " +
+                                        (i == 0 ? root_ : full(loc.dir.substr(0, ends[i - 1]))) +
                                         " failed, so the chunk may not survive a crash",
                                     err);
         }
         return {};
+    }
+
+    /// fstat of `rel` below the root, reached without following a link: 0 or
+    /// the errno (ELOOP for a link, ENOENT/ENOTDIR/ESTALE when absent).
+    int stat_beneath(const std::string& rel, struct ::stat& st) const noexcept {
+        detail::posix::unique_fd fd(detail::posix::open_beneath(root_fd_.get(), rel, O_PATH));
+        if (!fd) return errno;
+        return ::fstat(fd.get(), &st) == 0 ? 0 : errno;
     }
 
     /// The atomic commit shared by put_chunk and self_test: write `size`
@@ -704,7 +784,7 @@ private:
         std::string tmp;
         for (int attempt = 0; attempt < 16 && !fd; ++attempt) {
             tmp = ".tmp-" + name + '-' + px::unique_hex();
-            fd = px::unique_fd(px::open_retry(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, px::file_mode));
+            fd = px::unique_fd(px::open_retry(dirfd, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY, opts_.file_mode));
             if (!fd && errno != EEXIST) break;
         }
         if (!fd) {
@@ -712,6 +792,8 @@ private:
             return px::sys_fail(op, path, "create temp file " + full(dir_rel + '/' + tmp), err);
         }
         px::unlink_guard guard(dirfd, tmp);
+        if (const int err = px::set_mode(fd.get(), opts_.file_mode); err != 0)
+            return px::sys_fail(op, path, "set the mode of " + full(dir_rel + '/' + tmp), err);
 
         const auto cap = static_cast<std::size_t>(std::min<std::int64_t>(size, static_cast<std::int64_t>(px::write_block)));
         auto scratch = std::make_unique_for_overwrite<std::byte[]>(cap);

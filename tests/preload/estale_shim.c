@@ -3,15 +3,17 @@
  * NFS client gets when another client removed the file or directory that a
  * handle refers to.
  *
- * The test binary configures it at run time through one exported function,
- * found with dlsym(RTLD_DEFAULT, "estale_shim_configure") (absent when the
- * shim is not preloaded):
+ * The test binary configures it at run time through exported functions, found
+ * with dlsym(RTLD_DEFAULT, ...) (absent when the shim is not preloaded):
  *
  *   void estale_shim_configure(const char* match, const char* ops, int count);
  *
- *   match  a substring of the path argument; NULL or "" disarms the shim
+ *   match  a substring of the full path; NULL or "" disarms the shim. A path
+ *          opened relative to a directory descriptor is matched as the
+ *          directory's path + "/" + name, so a path walked one component at
+ *          a time matches the same string as one opened in one call
  *   ops    which calls fail, comma-separated:
- *            open    openat/openat2/open of a matching path
+ *            open    open/openat/openat2 of a matching path
  *            fstat   fstatat of a matching path, fstat of a descriptor opened
  *                    from a matching path
  *            pread   pread of a descriptor opened from a matching path
@@ -25,15 +27,18 @@
  *
  * Everything else is passed to the next definition (libc, or a sanitizer's
  * interceptor). syscall() is wrapped for SYS_openat2 only. */
-/* Both the plain and the 64-bit names are defined below, so the header must not
- * alias one to the other. */
+
+/* Both the plain and the 64-bit names are defined below, so the headers must
+ * not alias one to the other. */
 #undef _FILE_OFFSET_BITS
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,10 +53,10 @@ enum { OP_OPEN = 1, OP_FSTAT = 2, OP_PREAD = 4, OP_UNLINK = 8 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char match_buf[1024];
-static int armed_ops;     /* OP_* bits; 0: disarmed */
-static int budget;        /* failures left; < 0: unlimited */
+static int armed_ops;          /* OP_* bits; 0: disarmed */
+static int budget;             /* failures left; < 0: unlimited */
 static int hits;
-static unsigned char tainted[MAX_FDS]; /* descriptors opened from a matching path */
+static char* fd_path[MAX_FDS]; /* the path each open descriptor was opened by, when known */
 static int no_openat2;
 
 __attribute__((constructor)) static void read_env(void) {
@@ -73,7 +78,6 @@ SHIM_EXPORT void estale_shim_configure(const char* match, const char* ops, int c
     }
     budget = count;
     hits = 0;
-    memset(tainted, 0, sizeof tainted);
     pthread_mutex_unlock(&lock);
 }
 
@@ -84,11 +88,31 @@ SHIM_EXPORT int estale_shim_hits(void) {
     return h;
 }
 
-/* Whether the path matches (for taint tracking, regardless of op). */
-static int path_matches(const char* path) {
-    int m;
+/* The full path of `name` opened relative to `dirfd`, as far as the shim knows
+ * it (from the descriptors it saw opened), into out[size]. */
+static void compose(int dirfd, const char* name, char* out, size_t size) {
+    out[0] = '\0';
+    if (name == NULL) return;
     pthread_mutex_lock(&lock);
-    m = armed_ops != 0 && path != NULL && strstr(path, match_buf) != NULL;
+    const char* base = name[0] != '/' && dirfd >= 0 && dirfd < MAX_FDS ? fd_path[dirfd] : NULL;
+    if (base != NULL) snprintf(out, size, "%s/%s", base, name);
+    else snprintf(out, size, "%s", name);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Whether the shim is armed and `path` contains the match. */
+static int path_matches(const char* path) {
+    pthread_mutex_lock(&lock);
+    const int m = armed_ops != 0 && strstr(path, match_buf) != NULL;
+    pthread_mutex_unlock(&lock);
+    return m;
+}
+
+/* Whether the shim is armed and the descriptor was opened from a matching path. */
+static int fd_matches(int fd) {
+    if (fd < 0 || fd >= MAX_FDS) return 0;
+    pthread_mutex_lock(&lock);
+    const int m = armed_ops != 0 && fd_path[fd] != NULL && strstr(fd_path[fd], match_buf) != NULL;
     pthread_mutex_unlock(&lock);
     return m;
 }
@@ -106,20 +130,15 @@ static int take(int op) {
     return fail;
 }
 
-static int fd_tainted(int fd) {
-    int t;
-    if (fd < 0 || fd >= MAX_FDS) return 0;
-    pthread_mutex_lock(&lock);
-    t = tainted[fd];
-    pthread_mutex_unlock(&lock);
-    return t;
-}
-
-static void set_taint(int fd, int on) {
+/* Records (or with NULL forgets) the path a descriptor was opened by. */
+static void remember(int fd, const char* path) {
     if (fd < 0 || fd >= MAX_FDS) return;
+    char* copy = path != NULL ? strdup(path) : NULL;
     pthread_mutex_lock(&lock);
-    tainted[fd] = (unsigned char)on;
+    char* old = fd_path[fd];
+    fd_path[fd] = copy;
     pthread_mutex_unlock(&lock);
+    free(old);
 }
 
 /* The next definition of `name` (libc's, or a sanitizer's interceptor); the
@@ -133,83 +152,99 @@ static void set_taint(int fd, int on) {
         next_fn_;                                                                                                      \
     })
 
-static int after_open(int fd, const char* path) {
-    if (fd >= 0) set_taint(fd, path_matches(path));
-    return fd;
-}
-
 static int fail_estale(void) {
     errno = ESTALE;
     return -1;
 }
 
+#define MODE_ARG(flags, mode)                                                                                          \
+    do {                                                                                                               \
+        if (((flags) & O_CREAT) != 0 || ((flags) & O_TMPFILE) == O_TMPFILE) {                                          \
+            va_list ap;                                                                                                \
+            va_start(ap, flags);                                                                                       \
+            (mode) = (mode_t)va_arg(ap, int);                                                                          \
+            va_end(ap);                                                                                                \
+        }                                                                                                              \
+    } while (0)
+
+#define OPEN_BODY(dirfd, path, next_call)                                                                              \
+    char full[PATH_MAX];                                                                                               \
+    compose((dirfd), (path), full, sizeof full);                                                                       \
+    if (path_matches(full) && take(OP_OPEN)) return fail_estale();                                                     \
+    const int fd = (next_call);                                                                                        \
+    if (fd >= 0) remember(fd, full);                                                                                   \
+    return fd
+
 SHIM_EXPORT int openat(int dirfd, const char* path, int flags, ...) {
     mode_t mode = 0;
-    if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    if (path_matches(path) && take(OP_OPEN)) return fail_estale();
-    return after_open(NEXT(openat)(dirfd, path, flags, mode), path);
+    MODE_ARG(flags, mode);
+    OPEN_BODY(dirfd, path, NEXT(openat)(dirfd, path, flags, mode));
 }
 
 SHIM_EXPORT int openat64(int dirfd, const char* path, int flags, ...) {
     mode_t mode = 0;
-    if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    if (path_matches(path) && take(OP_OPEN)) return fail_estale();
-    return after_open(NEXT(openat64)(dirfd, path, flags, mode), path);
+    MODE_ARG(flags, mode);
+    OPEN_BODY(dirfd, path, NEXT(openat64)(dirfd, path, flags, mode));
+}
+
+SHIM_EXPORT int open(const char* path, int flags, ...) {
+    mode_t mode = 0;
+    MODE_ARG(flags, mode);
+    OPEN_BODY(AT_FDCWD, path, NEXT(open)(path, flags, mode));
+}
+
+SHIM_EXPORT int open64(const char* path, int flags, ...) {
+    mode_t mode = 0;
+    MODE_ARG(flags, mode);
+    OPEN_BODY(AT_FDCWD, path, NEXT(open64)(path, flags, mode));
 }
 
 SHIM_EXPORT int close(int fd) {
-    set_taint(fd, 0);
+    remember(fd, NULL);
     return NEXT(close)(fd);
 }
 
+#define AT_BODY(op, dirfd, path, next_call)                                                                            \
+    char full[PATH_MAX];                                                                                               \
+    compose((dirfd), (path), full, sizeof full);                                                                       \
+    if (path_matches(full) && take(op)) return fail_estale();                                                          \
+    return (next_call)
+
 SHIM_EXPORT int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
-    if (path_matches(path) && take(OP_FSTAT)) return fail_estale();
-    return NEXT(fstatat)(dirfd, path, st, flags);
+    AT_BODY(OP_FSTAT, dirfd, path, NEXT(fstatat)(dirfd, path, st, flags));
 }
 
 SHIM_EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) {
-    if (path_matches(path) && take(OP_FSTAT)) return fail_estale();
-    return NEXT(fstatat64)(dirfd, path, st, flags);
+    AT_BODY(OP_FSTAT, dirfd, path, NEXT(fstatat64)(dirfd, path, st, flags));
+}
+
+SHIM_EXPORT int unlinkat(int dirfd, const char* path, int flags) {
+    AT_BODY(OP_UNLINK, dirfd, path, NEXT(unlinkat)(dirfd, path, flags));
 }
 
 SHIM_EXPORT int fstat(int fd, struct stat* st) {
-    if (fd_tainted(fd) && take(OP_FSTAT)) return fail_estale();
+    if (fd_matches(fd) && take(OP_FSTAT)) return fail_estale();
     return NEXT(fstat)(fd, st);
 }
 
 SHIM_EXPORT int fstat64(int fd, struct stat64* st) {
-    if (fd_tainted(fd) && take(OP_FSTAT)) return fail_estale();
+    if (fd_matches(fd) && take(OP_FSTAT)) return fail_estale();
     return NEXT(fstat64)(fd, st);
 }
 
 SHIM_EXPORT ssize_t pread(int fd, void* buf, size_t n, off_t at) {
-    if (fd_tainted(fd) && take(OP_PREAD)) return fail_estale();
+    if (fd_matches(fd) && take(OP_PREAD)) return fail_estale();
     return NEXT(pread)(fd, buf, n, at);
 }
 
 SHIM_EXPORT ssize_t pread64(int fd, void* buf, size_t n, off64_t at) {
-    if (fd_tainted(fd) && take(OP_PREAD)) return fail_estale();
+    if (fd_matches(fd) && take(OP_PREAD)) return fail_estale();
     return NEXT(pread64)(fd, buf, n, at);
-}
-
-SHIM_EXPORT int unlinkat(int dirfd, const char* path, int flags) {
-    if (path_matches(path) && take(OP_UNLINK)) return fail_estale();
-    return NEXT(unlinkat)(dirfd, path, flags);
 }
 
 /* syscall(SYS_openat2, dirfd, path, how, size): the store calls openat2
  * through syscall() (glibc 2.36 has no wrapper). Every other number is passed
- * through with six argument registers, as the C ABI of syscall() does. */
+ * on with six argument words, as the C ABI of syscall() does. */
 SHIM_EXPORT long syscall(long number, ...) {
     va_list ap;
     long a[6];
@@ -223,10 +258,11 @@ SHIM_EXPORT long syscall(long number, ...) {
             errno = ENOSYS;
             return -1;
         }
-        const char* path = (const char*)a[1];
-        if (path_matches(path) && take(OP_OPEN)) return fail_estale();
-        long fd = NEXT(syscall)(number, a[0], a[1], a[2], a[3], a[4], a[5]);
-        if (fd >= 0) set_taint((int)fd, path_matches(path));
+        char full[PATH_MAX];
+        compose((int)a[0], (const char*)a[1], full, sizeof full);
+        if (path_matches(full) && take(OP_OPEN)) return fail_estale();
+        const long fd = NEXT(syscall)(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+        if (fd >= 0) remember((int)fd, full);
         return fd;
     }
 #endif
