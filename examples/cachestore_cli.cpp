@@ -41,7 +41,8 @@ using json = nlohmann::json;
 constexpr std::string_view store_help =
     "Store URLs (--store, else the CACHESTORE_URL environment variable):\n"
     "  mem:                       an in-memory store (lives only as long as this process)\n"
-    "  file:///var/cache/chunks   a POSIX directory store\n"
+    "  file:///var/cache/chunks[?create=1&fsync=0]\n"
+    "                             a POSIX directory store; it must exist unless create=1\n"
     "  s3://BUCKET/PREFIX?endpoint=URL&region=R&addressing=path|virtual&commit=MODE&config=FILE\n"
     "                             an S3 store; parameters are optional and percent-encoded\n"
     "                             (endpoint=http%3A%2F%2F127.0.0.1%3A7480). Credentials come from\n"

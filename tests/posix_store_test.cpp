@@ -327,17 +327,35 @@ TEST_CASE("posix_store: open() refuses an unusable root as misconfigured", "[pos
         CHECK(e.message.find("component of its path is not a directory") != std::string::npos);
         CHECK(e.sys_errno == ENOTDIR);
     }
-    SECTION("missing with create_root = false") {
-        auto e = expect_misconfigured(tmp.path + "/missing", posix_options{.fsync = true, .create_root = false});
+    SECTION("missing: not created by default") {
+        auto e = expect_misconfigured(tmp.path + "/missing");
         CHECK(e.message.find("does not exist") != std::string::npos);
+        CHECK(e.message.find("create_root") != std::string::npos);
+        CHECK(e.sys_errno == ENOENT);
         CHECK_FALSE(fs::exists(tmp.path + "/missing"));
     }
     SECTION("an empty path") { expect_misconfigured(""); }
-    SECTION("created when missing (default)") {
-        auto s = posix_store::open(tmp.path + "/a/b/c");
+    SECTION("created when missing with create_root") {
+        auto s = posix_store::open(tmp.path + "/a/b/c", posix_options{.create_root = true});
         REQUIRE(s.has_value());
         CHECK(fs::is_directory(tmp.path + "/a/b/c"));
         CHECK(list(tmp.path + "/a/b/c").empty()); // the writability probe is gone
+    }
+    SECTION("a URL is not a path: nothing is created under the working directory") {
+        const fs::path cwd = fs::current_path();
+        fs::current_path(tmp.path);
+        for (const std::string url : {"file:///tmp/x/chunks", "file:relative", "FILE://localhost/tmp/x", "s3://bucket/p",
+                                      "https://host/x"}) {
+            INFO(url);
+            auto e = expect_misconfigured(url, posix_options{.create_root = true});
+            CHECK(e.message.find("is a URL, not a directory path") != std::string::npos);
+        }
+        CHECK(list(tmp.path).size() == 1); // only plain-file
+        // A relative directory really named so is spelled ./...
+        auto s = posix_store::open("./file:dir", posix_options{.create_root = true});
+        CHECK(s.has_value());
+        CHECK(fs::is_directory(tmp.path + "/file:dir"));
+        fs::current_path(cwd);
     }
     SECTION("not writable, or not creatable, by this user") {
         // Root ignores mode bits: drop to an unprivileged user in a child.
@@ -351,7 +369,7 @@ TEST_CASE("posix_store: open() refuses an unusable root as misconfigured", "[pos
             if (a || a.error().code != errc::misconfigured) return 21;
             if (a.error().message.find("not writable") == std::string::npos) return 22;
             if (a.error().sys_errno != EACCES) return 23;
-            auto b = posix_store::open(ro + "/new-root");
+            auto b = posix_store::open(ro + "/new-root", posix_options{.create_root = true});
             if (b || b.error().code != errc::misconfigured) return 24;
             return 0;
         });

@@ -46,10 +46,16 @@
 
 namespace cachestore {
 
-/// How a posix_store treats its root and its commits.
+/// How a posix_store treats its root and its commits. Every field is
+/// described in docs/operations.md ("The POSIX store").
 struct posix_options {
-    bool fsync = true;       ///< fsync each chunk file and its directory before put_chunk returns
-    bool create_root = true; ///< create the root directory (and its parents) when it is missing
+    /// fsync each chunk file before its link() and the directories it entered
+    /// after, so a committed chunk survives a power loss. Off: commits are
+    /// still atomic and exclusive, but the last ones may vanish in a crash.
+    bool fsync = true;
+    /// Create a missing root (and its missing parents, with dir_mode). Off by
+    /// default: a mistyped root is `misconfigured`, never a new empty cache.
+    bool create_root = false;
     /// Mode of every file the store creates (chunks, temp files, probes). Set
     /// exactly (fchmod after creation): the process umask neither widens nor
     /// narrows it. Default owner-only: chunks of private objects stay private.
@@ -198,6 +204,24 @@ inline const char* strerror_pick(const char* msg, const char*) noexcept { return
     } catch (...) {
         return ENOMEM;
     }
+}
+
+/// Whether a root string is a URL ("file:...", "s3://...", any "scheme://")
+/// rather than a path. A relative directory really named so is written "./...".
+[[nodiscard]] constexpr bool looks_like_url(std::string_view s) noexcept {
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (s.size() >= 5 && lower(s[0]) == 'f' && lower(s[1]) == 'i' && lower(s[2]) == 'l' && lower(s[3]) == 'e' &&
+        s[4] == ':')
+        return true;
+    const std::size_t colon = s.find("://");
+    if (colon == std::string_view::npos || colon == 0) return false;
+    for (std::size_t i = 0; i < colon; ++i) {
+        const char c = s[i];
+        const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        const bool ok = alpha || (i > 0 && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+        if (!ok) return false;
+    }
+    return true;
 }
 
 /// The error for a link() the filesystem refuses (no hard links).
@@ -349,9 +373,12 @@ private:
 /// exclusive through link(), and readers only ever see complete files.
 class posix_store {
 public:
-    /// Opens (and by default creates) the root. A root that is missing and not
-    /// creatable, not a directory, or not writable by this process is
-    /// `misconfigured`.
+    /// Opens the root: a directory path (absolute, or relative to the working
+    /// directory), never a URL. A root that is missing (unless
+    /// `opts.create_root`), not creatable, not a directory, or not writable by
+    /// this process is `misconfigured`, and so is a `file:` URL or any other
+    /// "scheme://" string, which would otherwise name a directory under the
+    /// working directory.
     [[nodiscard]] static result<posix_store> open(std::string root, posix_options opts = {}) {
         namespace px = detail::posix;
         auto bad = [&](std::string msg, int err = 0) {
@@ -361,6 +388,11 @@ public:
         };
         if (root.empty()) return bad("the root directory path is empty");
         if (root.find('\0') != std::string::npos) return bad("the root directory path contains NUL");
+        if (px::looks_like_url(root))
+            return bad("the root " + root +
+                       " is a URL, not a directory path: posix_store::open takes a path such as /var/cache/chunks "
+                       "(a URL's scheme would become a directory under the working directory; write ./" +
+                       root + " if that is really meant)");
         constexpr int dir_flags = O_RDONLY | O_DIRECTORY;
         px::unique_fd fd(px::open_retry(AT_FDCWD, root.c_str(), dir_flags));
         if (!fd && errno == ENOENT && opts.create_root) {
@@ -375,7 +407,8 @@ public:
             switch (err) {
             case ENOENT:
                 return bad("the root directory " + root + " does not exist" +
-                               (opts.create_root ? std::string() : " (create it, or set posix_options::create_root)"),
+                               (opts.create_root ? std::string()
+                                                 : " (create it with mode 0700, or set posix_options::create_root)"),
                            err);
             case ENOTDIR: {
                 struct ::stat st {};

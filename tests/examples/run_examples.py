@@ -87,6 +87,7 @@ class Runner:
         run_id = f"{os.getpid()}-{random.randrange(1 << 32):08x}"
         self.origin = f"ex-{run_id}"
         if self.mode == "posix":
+            os.mkdir(os.path.join(self.tmp, "store"), 0o700)  # a missing root is not created without create=1
             self.store = "file://" + os.path.join(self.tmp, "store")
             return True
         ep = os.environ.get("CACHESTORE_RGW_ENDPOINT", "")
@@ -409,9 +410,25 @@ class Runner:
         self.expect_rc([self.cli, "stat", "--store", "mem:"] + self.key(), 3, "mem: lives in one process")
         self.expect_rc([self.cli, "selftest", "--store", "file:///tmp/x%41y%zz"], 2, "bad escape in a file URL")
         enc = os.path.join(self.tmp, "a b+c")
-        self.expect_rc([self.cli, "selftest", "--store", "file://" + os.path.join(self.tmp, "a%20b+c")], 0,
+        self.expect_rc([self.cli, "selftest", "--store", "file://" + os.path.join(self.tmp, "a%20b+c") + "?create=1"], 0,
                        "a percent-encoded file URL")
         self.check(os.path.isdir(enc), "file URL decoded: %20 is a space, '+' stays '+'")
+        # A missing root is misconfigured and is not created, unless create=1 asks for it (mode 0700).
+        missing = os.path.join(self.tmp, "no-such-root", "chunks")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store", "file://" + missing], 7,
+                                      "a missing POSIX root: misconfigured")
+        j = self.json_of(out, "missing root --json")
+        self.check("does not exist" in j.get("error", {}).get("message", "") and not os.path.exists(missing),
+                   "a missing root is named and not created", str(j))
+        self.expect_rc([self.cli, "selftest", "--store", "file://" + missing + "?create=1&fsync=0"], 0,
+                       "create=1 creates the root")
+        self.check(os.path.isdir(missing) and (os.stat(missing).st_mode & 0o777) == 0o700
+                   and (os.stat(os.path.dirname(missing)).st_mode & 0o777) == 0o700,
+                   "the created root and its parent are 0700")
+        for url, why in [("file:///tmp/x?size=1", "unknown parameter"), ("file:///tmp/x?create=maybe", "takes 1 or 0"),
+                         ("file:///tmp/x?create=1&create=1", "given twice"), ("file:///tmp/x#frag", "fragment")]:
+            rc, out, err = self.expect_rc([self.cli, "selftest", "--store", url], 2, f"bad file URL {url!r}")
+            self.check(why in err, f"bad file URL {url!r} says why", err.strip())
 
     def test_rgw_specific(self):
         k = self.key()
