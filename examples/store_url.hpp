@@ -14,10 +14,16 @@
 //   config=/path/to/config.json
 //                        a JSON config (docs/s3.md), a regular file of at most 1 MiB;
 //                        the URL's bucket, prefix and parameters override the file's values
-// POSIX parameters (all optional):
+// POSIX parameters (all optional; posix_options in docs/operations.md):
 //   create=1             create the root (and its parents) with mode 0700 when it is
 //                        missing; without it a missing root is misconfigured (exit 7)
 //   fsync=0              commit without fsync (faster, not crash-safe)
+//   max_bytes=SIZE       bound the chunks' total size (64G, 500M, ...): least recently
+//                        used chunks are evicted
+//   min_free=SIZE        keep this much free space on the filesystem
+//   low_water=F          an evicting sweep stops at F x max_bytes (0.5 .. 1, default 0.9)
+//   sweep_interval=S     a background sweeper every S seconds (default none)
+//   orphan_age=S         temp and probe files older than S seconds are orphans (3600)
 // PREFIX is a folder: "s3://b/cache" and "s3://b/cache/" both store under
 // "cache/". Credentials never go into the URL: they come from the JSON config
 // or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -41,6 +47,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -57,6 +64,7 @@
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
 #include "cachestore/s3.hpp"
+#include "common.hpp"
 
 namespace cachestore::examples {
 
@@ -229,14 +237,47 @@ struct s3_params {
         if (!value) return std::unexpected(std::move(value.error()));
         if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
         result<bool> b;
-        if (*name == "create") {
+        auto size = [&](std::int64_t& out) -> result<> {
+            const auto n = parse_size(*value);
+            if (!n) return bad_url("parameter " + *name + " takes a size such as 64G or 500M, got " + s3::detail::quote(*value));
+            out = *n;
+            return {};
+        };
+        auto seconds = [&](std::int64_t& out) -> result<> {
+            const auto n = parse_int(*value);
+            if (!n || *n < 0 || *n > std::int64_t{86400} * 365)
+                return bad_url("parameter " + *name + " takes whole seconds, got " + s3::detail::quote(*value));
+            out = *n;
+            return {};
+        };
+        std::int64_t n = 0;
+        result<> ok;
+        if (*name == "max_bytes") {
+            if (!(ok = size(opts.max_bytes))) return ok;
+        } else if (*name == "min_free") {
+            if (!(ok = size(opts.min_free_bytes))) return ok;
+        } else if (*name == "low_water") {
+            char* end = nullptr;
+            const double f = std::strtod(value->c_str(), &end);
+            if (end != value->c_str() + value->size() || !(f >= 0.5 && f <= 1.0))
+                return bad_url("parameter low_water takes a fraction from 0.5 to 1, got " + s3::detail::quote(*value));
+            opts.low_water = f;
+        } else if (*name == "sweep_interval") {
+            if (!(ok = seconds(n))) return ok;
+            opts.sweep_interval = std::chrono::seconds(n);
+        } else if (*name == "orphan_age") {
+            if (!(ok = seconds(n))) return ok;
+            opts.orphan_age = std::chrono::seconds(n);
+        } else if (*name == "create") {
             if (!(b = url_bool(*name, *value))) return std::unexpected(std::move(b.error()));
             opts.create_root = *b;
         } else if (*name == "fsync") {
             if (!(b = url_bool(*name, *value))) return std::unexpected(std::move(b.error()));
             opts.fsync = *b;
         } else {
-            return bad_url("unknown parameter " + s3::detail::quote(*name) + " in the file URL (known: create, fsync)");
+            return bad_url("unknown parameter " + s3::detail::quote(*name) +
+                           " in the file URL (known: create, fsync, max_bytes, min_free, low_water, sweep_interval, "
+                           "orphan_age)");
         }
     }
     return {};
@@ -435,7 +476,12 @@ struct s3_params {
 [[nodiscard]] inline std::string describe(const store_spec& spec) {
     struct v {
         std::string operator()(const memory_spec&) const { return "memory store (this process only)"; }
-        std::string operator()(const posix_spec& p) const { return "posix store at " + p.root; }
+        std::string operator()(const posix_spec& p) const {
+            std::string d = "posix store at " + p.root;
+            if (p.opts.max_bytes > 0) d += " max_bytes=" + std::to_string(p.opts.max_bytes);
+            if (p.opts.min_free_bytes > 0) d += " min_free=" + std::to_string(p.opts.min_free_bytes);
+            return d;
+        }
         std::string operator()(const s3_spec& s) const {
             std::string d = "s3 store: " + s3::describe(s.cfg);
             if (!s.config_file.empty()) d += " config_file=" + s.config_file;
@@ -501,6 +547,9 @@ public:
         if (const auto* s = std::get_if<s3::store>(&v_)) return s->conditional_commit();
         return is_open();
     }
+
+    /// The POSIX driver, when that is what is open (for du and sweep).
+    [[nodiscard]] posix_store* posix() noexcept { return std::get_if<posix_store>(&v_); }
 
     /// The S3 driver, when that is what is open (for S3-only details).
     [[nodiscard]] s3::store* s3() noexcept { return std::get_if<s3::store>(&v_); }

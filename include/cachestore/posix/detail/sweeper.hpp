@@ -1,0 +1,242 @@
+// cachestore/posix/detail/sweeper.hpp - one bounded pass over the tree (a
+// sweep), run on demand, by puts that need room, or by a background thread.
+//
+// A pass: take the root's sweep lock (flock on .cachestore-sweep.lock, so two
+// sweepers on one root - threads, processes, or hosts with NFS locking - run
+// one after the other and the second sees what the first removed); walk the
+// tree (scan.hpp), keeping the oldest chunks that cover the estimated excess
+// plus a reserve; if the walk found more to evict than it kept candidates for,
+// walk again with the exact figure; evict oldest first, sparing any chunk used
+// since the walk; hand what is left to the reserve; reset the accounting.
+// Within one store, passes never overlap: a caller that finds one running
+// waits for it (puts) or for its turn (sweep()).
+#pragma once
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cachestore/context.hpp"
+#include "cachestore/error.hpp"
+#include "cachestore/posix/detail/bounds.hpp"
+#include "cachestore/posix/detail/commit.hpp"
+#include "cachestore/posix/detail/layout.hpp"
+#include "cachestore/posix/detail/scan.hpp"
+#include "cachestore/posix/detail/sys.hpp"
+#include "cachestore/posix/options.hpp"
+
+namespace cachestore::detail::posix {
+
+class sweeper {
+public:
+    sweeper(root_ref root, accounting& acct) noexcept : root_(root), acct_(acct) {}
+    sweeper(const sweeper&) = delete;
+    sweeper& operator=(const sweeper&) = delete;
+    ~sweeper() { stop(); }
+
+    /// Starts the background thread (sweep_interval > 0).
+    void start() {
+        if (root_.opts.sweep_interval.count() <= 0 || thread_.joinable()) return;
+        thread_ = std::jthread([this](const std::stop_token& st) { loop(st); });
+    }
+    /// Stops and joins the background thread; a pass in progress ends at its
+    /// next directory.
+    void stop() noexcept {
+        if (!thread_.joinable()) return;
+        thread_.request_stop();
+        thread_.join();
+    }
+
+    /// Runs one pass (after any pass in progress in this store).
+    result<sweep_report> sweep(const context& ctx) {
+        std::unique_lock lk(mu_);
+        if (!wait(lk, ctx, [&] { return !running_; })) return stopped(ctx);
+        running_ = true;
+        lk.unlock();
+        auto r = pass(ctx);
+        lk.lock();
+        finish(r);
+        return r;
+    }
+
+    /// For a put that found no room: waits for the pass in progress, or for
+    /// the background thread's next one (woken now), or runs one here.
+    result<> sweep_for_put(const context& ctx) {
+        std::unique_lock lk(mu_);
+        const std::uint64_t seen = done_;
+        if (running_ || thread_.joinable()) {
+            wake_ = true;
+            cv_.notify_all();
+            if (!wait(lk, ctx, [&] { return done_ != seen; })) return std::unexpected(stopped(ctx).error());
+            return {};
+        }
+        running_ = true;
+        lk.unlock();
+        auto r = pass(ctx);
+        lk.lock();
+        finish(r);
+        if (!r) return std::unexpected(std::move(r.error()));
+        return {};
+    }
+
+    /// The last pass's report (empty before the first).
+    [[nodiscard]] std::optional<sweep_report> last() const {
+        const std::lock_guard lk(mu_);
+        return last_;
+    }
+
+private:
+    /// Waits on cv_ for `pred`, until ctx's stop request or deadline.
+    template <class Pred>
+    bool wait(std::unique_lock<std::mutex>& lk, const context& ctx, Pred pred) {
+        if (ctx.has_deadline()) return cv_.wait_until(lk, ctx.stop_token(), ctx.deadline(), pred);
+        return cv_.wait(lk, ctx.stop_token(), pred);
+    }
+
+    result<sweep_report> stopped(const context& ctx) const {
+        if (auto c = ctx.check("sweep"); !c) return std::unexpected(std::move(c.error()));
+        return fail(errc::deadline_exceeded, "sweep", {}, "deadline exceeded waiting for a sweep");
+    }
+
+    void finish(const result<sweep_report>& r) { // under mu_
+        running_ = false;
+        ++done_;
+        if (r) last_ = *r;
+        cv_.notify_all();
+    }
+
+    void loop(const std::stop_token& st) {
+        const context ctx(st);
+        while (!st.stop_requested()) {
+            {
+                std::unique_lock lk(mu_);
+                cv_.wait_for(lk, st, root_.opts.sweep_interval, [&] { return wake_; });
+                wake_ = false;
+                if (st.stop_requested()) return;
+            }
+            (void)sweep(ctx); // failures are in the next pass's hands; puts see their own errors
+        }
+    }
+
+    /// Takes the root's sweep lock, waiting (with ctx) while another holds it.
+    result<unique_fd> lock_root(const context& ctx) const {
+        unique_fd fd(open_retry(root_.fd, sweep_lock_name, O_RDWR | O_CREAT | O_NOFOLLOW, root_.opts.file_mode));
+        if (!fd) {
+            const int err = errno;
+            if (err == ELOOP) return symlink_fail("sweep", {}, root_.full(sweep_lock_name));
+            return sys_fail("sweep", {}, "cannot open the sweep lock " + root_.full(sweep_lock_name), err);
+        }
+        for (;;) {
+            if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return fd;
+            if (errno == EINTR) continue;
+            if (errno != EWOULDBLOCK) return fd; // no locks here (ENOLCK): sweep unlocked, still safe
+            if (auto c = ctx.check("sweep"); !c) return std::unexpected(std::move(c.error()));
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    result<sweep_report> pass(const context& ctx) {
+        using clock = std::chrono::steady_clock;
+        const auto t0 = clock::now();
+        const posix_options& o = root_.opts;
+        auto lock = lock_root(ctx);
+        if (!lock) return std::unexpected(std::move(lock.error()));
+
+        const std::int64_t before = acct_.committed_total();
+        const std::int64_t known = acct_.usage();
+        scan_plan plan;
+        plan.remove_orphans = true;
+        plan.orphan_age_ns = std::chrono::nanoseconds(o.orphan_age).count();
+        plan.empty_dir_age_ns = std::chrono::nanoseconds(std::min<std::chrono::seconds>(o.orphan_age, std::chrono::seconds(60))).count();
+        const std::int64_t guess = known < 0 ? 0 : bytes_to_evict(o, known, free_space(root_.fd));
+        // The reserve covers the low-water slack, or twice what this process
+        // committed since its last pass when it writes faster than that.
+        const std::int64_t recent = 2 * (before - committed_at_last_);
+        committed_at_last_ = before;
+        auto reserve_for = [&](std::int64_t usage) { return std::max(reserve_target(o, usage), recent); };
+        plan.keep_bytes = guess + reserve_for(std::max<std::int64_t>(known, 0));
+
+        auto t_scan = clock::now();
+        auto walk = scan_tree(root_.fd, plan, ctx);
+        if (!walk) return std::unexpected(std::move(walk.error()));
+        sweep_report rep = walk->report;
+        rep.passes = 1;
+        std::int64_t need = bytes_to_evict(o, walk->report.bytes, free_space(root_.fd));
+        const std::int64_t keep = need + reserve_for(walk->report.bytes);
+        if (walk->heap.dropped() && walk->heap.bytes() < keep) { // the guess was short: walk again, exactly
+            plan.keep_bytes = keep;
+            plan.remove_orphans = false;
+            auto again = scan_tree(root_.fd, plan, ctx);
+            if (!again) return std::unexpected(std::move(again.error()));
+            const sweep_report first = rep;
+            rep = again->report;
+            rep.orphans_removed = first.orphans_removed;
+            rep.orphan_bytes = first.orphan_bytes;
+            rep.dirs_removed = first.dirs_removed;
+            rep.entries_scanned += first.entries_scanned;
+            rep.passes = 2;
+            need = bytes_to_evict(o, again->report.bytes, free_space(root_.fd));
+            walk = std::move(again);
+        }
+        rep.scan_time = clock::now() - t_scan;
+        if (walk->report.chunks > 0) {
+            rep.oldest_use = std::chrono::system_clock::time_point(
+                std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(walk->oldest_ns)));
+            rep.newest_use = std::chrono::system_clock::time_point(
+                std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(walk->newest_ns)));
+        }
+
+        // Evict oldest first; what is left (oldest first) is the new reserve.
+        std::vector<candidate> oldest = walk->heap.take_oldest_first();
+        std::size_t next = 0;
+        std::int64_t freed = 0;
+        for (; next < oldest.size() && freed < need; ++next) {
+            if (auto c = ctx.check("sweep"); !c) break; // stop evicting; the accounting below stays right
+            std::int64_t bytes = 0;
+            switch (evict(root_.fd, oldest[next], bytes)) {
+            case evicted::removed:
+                freed += bytes;
+                ++rep.chunks_evicted;
+                rep.bytes_evicted += bytes;
+                break;
+            case evicted::gone: freed += bytes; break;
+            case evicted::spared: ++rep.spared; break;
+            case evicted::failed: break;
+            }
+        }
+        rep.bytes = walk->report.bytes - freed;
+        rep.chunks = walk->report.chunks - rep.chunks_evicted;
+        oldest.erase(oldest.begin(), oldest.begin() + static_cast<std::ptrdiff_t>(next));
+        acct_.reset(rep.bytes, before, std::move(oldest));
+        rep.free_bytes = free_space(root_.fd);
+        rep.over_bound = bytes_to_evict(o, rep.bytes, rep.free_bytes) > 0 &&
+                         ((o.max_bytes > 0 && rep.bytes > o.max_bytes) ||
+                          (o.min_free_bytes > 0 && rep.free_bytes >= 0 && rep.free_bytes < o.min_free_bytes));
+        rep.total_time = clock::now() - t0;
+        return rep;
+    }
+
+    root_ref root_;
+    accounting& acct_;
+    mutable std::mutex mu_;
+    std::condition_variable_any cv_;
+    bool running_ = false;
+    bool wake_ = false;
+    std::uint64_t done_ = 0; ///< passes completed
+    std::int64_t committed_at_last_ = 0; ///< acct_.committed_total() when the last pass began (passes do not overlap)
+    std::optional<sweep_report> last_;
+    std::jthread thread_; ///< last: joined before the rest is destroyed
+};
+
+} // namespace cachestore::detail::posix
