@@ -236,49 +236,46 @@ struct s3_params {
         auto value = percent_decode(item.substr(eq + 1), "value of " + *name);
         if (!value) return std::unexpected(std::move(value.error()));
         if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
-        result<bool> b;
         auto size = [&](std::int64_t& out) -> result<> {
             const auto n = parse_size(*value);
             if (!n) return bad_url("parameter " + *name + " takes a size such as 64G or 500M, got " + s3::detail::quote(*value));
             out = *n;
             return {};
         };
-        auto seconds = [&](std::int64_t& out) -> result<> {
+        auto seconds = [&](auto& out) -> result<> {
             const auto n = parse_int(*value);
             if (!n || *n < 0 || *n > std::int64_t{86400} * 365)
                 return bad_url("parameter " + *name + " takes whole seconds, got " + s3::detail::quote(*value));
-            out = *n;
+            out = std::chrono::seconds(*n);
             return {};
         };
-        std::int64_t n = 0;
-        result<> ok;
-        if (*name == "max_bytes") {
-            if (!(ok = size(opts.max_bytes))) return ok;
-        } else if (*name == "min_free") {
-            if (!(ok = size(opts.min_free_bytes))) return ok;
-        } else if (*name == "low_water") {
+        auto flag = [&](bool& out) -> result<> {
+            auto b = url_bool(*name, *value);
+            if (!b) return std::unexpected(std::move(b.error()));
+            out = *b;
+            return {};
+        };
+        auto fraction = [&](double& out) -> result<> {
             char* end = nullptr;
             const double f = std::strtod(value->c_str(), &end);
             if (end != value->c_str() + value->size() || !(f >= 0.5 && f <= 1.0))
                 return bad_url("parameter low_water takes a fraction from 0.5 to 1, got " + s3::detail::quote(*value));
-            opts.low_water = f;
-        } else if (*name == "sweep_interval") {
-            if (!(ok = seconds(n))) return ok;
-            opts.sweep_interval = std::chrono::seconds(n);
-        } else if (*name == "orphan_age") {
-            if (!(ok = seconds(n))) return ok;
-            opts.orphan_age = std::chrono::seconds(n);
-        } else if (*name == "create") {
-            if (!(b = url_bool(*name, *value))) return std::unexpected(std::move(b.error()));
-            opts.create_root = *b;
-        } else if (*name == "fsync") {
-            if (!(b = url_bool(*name, *value))) return std::unexpected(std::move(b.error()));
-            opts.fsync = *b;
-        } else {
+            out = f;
+            return {};
+        };
+        result<> ok;
+        if (*name == "max_bytes") ok = size(opts.max_bytes);
+        else if (*name == "min_free") ok = size(opts.min_free_bytes);
+        else if (*name == "low_water") ok = fraction(opts.low_water);
+        else if (*name == "sweep_interval") ok = seconds(opts.sweep_interval);
+        else if (*name == "orphan_age") ok = seconds(opts.orphan_age);
+        else if (*name == "create") ok = flag(opts.create_root);
+        else if (*name == "fsync") ok = flag(opts.fsync);
+        else
             return bad_url("unknown parameter " + s3::detail::quote(*name) +
                            " in the file URL (known: create, fsync, max_bytes, min_free, low_water, sweep_interval, "
                            "orphan_age)");
-        }
+        if (!ok) return ok;
     }
     return {};
 }

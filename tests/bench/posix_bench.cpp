@@ -35,6 +35,7 @@
 #include <list>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -48,15 +49,18 @@ using clock_type = std::chrono::steady_clock;
 
 double secs_since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
+/// A failed operation or a bad argument: main() reports it and returns `code`.
+struct bench_error : std::runtime_error {
+    int code;
+    bench_error(const std::string& what, int c) : std::runtime_error(what), code(c) {}
+};
+
 /// A fresh directory, removed afterwards.
 struct scratch_dir {
     std::string path;
     explicit scratch_dir(const std::string& parent) {
         std::string tmpl = (fs::path(parent) / "cachestore-posix-bench-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            std::perror("mkdtemp");
-            std::exit(1);
-        }
+        if (::mkdtemp(tmpl.data()) == nullptr) throw bench_error("mkdtemp under " + parent + " failed", 1);
         path = tmpl;
     }
     ~scratch_dir() {
@@ -71,10 +75,7 @@ cs::chunk_key key_of(std::int64_t i, std::int64_t chunk_size) {
     return cs::chunk_key{"bench", "bucket", "obj/" + std::to_string(i / 4), "\"e\"", chunk_size, i % 4};
 }
 
-[[noreturn]] void die(const std::string& what, const cs::error& e) {
-    std::fprintf(stderr, "posix_bench: %s: %s\n", what.c_str(), e.to_string().c_str());
-    std::exit(1);
-}
+[[noreturn]] void die(const std::string& what, const cs::error& e) { throw bench_error(what + ": " + e.to_string(), 1); }
 
 // ---- hit rate --------------------------------------------------------------------
 
@@ -147,11 +148,8 @@ hit_row store_hits(const std::string& dir, const std::vector<std::int64_t>& stre
     row.seconds = secs_since(t0);
     auto m = s->measure();
     if (!m) die("measure", m.error());
-    if (m->bytes > bound) {
-        std::fprintf(stderr, "posix_bench: usage %lld over the bound %lld\n", static_cast<long long>(m->bytes),
-                     static_cast<long long>(bound));
-        std::exit(1);
-    }
+    if (m->bytes > bound)
+        throw bench_error("usage " + std::to_string(m->bytes) + " over the bound " + std::to_string(bound), 1);
     return row;
 }
 
@@ -159,7 +157,7 @@ bool bench_hit_rate(const std::string& dir, std::size_t keys, std::size_t reques
     constexpr std::int64_t chunk = 4096;
     const std::size_t capacity = keys / 10;
     const auto bound = static_cast<std::int64_t>(capacity) * chunk;
-    std::mt19937_64 g(12);
+    std::mt19937_64 g(12); // NOLINT(cert-msc51-cpp): one fixed stream, the same for every run and baseline
     zipf z(keys, 1.0);
     std::vector<std::int64_t> perm(keys);
     for (std::size_t i = 0; i < keys; ++i) perm[i] = static_cast<std::int64_t>(i);
@@ -216,7 +214,8 @@ bool bench_scan(const std::string& dir, std::int64_t n) {
     auto time_nftw = [&] {
         nftw_entries = 0;
         const auto t0 = clock_type::now();
-        if (::nftw(root.path.c_str(), count_entry, 64, FTW_PHYS) != 0) std::perror("nftw");
+        // NOLINTNEXTLINE(concurrency-mt-unsafe): the benchmark walks on its only thread
+        if (::nftw(root.path.c_str(), count_entry, 64, FTW_PHYS) != 0) throw bench_error("nftw failed", 1);
         return secs_since(t0);
     };
     auto time_measure = [&](std::int64_t& bytes) {
@@ -250,9 +249,14 @@ bool bench_scan(const std::string& dir, std::int64_t n) {
     auto rep = low->sweep();
     if (!rep) die("sweep", rep.error());
     const double sweep_s = secs_since(t0);
-    auto again = low->sweep(); // the steady state: a periodic sweep with nothing to evict
-    if (!again) die("sweep", again.error());
-    const double steady_s = std::chrono::duration<double>(again->total_time).count();
+    // The steady state: a periodic sweep with nothing to evict (the best of
+    // two: the first may still wait on the disk writing back the evictions).
+    double steady_s = 1e9;
+    for (int i = 0; i < 2; ++i) {
+        auto again = low->sweep();
+        if (!again) die("sweep", again.error());
+        steady_s = std::min(steady_s, std::chrono::duration<double>(again->total_time).count());
+    }
 
     std::printf("## Scan and sweep: %lld chunks (%lld entries)\n\n", static_cast<long long>(n),
                 static_cast<long long>(nftw_entries));
@@ -275,7 +279,7 @@ bool bench_scan(const std::string& dir, std::int64_t n) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     bool smoke = false, hit = true, scan = true;
     std::string dir = fs::temp_directory_path().string();
     std::size_t keys = 20000, requests = 400000;
@@ -283,20 +287,14 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         auto value = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                std::fprintf(stderr, "posix_bench: %s needs a value\n", argv[i]);
-                std::exit(2);
-            }
+            if (i + 1 >= argc) throw bench_error(std::string(argv[i]) + " needs a value", 2);
             return argv[++i];
         };
         auto number = [&]() {
             const std::string v = value();
             char* end = nullptr;
             const long long n = std::strtoll(v.c_str(), &end, 10);
-            if (end == v.c_str() || *end != '\0' || n <= 0) {
-                std::fprintf(stderr, "posix_bench: not a positive number: %s\n", v.c_str());
-                std::exit(2);
-            }
+            if (end == v.c_str() || *end != '\0' || n <= 0) throw bench_error("not a positive number: " + v, 2);
             return static_cast<std::int64_t>(n);
         };
         if (a == "--smoke") smoke = true;
@@ -325,4 +323,16 @@ int main(int argc, char** argv) {
         for (const auto n : scans) ok = bench_scan(dir, n) && ok;
     if (!ok) std::fprintf(stderr, "posix_bench: a check failed (hit-rate ratio under 0.9 at granularity 0, or a sweep evicted nothing)\n");
     return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const bench_error& e) {
+        std::fprintf(stderr, "posix_bench: %s\n", e.what());
+        return e.code;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "posix_bench: %s\n", e.what());
+        return 1;
+    }
 }

@@ -109,24 +109,24 @@ std::int64_t measured(posix_store& s) {
 
 TEST_CASE("bounds: puts evict the least recently used chunks; usage never passes max_bytes", "[posix][bounds]") {
     temp_dir tmp;
-    auto s = open_store(tmp.path, {.max_bytes = 10 * 4096, .recency_granularity = 0ms});
+    auto s = open_store(tmp.path, {.max_bytes = std::int64_t{10} * 4096, .recency_granularity = 0ms});
     for (int i = 0; i < 10; ++i) put(s, i);
     for (int i = 0; i < 10; ++i) set_times(file_of(tmp.path, i), std::chrono::seconds(100 - i)); // 0 is the oldest
-    CHECK(measured(s) == 10 * 4096);
+    CHECK(measured(s) == std::int64_t{10} * 4096);
 
     std::vector<std::byte> buf(10);
     REQUIRE(cachestore::get_chunk(s, {}, key(0), 0, std::span<std::byte>(buf)).has_value()); // 0 is now the newest
     for (int i = 10; i < 14; ++i) {
         put(s, i);
-        CHECK(measured(s) <= 10 * 4096);
-        CHECK(*s.usage() <= 10 * 4096);
+        CHECK(measured(s) <= std::int64_t{10} * 4096);
+        CHECK(*s.usage() <= std::int64_t{10} * 4096);
     }
     CHECK(stored(s, 0)); // used, so kept
     for (int i = 1; i <= 4; ++i) CHECK_FALSE(stored(s, i)); // the four least recently used
     for (int i = 5; i < 14; ++i) CHECK(stored(s, i));
-    CHECK(measured(s) == 10 * 4096);
+    CHECK(measured(s) == std::int64_t{10} * 4096);
     // A chunk that can never fit is a configuration problem, and writes nothing.
-    const std::vector<std::byte> huge(10 * 4096 + 1);
+    const std::vector<std::byte> huge(std::int64_t{10} * 4096 + 1);
     auto r = s.put_chunk({}, key(100, 1 << 20), static_cast<std::int64_t>(huge.size()), std::span<const std::byte>(huge));
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == errc::misconfigured);
@@ -321,7 +321,7 @@ TEST_CASE("bounds: two sweepers on one root at once evict what one would", "[pos
         for (int i = 0; i < 200; ++i) put(plain, i);
     }
     for (int i = 0; i < 200; ++i) set_times(file_of(tmp.path, i), std::chrono::seconds(1000 - i));
-    const posix_options o{.max_bytes = 100 * 4096, .low_water = 0.9, .sweep_on_open = false};
+    const posix_options o{.max_bytes = std::int64_t{100} * 4096, .low_water = 0.9, .sweep_on_open = false};
     auto a = open_store(tmp.path, o);
     auto b = open_store(tmp.path, o);
     result<sweep_report> ra, rb;
@@ -332,14 +332,14 @@ TEST_CASE("bounds: two sweepers on one root at once evict what one would", "[pos
     REQUIRE(ra.has_value());
     REQUIRE(rb.has_value());
     CHECK(ra->chunks_evicted + rb->chunks_evicted == 110); // 200 chunks down to 90, once
-    CHECK(measured(a) == 90 * 4096);
+    CHECK(measured(a) == std::int64_t{90} * 4096);
     for (int i = 0; i < 110; ++i) CHECK_FALSE(stored(a, i));
     for (int i = 110; i < 200; ++i) CHECK(stored(a, i));
 }
 
 TEST_CASE("bounds: the background sweeper bounds a root others write to, and stops at once", "[posix][bounds][sweep][concurrency]") {
     temp_dir tmp;
-    constexpr std::int64_t max = 64 * 4096;
+    constexpr std::int64_t max = std::int64_t{64} * 4096;
     auto bounded = std::make_unique<posix_store>(open_store(tmp.path, {.max_bytes = max, .sweep_interval = 20ms}));
     auto writer = open_store(tmp.path, {}); // another process, as far as the bound is concerned
     for (int i = 0; i < 256; ++i) put(writer, i);

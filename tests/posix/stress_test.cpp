@@ -102,6 +102,7 @@ int child(const std::string& root, shared_state& sh, unsigned seed) {
         }
     });
     std::vector<std::thread> pool;
+    pool.reserve(threads);
     for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             std::mt19937 g(seed * 100 + static_cast<unsigned>(t));

@@ -98,10 +98,15 @@ enum class evicted : std::uint8_t {
 }
 
 /// The eviction candidates a sweep keeps beyond what it evicts, for puts to
-/// make room from until the next sweep: (1 - low_water) x the bound.
+/// make room from until the next sweep: the larger of (1 - low_water) x the
+/// bound and a quarter of the usage (within candidate_heap::max_candidates).
+/// A large reserve costs memory only: a candidate not used since the walk is
+/// still older than every chunk the walk did not keep, so evicting from it
+/// later is as least-recently-used as evicting right away, and each of its
+/// entries saves puts a walk.
 [[nodiscard]] constexpr std::int64_t reserve_target(const posix_options& o, std::int64_t usage) noexcept {
     const auto base = o.max_bytes > 0 ? o.max_bytes : usage;
-    return static_cast<std::int64_t>((1.0 - o.low_water) * static_cast<double>(base)) + 1;
+    return std::max(static_cast<std::int64_t>((1.0 - o.low_water) * static_cast<double>(base)), usage / 4) + 1;
 }
 
 /// Usage as this process knows it, the reserve, and admission. Thread-safe.

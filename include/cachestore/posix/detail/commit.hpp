@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include "cachestore/error.hpp"
 #include "cachestore/posix/detail/errors.hpp"
 #include "cachestore/posix/detail/layout.hpp"
+#include "cachestore/posix/detail/recency.hpp"
 #include "cachestore/posix/detail/resolve.hpp"
 #include "cachestore/posix/detail/sys.hpp"
 #include "cachestore/posix/options.hpp"
@@ -55,8 +57,8 @@ struct root_ref {
 /// directory. fd[2] is always open; fd[0..1] only when a directory below them
 /// was created (their entries then need an fsync).
 struct dir_chain {
-    unique_fd fd[3];
-    bool created[3] = {false, false, false};
+    std::array<unique_fd, 3> fd;
+    std::array<bool, 3> created{};
 };
 
 /// Opens the chunk's directory, creating missing components with dir_mode
@@ -185,6 +187,10 @@ template <class Src>
                                      });
     if (!pumped) return pumped;
     scratch.reset();
+    // Its first use is now, to the nanosecond (the kernel stamps new files from
+    // a clock as coarse as a jiffy, which would tie chunks written together).
+    const struct timespec used[2] = {realtime_now(), {0, UTIME_OMIT}};
+    (void)::futimens(tmp.fd.get(), used);
     if (auto c = ctx.check(op, path); !c) return c;
     if (root.opts.fsync) {
         if (const int err = fsync_retry(tmp.fd.get()); err != 0) return sys_fail(op, path, "fsync " + tmp_shown, err);

@@ -9,6 +9,7 @@
 // Anything else under the root is foreign: the store never removes it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -51,17 +52,12 @@ struct location {
 /// A committed chunk's file name: a decimal index without leading zeros.
 [[nodiscard]] constexpr bool is_chunk_name(std::string_view n) noexcept {
     if (n.empty() || n.size() > 19 || (n.size() > 1 && n[0] == '0')) return false;
-    for (const char c : n)
-        if (c < '0' || c > '9') return false;
-    return true;
+    return std::ranges::all_of(n, [](char c) { return c >= '0' && c <= '9'; });
 }
 
 /// `n` is `len` lowercase hex digits (a fan-out or hash directory name).
 [[nodiscard]] constexpr bool is_hex_name(std::string_view n, std::size_t len) noexcept {
-    if (n.size() != len) return false;
-    for (const char c : n)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-    return true;
+    return n.size() == len && std::ranges::all_of(n, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 } // namespace cachestore::detail::posix

@@ -56,7 +56,7 @@ struct candidate {
 /// max_candidates of them). A max-heap on atime: the top is the newest kept.
 class candidate_heap {
 public:
-    static constexpr std::size_t max_candidates = std::size_t{1} << 18;
+    static constexpr std::size_t max_candidates = std::size_t{1} << 17; // ~20 MiB at most
 
     explicit candidate_heap(std::int64_t target = 0) : target_(target) {}
 

@@ -165,7 +165,7 @@ private:
         const std::int64_t recent = 2 * (before - committed_at_last_);
         committed_at_last_ = before;
         auto reserve_for = [&](std::int64_t usage) { return std::max(reserve_target(o, usage), recent); };
-        plan.keep_bytes = guess + reserve_for(std::max<std::int64_t>(known, 0));
+        plan.keep_bytes = guess + reserve_for(known < 0 ? o.max_bytes : known); // unknown: assume about full
 
         auto t_scan = clock::now();
         auto walk = scan_tree(root_.fd, plan, ctx);
@@ -173,9 +173,8 @@ private:
         sweep_report rep = walk->report;
         rep.passes = 1;
         std::int64_t need = bytes_to_evict(o, walk->report.bytes, free_space(root_.fd));
-        const std::int64_t keep = need + reserve_for(walk->report.bytes);
-        if (walk->heap.dropped() && walk->heap.bytes() < keep) { // the guess was short: walk again, exactly
-            plan.keep_bytes = keep;
+        if (walk->heap.dropped() && walk->heap.bytes() < need) { // the guess was short: walk again, exactly
+            plan.keep_bytes = need + reserve_for(walk->report.bytes);
             plan.remove_orphans = false;
             auto again = scan_tree(root_.fd, plan, ctx);
             if (!again) return std::unexpected(std::move(again.error()));
@@ -198,26 +197,50 @@ private:
         }
 
         // Evict oldest first; what is left (oldest first) is the new reserve.
-        std::vector<candidate> oldest = walk->heap.take_oldest_first();
-        std::size_t next = 0;
-        std::int64_t freed = 0;
-        for (; next < oldest.size() && freed < need; ++next) {
-            if (auto c = ctx.check("sweep"); !c) break; // stop evicting; the accounting below stays right
-            std::int64_t bytes = 0;
-            switch (evict(root_.fd, oldest[next], bytes)) {
-            case evicted::removed:
-                freed += bytes;
-                ++rep.chunks_evicted;
-                rep.bytes_evicted += bytes;
-                break;
-            case evicted::gone: freed += bytes; break;
-            case evicted::spared: ++rep.spared; break;
-            case evicted::failed: break;
+        // A walk keeps at most candidate_heap::max_candidates: when the excess
+        // is larger, evict those and walk again.
+        std::int64_t usage = walk->report.bytes;
+        std::int64_t chunks = walk->report.chunks;
+        std::vector<candidate> oldest;
+        for (int round = 0;; ++round) {
+            oldest = walk->heap.take_oldest_first();
+            std::size_t next = 0;
+            std::int64_t freed = 0;
+            bool stopped = false;
+            for (; next < oldest.size() && freed < need; ++next) {
+                if (!ctx.check("sweep")) { // stop evicting; the accounting below stays right
+                    stopped = true;
+                    break;
+                }
+                std::int64_t bytes = 0;
+                switch (evict(root_.fd, oldest[next], bytes)) {
+                case evicted::removed:
+                    freed += bytes;
+                    ++rep.chunks_evicted;
+                    --chunks;
+                    rep.bytes_evicted += bytes;
+                    break;
+                case evicted::gone: freed += bytes; break;
+                case evicted::spared: ++rep.spared; break;
+                case evicted::failed: break;
+                }
             }
+            usage -= freed;
+            oldest.erase(oldest.begin(), oldest.begin() + static_cast<std::ptrdiff_t>(next));
+            if (stopped || freed >= need || !oldest.empty() || !walk->heap.dropped() || round >= 15) break;
+            need -= freed; // still to go, towards the same low-water mark
+            plan.keep_bytes = need + reserve_for(usage);
+            plan.remove_orphans = false;
+            auto again = scan_tree(root_.fd, plan, ctx);
+            if (!again) break; // cancelled: what was evicted stays evicted
+            rep.entries_scanned += again->report.entries_scanned;
+            ++rep.passes;
+            usage = again->report.bytes;
+            chunks = again->report.chunks;
+            walk = std::move(again);
         }
-        rep.bytes = walk->report.bytes - freed;
-        rep.chunks = walk->report.chunks - rep.chunks_evicted;
-        oldest.erase(oldest.begin(), oldest.begin() + static_cast<std::ptrdiff_t>(next));
+        rep.bytes = usage;
+        rep.chunks = chunks;
         acct_.reset(rep.bytes, before, std::move(oldest));
         rep.free_bytes = free_space(root_.fd);
         rep.over_bound = bytes_to_evict(o, rep.bytes, rep.free_bytes) > 0 &&
