@@ -16,9 +16,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -40,89 +42,130 @@ namespace cachestore::detail::posix {
 
 class sweeper {
 public:
-    sweeper(root_ref root, accounting& acct) noexcept : root_(root), acct_(acct) {}
+    sweeper(root_ref root, accounting& acct) : root_(root), acct_(acct), core_(new core(::getpid())) {}
     sweeper(const sweeper&) = delete;
     sweeper& operator=(const sweeper&) = delete;
-    ~sweeper() { stop(); }
+    /// Stops and joins this process's background thread. In a child forked
+    /// from the process that started one and never swept since, the parent's
+    /// state (a thread that does not exist here, and waiters on its condition
+    /// variable) is left alone: destroying it could block forever.
+    ~sweeper() {
+        core* c = core_.load();
+        if (c->pid != ::getpid()) return; // the parent's: leaked on purpose
+        c->thread.request_stop();
+        if (c->thread.joinable()) c->thread.join();
+        delete c;
+    }
 
     /// Starts the background thread (sweep_interval > 0).
     void start() {
-        if (root_.opts.sweep_interval.count() <= 0 || thread_.joinable()) return;
-        thread_ = std::jthread([this](const std::stop_token& st) { loop(st); });
-    }
-    /// Stops and joins the background thread; a pass in progress ends at its
-    /// next directory.
-    void stop() noexcept {
-        if (!thread_.joinable()) return;
-        thread_.request_stop();
-        thread_.join();
+        core* c = core_.load();
+        if (root_.opts.sweep_interval.count() > 0 && !c->thread.joinable()) start_thread(*c);
     }
 
     /// Runs one pass (after any pass in progress in this store).
     result<sweep_report> sweep(const context& ctx) {
-        std::unique_lock lk(mu_);
-        if (!wait(lk, ctx, [&] { return !running_; })) return stopped(ctx);
-        running_ = true;
+        core& c = mine();
+        std::unique_lock lk(c.mu);
+        if (!wait(c, lk, ctx, [&] { return !c.running; })) return stopped(ctx);
+        c.running = true;
         lk.unlock();
-        auto r = pass(ctx);
+        auto r = pass(ctx, c);
         lk.lock();
-        finish(r);
+        finish(c, r);
         return r;
     }
 
     /// For a put that found no room: waits for the pass in progress, or for
     /// the background thread's next one (woken now), or runs one here.
     result<> sweep_for_put(const context& ctx) {
-        std::unique_lock lk(mu_);
-        const std::uint64_t seen = done_;
-        if (running_ || thread_.joinable()) {
-            wake_ = true;
-            cv_.notify_all();
-            if (!wait(lk, ctx, [&] { return done_ != seen; })) return std::unexpected(stopped(ctx).error());
+        core& c = mine();
+        std::unique_lock lk(c.mu);
+        const std::uint64_t seen = c.done;
+        if (c.running || c.thread.joinable()) {
+            c.wake = true;
+            c.cv.notify_all();
+            if (!wait(c, lk, ctx, [&] { return c.done != seen; })) return std::unexpected(stopped(ctx).error());
             return {};
         }
-        running_ = true;
+        c.running = true;
         lk.unlock();
-        auto r = pass(ctx);
+        auto r = pass(ctx, c);
         lk.lock();
-        finish(r);
+        finish(c, r);
         if (!r) return std::unexpected(std::move(r.error()));
         return {};
     }
 
-    /// The last pass's report (empty before the first).
+    /// The last pass's report in this process (empty before the first).
     [[nodiscard]] std::optional<sweep_report> last() const {
-        const std::lock_guard lk(mu_);
-        return last_;
+        core* c = core_.load();
+        if (c->pid != ::getpid()) return std::nullopt;
+        const std::lock_guard lk(c->mu);
+        return c->last;
     }
 
 private:
-    /// Waits on cv_ for `pred`, until ctx's stop request or deadline.
-    template <class Pred>
-    bool wait(std::unique_lock<std::mutex>& lk, const context& ctx, Pred pred) {
-        if (ctx.has_deadline()) return cv_.wait_until(lk, ctx.stop_token(), ctx.deadline(), pred);
-        return cv_.wait(lk, ctx.stop_token(), pred);
+    /// The sweeper's state in one process: passes never overlap, puts wait on
+    /// the condition variable, the thread (if any) sleeps on it.
+    struct core {
+        explicit core(pid_t p) noexcept : pid(p) {}
+        const pid_t pid;
+        std::mutex mu;
+        std::condition_variable_any cv;
+        bool running = false;
+        bool wake = false;
+        std::uint64_t done = 0;               ///< passes completed
+        std::int64_t committed_at_last = 0;   ///< acct_.committed_total() when the last pass began
+        std::optional<sweep_report> last;
+        std::jthread thread;                  ///< last: joined before the rest is destroyed
+    };
+
+    void start_thread(core& c) {
+        c.thread = std::jthread([this, &c](const std::stop_token& st) { loop(c, st); });
     }
 
-    result<sweep_report> stopped(const context& ctx) const {
-        if (auto c = ctx.check("sweep"); !c) return std::unexpected(std::move(c.error()));
+    /// This process's core. After fork() the child's first call replaces the
+    /// parent's copy (leaked: its mutex, condition variable and thread belong
+    /// to another process) with a fresh one, and starts its own thread.
+    core& mine() {
+        core* c = core_.load();
+        const pid_t me = ::getpid();
+        if (c->pid == me) return *c;
+        auto fresh = std::make_unique<core>(me);
+        if (root_.opts.sweep_interval.count() > 0) start_thread(*fresh);
+        if (core_.compare_exchange_strong(c, fresh.get())) return *fresh.release();
+        fresh->thread.request_stop(); // another thread of this child won the race
+        if (fresh->thread.joinable()) fresh->thread.join();
+        return *c;
+    }
+
+    /// Waits on c.cv for `pred`, until ctx's stop request or deadline.
+    template <class Pred>
+    static bool wait(core& c, std::unique_lock<std::mutex>& lk, const context& ctx, Pred pred) {
+        if (ctx.has_deadline()) return c.cv.wait_until(lk, ctx.stop_token(), ctx.deadline(), pred);
+        return c.cv.wait(lk, ctx.stop_token(), pred);
+    }
+
+    static result<sweep_report> stopped(const context& ctx) {
+        if (auto r = ctx.check("sweep"); !r) return std::unexpected(std::move(r.error()));
         return fail(errc::deadline_exceeded, "sweep", {}, "deadline exceeded waiting for a sweep");
     }
 
-    void finish(const result<sweep_report>& r) { // under mu_
-        running_ = false;
-        ++done_;
-        if (r) last_ = *r;
-        cv_.notify_all();
+    static void finish(core& c, const result<sweep_report>& r) { // under c.mu
+        c.running = false;
+        ++c.done;
+        if (r) c.last = *r;
+        c.cv.notify_all();
     }
 
-    void loop(const std::stop_token& st) {
+    void loop(core& c, const std::stop_token& st) {
         const context ctx(st);
         while (!st.stop_requested()) {
             {
-                std::unique_lock lk(mu_);
-                cv_.wait_for(lk, st, root_.opts.sweep_interval, [&] { return wake_; });
-                wake_ = false;
+                std::unique_lock lk(c.mu);
+                c.cv.wait_for(lk, st, root_.opts.sweep_interval, [&] { return c.wake; });
+                c.wake = false;
                 if (st.stop_requested()) return;
             }
             (void)sweep(ctx); // failures are in the next pass's hands; puts see their own errors
@@ -146,7 +189,7 @@ private:
         }
     }
 
-    result<sweep_report> pass(const context& ctx) {
+    result<sweep_report> pass(const context& ctx, core& c) {
         using clock = std::chrono::steady_clock;
         const auto t0 = clock::now();
         const posix_options& o = root_.opts;
@@ -162,10 +205,11 @@ private:
         const std::int64_t guess = known < 0 ? 0 : bytes_to_evict(o, known, free_space(root_.fd));
         // The reserve covers the low-water slack, or twice what this process
         // committed since its last pass when it writes faster than that.
-        const std::int64_t recent = 2 * (before - committed_at_last_);
-        committed_at_last_ = before;
+        const std::int64_t recent = 2 * (before - c.committed_at_last);
+        c.committed_at_last = before;
         auto reserve_for = [&](std::int64_t usage) { return std::max(reserve_target(o, usage), recent); };
         plan.keep_bytes = guess + reserve_for(known < 0 ? o.max_bytes : known); // unknown: assume about full
+        if (!acct_.bounded()) plan.keep_bytes = 0;                                 // orphans only: keep nothing
 
         auto t_scan = clock::now();
         auto walk = scan_tree(root_.fd, plan, ctx);
@@ -252,14 +296,7 @@ private:
 
     root_ref root_;
     accounting& acct_;
-    mutable std::mutex mu_;
-    std::condition_variable_any cv_;
-    bool running_ = false;
-    bool wake_ = false;
-    std::uint64_t done_ = 0; ///< passes completed
-    std::int64_t committed_at_last_ = 0; ///< acct_.committed_total() when the last pass began (passes do not overlap)
-    std::optional<sweep_report> last_;
-    std::jthread thread_; ///< last: joined before the rest is destroyed
+    std::atomic<core*> core_; ///< this process's (owned), or a forked parent's (never touched again)
 };
 
 } // namespace cachestore::detail::posix
