@@ -5,6 +5,8 @@
 //   cachestore stat  --store URL KEYFLAGS
 //   cachestore rm    --store URL KEYFLAGS
 //   cachestore selftest --store URL
+//   cachestore du    --store file:///DIR
+//   cachestore sweep --store file:///DIR?max_bytes=SIZE&min_free=SIZE
 //   cachestore path  KEYFLAGS
 //
 // The driver is chosen at run time from the URL (examples/store_url.hpp); every
@@ -24,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,7 +44,9 @@ using json = nlohmann::json;
 constexpr std::string_view store_help =
     "Store URLs (--store, else the CACHESTORE_URL environment variable):\n"
     "  mem:                       an in-memory store (lives only as long as this process)\n"
-    "  file:///var/cache/chunks   a POSIX directory store\n"
+    "  file:///var/cache/chunks[?create=1&fsync=0&max_bytes=SIZE&min_free=SIZE&low_water=F]\n"
+    "                             a POSIX directory store; it must exist unless create=1.\n"
+    "                             max_bytes / min_free bound it (least recently used chunks go)\n"
     "  s3://BUCKET/PREFIX?endpoint=URL&region=R&addressing=path|virtual&commit=MODE&config=FILE\n"
     "                             an S3 store; parameters are optional and percent-encoded\n"
     "                             (endpoint=http%3A%2F%2F127.0.0.1%3A7480). Credentials come from\n"
@@ -446,6 +451,99 @@ int cmd_selftest(int argc, char** argv, common& c, const std::stop_token& stop) 
     return report_ok(c, j, text);
 }
 
+// ---- du, sweep (POSIX stores) --------------------------------------------------------
+
+std::string iso8601_or(std::chrono::system_clock::time_point t, std::int64_t chunks) {
+    return chunks > 0 ? iso8601(t) : std::string("-");
+}
+
+json report_json(const cs::sweep_report& r) {
+    auto unix_s = [](std::chrono::system_clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+    };
+    json j = {{"bytes", r.bytes}, {"chunks", r.chunks}, {"temp_files", r.temp_files}, {"temp_bytes", r.temp_bytes},
+              {"foreign", r.foreign}, {"entries_scanned", r.entries_scanned}, {"free_bytes", r.free_bytes},
+              {"scan_seconds", std::chrono::duration<double>(r.scan_time).count()},
+              {"seconds", std::chrono::duration<double>(r.total_time).count()}};
+    if (r.chunks > 0) {
+        j["oldest_use"] = iso8601(r.oldest_use);
+        j["oldest_use_unix"] = unix_s(r.oldest_use);
+        j["newest_use"] = iso8601(r.newest_use);
+        j["newest_use_unix"] = unix_s(r.newest_use);
+    } else {
+        j["oldest_use"] = nullptr;
+        j["newest_use"] = nullptr;
+    }
+    return j;
+}
+
+std::string report_text(const std::string& root, const cs::posix_options& o, const cs::sweep_report& r) {
+    std::string t = root + "\n  usage       " + ex::format_bytes(static_cast<double>(r.bytes)) + " (" +
+                    std::to_string(r.bytes) + " bytes) in " + std::to_string(r.chunks) + " chunks";
+    if (o.max_bytes > 0)
+        t += ", bound " + ex::format_bytes(static_cast<double>(o.max_bytes)) + " (" +
+             std::to_string(r.bytes * 100 / o.max_bytes) + " % used)";
+    t += "\n  free        " + (r.free_bytes < 0 ? std::string("unknown") : ex::format_bytes(static_cast<double>(r.free_bytes)));
+    if (o.min_free_bytes > 0) t += ", floor " + ex::format_bytes(static_cast<double>(o.min_free_bytes));
+    t += "\n  oldest use  " + iso8601_or(r.oldest_use, r.chunks) + "\n  newest use  " + iso8601_or(r.newest_use, r.chunks) +
+         "\n  temp files  " + std::to_string(r.temp_files) + " (" + ex::format_bytes(static_cast<double>(r.temp_bytes)) +
+         ")\n";
+    if (r.foreign > 0) t += "  foreign     " + std::to_string(r.foreign) + " entries the store does not own (left alone)\n";
+    return t;
+}
+
+/// Opens the file:// store of --store for du or sweep, without its start-up sweep.
+cs::result<cs::posix_store> open_posix_for(const common& c, const ex::store_spec& spec) {
+    const auto* p = std::get_if<ex::posix_spec>(&spec);
+    if (p == nullptr) throw ex::usage_error(c.command + " works on POSIX stores only (--store file:///DIR)");
+    auto opts = p->opts;
+    opts.sweep_on_open = false;
+    opts.sweep_interval = {};
+    return cs::posix_store::open(p->root, opts);
+}
+
+int cmd_du_sweep(int argc, char** argv, common& c, const std::stop_token& stop, bool sweep) {
+    ex::arg_parser p(sweep ? "cachestore sweep [OPTIONS]" : "cachestore du [OPTIONS]",
+                     sweep ? "One sweep of a POSIX store (--store file:///DIR?max_bytes=SIZE&min_free=SIZE): remove\n"
+                             "orphans (temp files of dead puts, probe leftovers, empty directories) and, over a\n"
+                             "bound, the least recently used chunks down to low_water x max_bytes. Waits for a\n"
+                             "sweep another process is running on the same root."
+                           : "What a POSIX store holds (--store file:///DIR): usage, chunk count, the oldest and\n"
+                             "newest use (chunk access times), temp files, free space. Changes nothing.");
+    add_common_flags(p, true);
+    p.epilog(epilog(true));
+    if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
+    if (!p.positional().empty()) throw ex::usage_error(c.command + " takes no positional arguments");
+    auto spec = store_from(p, c);
+    if (!spec) return report_error(c, spec.error());
+    auto store = open_posix_for(c, *spec);
+    if (!store) return report_error(c, store.error());
+    const auto& o = store->options();
+    auto r = sweep ? store->sweep(make_ctx(c, stop)) : store->measure(make_ctx(c, stop));
+    if (!r) return report_error(c, r.error());
+    json j = report_json(*r);
+    j["root"] = store->root();
+    j["max_bytes"] = o.max_bytes;
+    j["min_free_bytes"] = o.min_free_bytes;
+    std::string text = report_text(store->root(), o, *r);
+    if (sweep) {
+        j.update({{"chunks_evicted", r->chunks_evicted}, {"bytes_evicted", r->bytes_evicted}, {"spared", r->spared},
+                  {"orphans_removed", r->orphans_removed}, {"orphan_bytes", r->orphan_bytes},
+                  {"dirs_removed", r->dirs_removed}, {"passes", r->passes}, {"over_bound", r->over_bound}});
+        text += "  evicted     " + std::to_string(r->chunks_evicted) + " chunks (" +
+                ex::format_bytes(static_cast<double>(r->bytes_evicted)) + "), " + std::to_string(r->spared) +
+                " spared as used meanwhile\n  orphans     " + std::to_string(r->orphans_removed) + " files (" +
+                ex::format_bytes(static_cast<double>(r->orphan_bytes)) + ") and " + std::to_string(r->dirs_removed) +
+                " empty directories removed\n";
+        if (r->over_bound) text += "  still over a bound: nothing left to evict\n";
+    }
+    char line[96];
+    std::snprintf(line, sizeof line, "  took        %.3f s (%lld entries scanned)\n",
+                  std::chrono::duration<double>(r->total_time).count(), static_cast<long long>(r->entries_scanned));
+    text += line;
+    return report_ok(c, j, text);
+}
+
 // ---- path ------------------------------------------------------------------------------
 
 int cmd_path(int argc, char** argv, common& c) {
@@ -485,6 +583,8 @@ constexpr std::string_view top_help =
     "  stat       show a chunk's size and commit time\n"
     "  rm         remove a chunk (absent is fine)\n"
     "  selftest   run the store's boot self-test\n"
+    "  du         usage, chunk count, oldest and newest use of a POSIX store\n"
+    "  sweep      one sweep of a POSIX store: orphans, and LRU eviction over its bound\n"
     "  path       print a key's storage path (no store needed)\n"
     "\n"
     "'cachestore COMMAND --help' describes each command and its flags.\n"
@@ -514,6 +614,8 @@ int run_main(int argc, char** argv) {
         else if (cmd == "stat") rc = cmd_stat_rm(argc, argv, c, signals.token(), false);
         else if (cmd == "rm") rc = cmd_stat_rm(argc, argv, c, signals.token(), true);
         else if (cmd == "selftest") rc = cmd_selftest(argc, argv, c, signals.token());
+        else if (cmd == "du") rc = cmd_du_sweep(argc, argv, c, signals.token(), false);
+        else if (cmd == "sweep") rc = cmd_du_sweep(argc, argv, c, signals.token(), true);
         else if (cmd == "path") rc = cmd_path(argc, argv, c);
         else {
             c.command.clear();

@@ -2,7 +2,7 @@
 // without bringing virtual dispatch into the library.
 //
 //   mem:                                   memory_store (this process only)
-//   file:///var/cache/chunks               posix_store rooted at /var/cache/chunks
+//   file:///var/cache/chunks[?PARAMS]      posix_store rooted at /var/cache/chunks
 //   s3://BUCKET[/PREFIX][?PARAMS]          s3::store
 //
 // S3 parameters (all optional; percent-decode as usual, '+' is a literal '+'):
@@ -14,6 +14,16 @@
 //   config=/path/to/config.json
 //                        a JSON config (docs/s3.md), a regular file of at most 1 MiB;
 //                        the URL's bucket, prefix and parameters override the file's values
+// POSIX parameters (all optional; posix_options in docs/operations.md):
+//   create=1             create the root (and its parents) with mode 0700 when it is
+//                        missing; without it a missing root is misconfigured (exit 7)
+//   fsync=0              commit without fsync (faster, not crash-safe)
+//   max_bytes=SIZE       bound the chunks' total size (64G, 500M, ...): least recently
+//                        used chunks are evicted
+//   min_free=SIZE        keep this much free space on the filesystem
+//   low_water=F          an evicting sweep stops at F x max_bytes (0.5 .. 1, default 0.9)
+//   sweep_interval=S     a background sweeper every S seconds (default none)
+//   orphan_age=S         temp and probe files older than S seconds are orphans (3600)
 // PREFIX is a folder: "s3://b/cache" and "s3://b/cache/" both store under
 // "cache/". Credentials never go into the URL: they come from the JSON config
 // or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -37,6 +47,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -53,15 +64,17 @@
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
 #include "cachestore/s3.hpp"
+#include "common.hpp"
 
 namespace cachestore::examples {
 
 /// `mem:`
 struct memory_spec {};
 
-/// `file:///root`
+/// `file:///root?params`
 struct posix_spec {
     std::string root;
+    posix_options opts; ///< from the URL's parameters
 };
 
 /// `s3://bucket/prefix?...`: a resolved, validated configuration.
@@ -195,6 +208,77 @@ inline constexpr std::size_t max_config_file = std::size_t{1} << 20;
 struct s3_params {
     std::optional<std::string> endpoint, region, addressing, commit, config;
 };
+
+/// A boolean URL parameter: 1/true/yes or 0/false/no.
+[[nodiscard]] inline result<bool> url_bool(std::string_view name, std::string_view v) {
+    if (v == "1" || v == "true" || v == "yes") return true;
+    if (v == "0" || v == "false" || v == "no") return false;
+    return bad_url("parameter " + std::string(name) + " takes 1 or 0, got " + s3::detail::quote(v));
+}
+
+/// The parameters of a file URL into `opts`; unknown, repeated and empty ones are errors.
+[[nodiscard]] inline result<> parse_file_query(std::string_view query, posix_options& opts) {
+    std::vector<std::string> seen;
+    std::size_t i = 0;
+    while (i <= query.size()) {
+        std::size_t amp = query.find('&', i);
+        if (amp == std::string_view::npos) amp = query.size();
+        const std::string_view item = query.substr(i, amp - i);
+        i = amp + 1;
+        if (item.empty()) continue;
+        const std::size_t eq = item.find('=');
+        auto name = percent_decode(item.substr(0, eq), "query parameter name");
+        if (!name) return std::unexpected(std::move(name.error()));
+        if (std::find(seen.begin(), seen.end(), *name) != seen.end())
+            return bad_url("parameter " + *name + " is given twice in the file URL");
+        seen.push_back(*name);
+        if (eq == std::string_view::npos) return bad_url("parameter " + *name + " needs a value (" + *name + "=...)");
+        auto value = percent_decode(item.substr(eq + 1), "value of " + *name);
+        if (!value) return std::unexpected(std::move(value.error()));
+        if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
+        auto size = [&](std::int64_t& out) -> result<> {
+            const auto n = parse_size(*value);
+            if (!n) return bad_url("parameter " + *name + " takes a size such as 64G or 500M, got " + s3::detail::quote(*value));
+            out = *n;
+            return {};
+        };
+        auto seconds = [&](auto& out) -> result<> {
+            const auto n = parse_int(*value);
+            if (!n || *n < 0 || *n > std::int64_t{86400} * 365)
+                return bad_url("parameter " + *name + " takes whole seconds, got " + s3::detail::quote(*value));
+            out = std::chrono::seconds(*n);
+            return {};
+        };
+        auto flag = [&](bool& out) -> result<> {
+            auto b = url_bool(*name, *value);
+            if (!b) return std::unexpected(std::move(b.error()));
+            out = *b;
+            return {};
+        };
+        auto fraction = [&](double& out) -> result<> {
+            char* end = nullptr;
+            const double f = std::strtod(value->c_str(), &end);
+            if (end != value->c_str() + value->size() || !(f >= 0.5 && f <= 1.0))
+                return bad_url("parameter low_water takes a fraction from 0.5 to 1, got " + s3::detail::quote(*value));
+            out = f;
+            return {};
+        };
+        result<> ok;
+        if (*name == "max_bytes") ok = size(opts.max_bytes);
+        else if (*name == "min_free") ok = size(opts.min_free_bytes);
+        else if (*name == "low_water") ok = fraction(opts.low_water);
+        else if (*name == "sweep_interval") ok = seconds(opts.sweep_interval);
+        else if (*name == "orphan_age") ok = seconds(opts.orphan_age);
+        else if (*name == "create") ok = flag(opts.create_root);
+        else if (*name == "fsync") ok = flag(opts.fsync);
+        else
+            return bad_url("unknown parameter " + s3::detail::quote(*name) +
+                           " in the file URL (known: create, fsync, max_bytes, min_free, low_water, sweep_interval, "
+                           "orphan_age)");
+        if (!ok) return ok;
+    }
+    return {};
+}
 
 /// Splits and decodes the query; unknown, repeated and empty parameters are errors.
 [[nodiscard]] inline result<s3_params> parse_s3_query(std::string_view query) {
@@ -366,13 +450,15 @@ struct s3_params {
     }
     const std::string scheme = lower(part(u.get(), CURLUPART_SCHEME).value_or(""));
     if (scheme == "file") {
-        if (part(u.get(), CURLUPART_QUERY) || part(u.get(), CURLUPART_FRAGMENT))
-            return bad_url("a file URL takes no query or fragment");
+        if (part(u.get(), CURLUPART_FRAGMENT)) return bad_url("a file URL takes no fragment ('#...')");
         auto path = percent_decode(part(u.get(), CURLUPART_PATH).value_or(""), "file path");
         if (!path) return std::unexpected(std::move(path.error()));
         if (!path->starts_with('/'))
             return bad_url("a file URL needs an absolute path: file:///var/cache/chunks (three slashes)");
-        return store_spec{posix_spec{std::move(*path)}};
+        posix_spec spec{std::move(*path), {}};
+        if (auto q = parse_file_query(part(u.get(), CURLUPART_QUERY).value_or(""), spec.opts); !q)
+            return std::unexpected(std::move(q.error()));
+        return store_spec{std::move(spec)};
     }
     if (scheme == "s3") {
         auto spec = parse_s3(s, u.get(), env);
@@ -387,7 +473,12 @@ struct s3_params {
 [[nodiscard]] inline std::string describe(const store_spec& spec) {
     struct v {
         std::string operator()(const memory_spec&) const { return "memory store (this process only)"; }
-        std::string operator()(const posix_spec& p) const { return "posix store at " + p.root; }
+        std::string operator()(const posix_spec& p) const {
+            std::string d = "posix store at " + p.root;
+            if (p.opts.max_bytes > 0) d += " max_bytes=" + std::to_string(p.opts.max_bytes);
+            if (p.opts.min_free_bytes > 0) d += " min_free=" + std::to_string(p.opts.min_free_bytes);
+            return d;
+        }
         std::string operator()(const s3_spec& s) const {
             std::string d = "s3 store: " + s3::describe(s.cfg);
             if (!s.config_file.empty()) d += " config_file=" + s.config_file;
@@ -421,7 +512,7 @@ public:
                 return {};
             }
             result<> operator()(const posix_spec& p) const {
-                auto s = posix_store::open(p.root);
+                auto s = posix_store::open(p.root, p.opts);
                 if (!s) return std::unexpected(std::move(s.error()));
                 h.v_.emplace<posix_store>(std::move(*s));
                 return {};
@@ -453,6 +544,9 @@ public:
         if (const auto* s = std::get_if<s3::store>(&v_)) return s->conditional_commit();
         return is_open();
     }
+
+    /// The POSIX driver, when that is what is open (for du and sweep).
+    [[nodiscard]] posix_store* posix() noexcept { return std::get_if<posix_store>(&v_); }
 
     /// The S3 driver, when that is what is open (for S3-only details).
     [[nodiscard]] s3::store* s3() noexcept { return std::get_if<s3::store>(&v_); }

@@ -79,6 +79,7 @@ if [ "$mode" = rgw ]; then
   store="s3://$CACHESTORE_RGW_BUCKET/demo-$$/?endpoint=$endpoint_enc"
   where="Ceph RGW at $CACHESTORE_RGW_ENDPOINT, bucket $CACHESTORE_RGW_BUCKET, prefix demo-$$/"
 else
+  mkdir -m 700 "$work/store"  # a POSIX store's root must exist (or add ?create=1 to the URL)
   store="file://$work/store"
   where="POSIX directory $work/store"
 fi

@@ -327,17 +327,35 @@ TEST_CASE("posix_store: open() refuses an unusable root as misconfigured", "[pos
         CHECK(e.message.find("component of its path is not a directory") != std::string::npos);
         CHECK(e.sys_errno == ENOTDIR);
     }
-    SECTION("missing with create_root = false") {
-        auto e = expect_misconfigured(tmp.path + "/missing", posix_options{.fsync = true, .create_root = false});
+    SECTION("missing: not created by default") {
+        auto e = expect_misconfigured(tmp.path + "/missing");
         CHECK(e.message.find("does not exist") != std::string::npos);
+        CHECK(e.message.find("create_root") != std::string::npos);
+        CHECK(e.sys_errno == ENOENT);
         CHECK_FALSE(fs::exists(tmp.path + "/missing"));
     }
     SECTION("an empty path") { expect_misconfigured(""); }
-    SECTION("created when missing (default)") {
-        auto s = posix_store::open(tmp.path + "/a/b/c");
+    SECTION("created when missing with create_root") {
+        auto s = posix_store::open(tmp.path + "/a/b/c", posix_options{.create_root = true});
         REQUIRE(s.has_value());
         CHECK(fs::is_directory(tmp.path + "/a/b/c"));
         CHECK(list(tmp.path + "/a/b/c").empty()); // the writability probe is gone
+    }
+    SECTION("a URL is not a path: nothing is created under the working directory") {
+        const fs::path cwd = fs::current_path();
+        fs::current_path(tmp.path);
+        for (const std::string url : {"file:///tmp/x/chunks", "file:relative", "FILE://localhost/tmp/x", "s3://bucket/p",
+                                      "https://host/x"}) {
+            INFO(url);
+            auto e = expect_misconfigured(url, posix_options{.create_root = true});
+            CHECK(e.message.find("is a URL, not a directory path") != std::string::npos);
+        }
+        CHECK(list(tmp.path).size() == 1); // only plain-file
+        // A relative directory really named so is spelled ./...
+        auto s = posix_store::open("./file:dir", posix_options{.create_root = true});
+        CHECK(s.has_value());
+        CHECK(fs::is_directory(tmp.path + "/file:dir"));
+        fs::current_path(cwd);
     }
     SECTION("not writable, or not creatable, by this user") {
         // Root ignores mode bits: drop to an unprivileged user in a child.
@@ -351,7 +369,7 @@ TEST_CASE("posix_store: open() refuses an unusable root as misconfigured", "[pos
             if (a || a.error().code != errc::misconfigured) return 21;
             if (a.error().message.find("not writable") == std::string::npos) return 22;
             if (a.error().sys_errno != EACCES) return 23;
-            auto b = posix_store::open(ro + "/new-root");
+            auto b = posix_store::open(ro + "/new-root", posix_options{.create_root = true});
             if (b || b.error().code != errc::misconfigured) return 24;
             return 0;
         });
@@ -520,4 +538,60 @@ TEST_CASE("posix_store: without fsync the commit is the same", "[posix]") {
     REQUIRE(s.put_chunk({}, k, 64, std::span<const std::byte>(data)).has_value());
     CHECK(slurp(fs::path(tmp.path) / posix_store::file_path(k)) == data);
     CHECK(s.put_chunk({}, k, 64, std::span<const std::byte>(data)).error().code == errc::commit_lost);
+}
+
+namespace {
+mode_t mode_of(const fs::path& p) {
+    struct ::stat st {};
+    REQUIRE(::lstat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+}
+
+/// Sets the process umask for one scope (tests run on one thread).
+struct scoped_umask {
+    mode_t old;
+    explicit scoped_umask(mode_t m) : old(::umask(m)) {}
+    ~scoped_umask() { ::umask(old); }
+    scoped_umask(const scoped_umask&) = delete;
+    scoped_umask& operator=(const scoped_umask&) = delete;
+};
+} // namespace
+
+TEST_CASE("posix_store: files are 0600 and directories 0700 by default, whatever the umask", "[posix][modes]") {
+    temp_dir tmp;
+    for (const mode_t mask : {mode_t{0}, mode_t{022}, mode_t{077}}) {
+        INFO("umask " << std::oct << mask);
+        scoped_umask um(mask);
+        const std::string root = tmp.path + "/m" + std::to_string(mask) + "/a/root";
+        auto s = open_store(root, posix_options{.create_root = true});
+        // The root and the parents the store created: 0700.
+        CHECK(mode_of(root) == 0700);
+        CHECK(mode_of(tmp.path + "/m" + std::to_string(mask)) == 0700);
+        const auto k = key(4096, 1);
+        const auto data = pattern(100);
+        REQUIRE(s.put_chunk({}, k, 100, std::span<const std::byte>(data)).has_value());
+        const fs::path file = fs::path(root) / posix_store::file_path(k);
+        CHECK(mode_of(file) == 0600);
+        CHECK(mode_of(file.parent_path()) == 0700);                             // hash directory
+        CHECK(mode_of(file.parent_path().parent_path()) == 0700);               // fan-out
+        CHECK(mode_of(file.parent_path().parent_path().parent_path()) == 0700); // origin
+        REQUIRE(s.self_test({}).has_value());
+        CHECK(mode_of(fs::path(root) / ".cachestore-selftest") == 0700);
+    }
+}
+
+TEST_CASE("posix_store: file_mode and dir_mode are applied exactly; an existing root keeps its mode", "[posix][modes]") {
+    temp_dir tmp;
+    scoped_umask um(077); // would narrow 0640/0750 if it applied
+    REQUIRE(::chmod(tmp.path.c_str(), 0755) == 0);
+    auto s = open_store(tmp.path, posix_options{.file_mode = 0640, .dir_mode = 0750});
+    CHECK(mode_of(tmp.path) == 0755);
+    const auto k = key(4096, 2);
+    const auto data = pattern(10);
+    REQUIRE(s.put_chunk({}, k, 10, std::span<const std::byte>(data)).has_value());
+    const fs::path file = fs::path(tmp.path) / posix_store::file_path(k);
+    CHECK(mode_of(file) == 0640);
+    CHECK(mode_of(file.parent_path()) == 0750);
+    CHECK(mode_of(file.parent_path().parent_path().parent_path()) == 0750);
+    CHECK(s.options().file_mode == 0640);
 }

@@ -1,10 +1,17 @@
 // The conformance suite against the drivers that need no server.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <span>
 #include <tuple>
+#include <vector>
 
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
@@ -43,7 +50,58 @@ struct posix_fixture {
     }
 };
 
-using conformance_fixtures = std::tuple<memory_fixture, posix_fixture>;
+/// A bounded POSIX store whose root starts nearly full of older chunks, with a
+/// background sweeper: every put of the suite makes room by evicting them, and
+/// no chunk a test just wrote or read is the least recently used.
+struct posix_bounded_fixture {
+    static constexpr const char* name = "posix-bounded";
+    static constexpr bool plain_origin = false;
+    static constexpr std::int64_t max_bytes = std::int64_t{3} << 20;
+    std::string root;
+    std::optional<cachestore::posix_store> s;
+    posix_bounded_fixture() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "cachestore-conf-bounded-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) return;
+        root = tmpl;
+        if (!fill(std::int64_t{5} << 19)) return; // 2.5 MiB of filler, an hour old
+        auto opened = cachestore::posix_store::open(root, {.fsync = false,
+                                                           .max_bytes = max_bytes,
+                                                           .recency_granularity = std::chrono::milliseconds(0),
+                                                           .sweep_interval = std::chrono::milliseconds(10)});
+        if (opened) s.emplace(std::move(*opened));
+    }
+    ~posix_bounded_fixture() {
+        s.reset(); // the sweeper stops before its root goes
+        std::error_code ec;
+        if (!root.empty()) std::filesystem::remove_all(root, ec);
+    }
+    posix_bounded_fixture(const posix_bounded_fixture&) = delete;
+    posix_bounded_fixture& operator=(const posix_bounded_fixture&) = delete;
+    bool fill(std::int64_t bytes) const {
+        auto plain = cachestore::posix_store::open(root, {.fsync = false});
+        if (!plain) return false;
+        const std::vector<std::byte> chunk(std::size_t{64} << 10, std::byte{0x5a});
+        for (std::int64_t i = 0; i * std::int64_t{64 << 10} < bytes; ++i) {
+            const cachestore::chunk_key k{"filler", "b", "old/" + std::to_string(i), "\"f\"", 64 << 10, 0};
+            if (!plain->put_chunk({}, k, 64 << 10, std::span<const std::byte>(chunk))) return false;
+            const std::string f = root + "/" + cachestore::posix_store::file_path(k);
+            const struct timespec t[2] = {{::time(nullptr) - 3600, 0}, {0, UTIME_OMIT}};
+            if (::utimensat(AT_FDCWD, f.c_str(), t, 0) != 0) return false;
+        }
+        return true;
+    }
+    cachestore::result<> ready() const {
+        if (!s) return cachestore::fail(cachestore::errc::misconfigured, "open", root, "could not open a bounded temp root");
+        return {};
+    }
+    bool atomic_commit() const { return true; }
+    cachestore::posix_store& store() {
+        if (!s) throw std::logic_error("posix_bounded_fixture: store() without a successful ready()");
+        return *s;
+    }
+};
+
+using conformance_fixtures = std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture>;
 
 #include "conformance.hpp"
 #include "read_range_cases.hpp"

@@ -88,6 +88,7 @@ class Runner:
         run_id = f"{os.getpid()}-{random.randrange(1 << 32):08x}"
         self.origin = f"ex-{run_id}"
         if self.mode == "posix":
+            os.mkdir(os.path.join(self.tmp, "store"), 0o700)  # a missing root is not created without create=1
             self.store = "file://" + os.path.join(self.tmp, "store")
             return True
         ep = os.environ.get("CACHESTORE_RGW_ENDPOINT", "")
@@ -135,12 +136,12 @@ class Runner:
     def test_help_and_usage(self):
         rc, out, err = self.expect_rc([self.cli, "--help"], 0, "cachestore --help")
         top = out.decode()
-        for cmd in ["put", "get", "stat", "rm", "selftest", "path"]:
+        for cmd in ["put", "get", "stat", "rm", "selftest", "du", "sweep", "path"]:
             self.check(f"  {cmd} " in top, f"cachestore --help lists {cmd}")
         self.check("CACHESTORE_URL" in top and "s3://" in top, "cachestore --help explains store URLs")
         self.expect_rc([self.cli], 2, "cachestore without a command")
         self.expect_rc([self.cli, "frobnicate"], 2, "unknown command")
-        for cmd in ["put", "get", "stat", "rm", "selftest", "path"]:
+        for cmd in ["put", "get", "stat", "rm", "selftest", "du", "sweep", "path"]:
             text = self.check_help_accurate(self.cli, [cmd], f"cachestore {cmd}")
             self.check(f"usage: cachestore {cmd}" in text, f"cachestore {cmd} --help names the command")
         self.check_help_accurate(self.rt, [], "read_through")
@@ -410,9 +411,68 @@ class Runner:
         self.expect_rc([self.cli, "stat", "--store", "mem:"] + self.key(), 3, "mem: lives in one process")
         self.expect_rc([self.cli, "selftest", "--store", "file:///tmp/x%41y%zz"], 2, "bad escape in a file URL")
         enc = os.path.join(self.tmp, "a b+c")
-        self.expect_rc([self.cli, "selftest", "--store", "file://" + os.path.join(self.tmp, "a%20b+c")], 0,
+        self.expect_rc([self.cli, "selftest", "--store", "file://" + os.path.join(self.tmp, "a%20b+c") + "?create=1"], 0,
                        "a percent-encoded file URL")
         self.check(os.path.isdir(enc), "file URL decoded: %20 is a space, '+' stays '+'")
+        # A missing root is misconfigured and is not created, unless create=1 asks for it (mode 0700).
+        missing = os.path.join(self.tmp, "no-such-root", "chunks")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store", "file://" + missing], 7,
+                                      "a missing POSIX root: misconfigured")
+        j = self.json_of(out, "missing root --json")
+        self.check("does not exist" in j.get("error", {}).get("message", "") and not os.path.exists(missing),
+                   "a missing root is named and not created", str(j))
+        self.expect_rc([self.cli, "selftest", "--store", "file://" + missing + "?create=1&fsync=0"], 0,
+                       "create=1 creates the root")
+        self.check(os.path.isdir(missing) and (os.stat(missing).st_mode & 0o777) == 0o700
+                   and (os.stat(os.path.dirname(missing)).st_mode & 0o777) == 0o700,
+                   "the created root and its parent are 0700")
+        self.test_du_sweep()
+        for url, why in [("file:///tmp/x?size=1", "unknown parameter"), ("file:///tmp/x?create=maybe", "takes 1 or 0"),
+                         ("file:///tmp/x?max_bytes=lots", "takes a size"), ("file:///tmp/x?low_water=0.1", "0.5 to 1"),
+                         ("file:///tmp/x?orphan_age=-1", "whole seconds"),
+                         ("file:///tmp/x?create=1&create=1", "given twice"), ("file:///tmp/x#frag", "fragment")]:
+            rc, out, err = self.expect_rc([self.cli, "selftest", "--store", url], 2, f"bad file URL {url!r}")
+            self.check(why in err, f"bad file URL {url!r} says why", err.strip())
+
+    def test_du_sweep(self):
+        root = os.path.join(self.tmp, "bounded")
+        url = "file://" + root
+        for i in range(6):
+            self.expect_rc([self.cli, "put", "--store", url + "?create=1&fsync=0"] + self.key(index=i)
+                           + [self.file(f"c{i}.bin", bytes([i]) * 1000)], 0, f"put chunk {i} into the du root")
+        rc, out, err = self.expect_rc([self.cli, "du", "--json", "--store", url], 0, "du --json")
+        j = self.json_of(out, "du --json")
+        self.check(j.get("chunks") == 6 and j.get("bytes") == 6000 and j.get("temp_files") == 0
+                   and isinstance(j.get("oldest_use_unix"), int) and j.get("oldest_use_unix") <= j.get("newest_use_unix"),
+                   "du counts chunks, bytes and the oldest/newest use", str(j))
+        rc, out, err = self.expect_rc([self.cli, "du", "--store", url], 0, "du (text)")
+        self.check("6 chunks" in out.decode() and "oldest use" in out.decode(), "du prints usage and uses", out.decode())
+        # An orphan temp file of a dead put, two hours old; chunk i last used 10 - i minutes ago.
+        chunk_dir = None
+        for d, _, files in os.walk(root):
+            if "0" in files and len(os.path.basename(d)) == 64:
+                chunk_dir = d
+        if not self.check(chunk_dir is not None, "the chunks' directory is found"):
+            return
+        orphan = os.path.join(chunk_dir, ".tmp-9-00000000deadbeef")
+        with open(orphan, "wb") as f:
+            f.write(b"x" * 100)
+        os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+        for i in range(6):
+            os.utime(os.path.join(chunk_dir, str(i)), (time.time() - 600 + i * 60, time.time() - 600))
+        self.expect_rc([self.cli, "get", "--store", url, "--out", os.path.join(self.tmp, "g.bin")] + self.key(index=0), 0,
+                       "a read marks chunk 0 used")
+        rc, out, err = self.expect_rc([self.cli, "sweep", "--json", "--store", url + "?max_bytes=4000"], 0, "sweep --json")
+        j = self.json_of(out, "sweep --json")
+        self.check(j.get("chunks_evicted") == 3 and j.get("bytes") == 3000 and j.get("orphans_removed") == 1
+                   and j.get("over_bound") is False and j.get("max_bytes") == 4000,
+                   "sweep evicts down to low_water x max_bytes and removes the orphan", str(j))
+        left = sorted(n for n in os.listdir(chunk_dir))
+        self.check(left == ["0", "4", "5"], "the least recently used chunks went; the one just read stayed", str(left))
+        rc, out, err = self.expect_rc([self.cli, "sweep", "--store", url + "?max_bytes=4000"], 0, "sweep (text)")
+        self.check("evicted     0 chunks" in out.decode(), "a second sweep has nothing to do", out.decode())
+        self.expect_rc([self.cli, "du", "--store", "mem:"], 2, "du needs a POSIX store")
+        self.expect_rc([self.cli, "sweep", "--store", url + "/missing"], 7, "sweep of a missing root: misconfigured")
 
     def test_rgw_specific(self):
         k = self.key()
