@@ -3,8 +3,8 @@
 // shared credentials file re-read when it changes, or any callable.
 //
 // The store asks its provider before signing each request. The fast path is
-// one atomic load of a shared snapshot; a refresh happens on one thread while
-// the others keep signing with the snapshot they have. When the server
+// a copy of a shared snapshot under a short lock; a refresh happens on one
+// thread while the others keep signing with the snapshot they have. When the server
 // refuses a snapshot (ExpiredToken, InvalidAccessKeyId, SignatureDoesNotMatch,
 // InvalidToken), the store asks for fresh credentials once and retries with
 // them if they differ (docs/s3.md, "Credentials").
@@ -52,7 +52,7 @@ public:
     /// Credentials that never change.
     [[nodiscard]] static std::shared_ptr<credentials_provider> fixed(credentials c) {
         auto p = std::make_shared<credentials_provider>(private_tag{}, fetch_fn{}, probe_fn{}, options{});
-        p->cur_.store(std::make_shared<const credentials>(std::move(c)));
+        p->publish(std::make_shared<const credentials>(std::move(c)));
         p->fetched_ = true;
         return p;
     }
@@ -75,7 +75,7 @@ public:
     [[nodiscard]] result<snapshot> current() {
         if (fetched_.load(std::memory_order_acquire) &&
             clock::now().time_since_epoch().count() < next_check_.load(std::memory_order_relaxed)) {
-            if (auto s = cur_.load(); s && !expired(*s, std::chrono::seconds(0))) return s;
+            if (auto s = load(); s && !expired(*s, std::chrono::seconds(0))) return s;
         }
         return refresh(nullptr);
     }
@@ -99,7 +99,7 @@ private:
 
     result<snapshot> refresh(const snapshot* refused) {
         std::lock_guard lock(mu_);
-        snapshot have = cur_.load();
+        snapshot have = load();
         // Another thread refreshed since `refused` was handed out: use that.
         if (refused != nullptr && have && have != *refused) return have;
         const bool due = !fetched_ || refused != nullptr || (have && expired(*have, opts_.refresh_ahead));
@@ -119,7 +119,7 @@ private:
             }
             if (fresh) {
                 auto s = std::make_shared<const credentials>(std::move(*fresh));
-                cur_.store(s);
+                publish(s);
                 fetched_.store(true, std::memory_order_release);
                 return s;
             }
@@ -133,11 +133,24 @@ private:
         return have;
     }
 
+    /// The current snapshot. A mutex, not std::atomic<shared_ptr>: libstdc++
+    /// 12 implements that with a lock bit ThreadSanitizer cannot see, and a
+    /// copy under an uncontended lock costs ~20 ns beside a ~30 us request.
+    [[nodiscard]] snapshot load() const {
+        std::lock_guard lock(cur_mu_);
+        return cur_;
+    }
+    void publish(snapshot s) {
+        std::lock_guard lock(cur_mu_);
+        cur_ = std::move(s);
+    }
+
     fetch_fn fetch_;
     probe_fn probe_;
     options opts_;
     std::mutex mu_; ///< one refresh at a time
-    std::atomic<snapshot> cur_;
+    mutable std::mutex cur_mu_;
+    snapshot cur_;
     std::atomic<bool> fetched_{false};
     std::atomic<clock::rep> next_check_{0};
     std::uint64_t probe_token_ = 0; ///< under mu_
