@@ -1,0 +1,5 @@
+// cachestore/layers.hpp - the decorators that wrap any CacheStore and are
+// CacheStores themselves (docs/layers.md).
+#pragma once
+
+#include "cachestore/layers/metered.hpp"
