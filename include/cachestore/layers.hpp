@@ -2,4 +2,5 @@
 // CacheStores themselves (docs/layers.md).
 #pragma once
 
+#include "cachestore/layers/breaker.hpp"
 #include "cachestore/layers/metered.hpp"
