@@ -3,4 +3,5 @@
 #pragma once
 
 #include "cachestore/layers/breaker.hpp"
+#include "cachestore/layers/hedged.hpp"
 #include "cachestore/layers/metered.hpp"
