@@ -240,3 +240,31 @@ TEST_CASE("the exposition checker catches what a scraper rejects", "[layers][pro
     CHECK(problems("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0\nh_count 3\n") == 1);
     CHECK(problems("# HELP g h\n# TYPE g gauge\ng 1\n# HELP g h\n# TYPE g gauge\n") == 1);
 }
+
+TEST_CASE("write_layer_metrics writes every layer of a stack, each family once", "[layers][prometheus]") {
+    memory_store mem;
+    // Two metered layers (outer and inner, told apart by name) around a breaker and a hedged layer.
+    using inner_t = metered<memory_store&>;
+    using stack_t = metered<breaker<hedged<inner_t>>>;
+    breaker_options bo;
+    bo.name = "s";
+    hedge_options ho;
+    ho.name = "s";
+    stack_t s(breaker<hedged<inner_t>>(hedged<inner_t>(inner_t(mem, {"raw"}), ho), bo), {"proxy"});
+    REQUIRE(s.put_chunk({}, key8, 8, as_bytes("12345678")));
+    std::byte out[8];
+    REQUIRE(get_chunk(s, {}, key8, 0, out));
+    std::string text;
+    write_layer_metrics(text, s);
+    const auto p = layertest::parse_prometheus(text);
+    for (const auto& problem : p.problems) FAIL_CHECK(problem);
+    INFO(text.substr(0, 3000));
+    CHECK(p.value("cachestore_operations_total", {{"store", "proxy"}, {"op", "get_chunk"}, {"outcome", "ok"}}) == 1.0);
+    CHECK(p.value("cachestore_operations_total", {{"store", "raw"}, {"op", "get_chunk"}, {"outcome", "ok"}}) == 1.0);
+    CHECK(p.value("cachestore_breaker_state", {{"store", "s"}, {"state", "closed"}}) == 1.0);
+    CHECK(p.value("cachestore_hedge_calls_total", {{"store", "s"}, {"op", "get_chunk"}}) == 1.0);
+    // A store without layers contributes nothing.
+    std::string none;
+    write_layer_metrics(none, mem);
+    CHECK(none.empty());
+}
