@@ -24,13 +24,17 @@ const chunk_key key8{"dc1", "bucket", "obj", "\"e\"", 8, 0};
 /// A manual clock and a breaker over a scripted store that fails or succeeds on demand.
 struct rig {
     std::chrono::steady_clock::time_point now{std::chrono::hours(1000)};
-    std::optional<errc> failing;
+    errc failing{}; ///< the code every call fails with; errc{} (no value of errc): succeed
     std::vector<std::pair<breaker_state, breaker_state>> changes;
     layertest::scripted_store inner;
     breaker<layertest::scripted_store&> b;
 
     explicit rig(breaker_options o = {}) : b(inner, with_hooks(std::move(o))) {
-        inner.plan = [this](int, store_op) { return script{.fail = failing}; };
+        inner.plan = [this](int, store_op) {
+            script s;
+            if (failing != errc{}) s.fail = failing;
+            return s;
+        };
         REQUIRE(inner.memory().put_chunk({}, key8, 8, as_bytes("12345678")));
     }
     rig(const rig&) = delete;
@@ -66,7 +70,7 @@ TEST_CASE("breaker: 10 transient failures within 30 s open it; then calls fail f
     CHECK(r.changes[0] == std::pair{breaker_state::closed, breaker_state::open});
 
     const int calls = r.inner.calls;
-    r.failing.reset(); // the store has recovered, but the breaker does not know yet
+    r.failing = errc{}; // the store has recovered, but the breaker does not know yet
     auto g = r.get();
     REQUIRE_FALSE(g);
     CHECK(g.error().code == errc::unavailable);
@@ -129,7 +133,7 @@ TEST_CASE("breaker: after the open period 3 probes go through; their success clo
     r.now += 29s;
     CHECK(r.get().error().code == errc::unavailable);
     r.now += 1s; // open for 30 s: probes now
-    r.failing.reset();
+    r.failing = errc{};
     const int before = r.inner.calls;
     // Probes run concurrently: hold three in flight with a store call that
     // blocks, and see the fourth refused.
@@ -137,12 +141,13 @@ TEST_CASE("breaker: after the open period 3 probes go through; their success clo
         return op == store_op::stat ? script{.stall = 200ms} : script{};
     };
     std::vector<std::thread> probes;
+    probes.reserve(3);
     std::atomic<int> ok{0};
     for (int i = 0; i < 3; ++i)
         probes.emplace_back([&] {
             if (r.b.stat({}, key8)) ++ok;
         });
-    while (r.inner.active < 3) std::this_thread::yield();
+    r.inner.wait_active(3);
     CHECK(r.b.state() == breaker_state::half_open);
     auto fourth = r.get();
     REQUIRE_FALSE(fourth);
@@ -169,12 +174,12 @@ TEST_CASE("breaker: a failed probe opens it again for a full period", "[layers][
     r.failing = errc::transient;
     for (int i = 0; i < 10; ++i) (void)r.get();
     r.now += 30s;
-    r.failing.reset();
+    r.failing = errc{};
     CHECK(r.get().has_value()); // probe 1 succeeds
     r.failing = errc::transient;
     CHECK(r.get().error().code == errc::transient); // probe 2 fails
     CHECK(r.b.state() == breaker_state::open);
-    r.failing.reset();
+    r.failing = errc{};
     r.now += 29s;
     CHECK(r.get().error().code == errc::unavailable);
     r.now += 1s;
@@ -196,7 +201,7 @@ TEST_CASE("breaker: a probe ending with no verdict frees its slot", "[layers][br
     r.failing = errc::cancelled;
     CHECK(r.get().error().code == errc::cancelled); // the probe: neutral
     CHECK(r.b.state() == breaker_state::half_open);
-    r.failing.reset();
+    r.failing = errc{};
     CHECK(r.get().has_value()); // the next call is a probe again, and closes it
     CHECK(r.b.state() == breaker_state::closed);
 }
@@ -210,7 +215,7 @@ TEST_CASE("breaker: a call admitted before the breaker opened reports into nothi
         return n == 0 ? script{.stall = 100ms, .fail = errc::transient} : script{.fail = errc::transient};
     };
     std::thread slow([&] { (void)r.b.stat({}, key8); });
-    while (r.inner.active < 1) std::this_thread::yield();
+    r.inner.wait_active(1);
     (void)r.get();
     REQUIRE(r.b.state() == breaker_state::open);
     r.now += 30s;

@@ -106,7 +106,7 @@ TEST_CASE("hedged over S3: a GET stalled after its headers loses to the second a
           "[layers][hedged][fault]") {
     control("POST", "/_fault/reset");
     const std::size_t fds0 = count_dir("/proc/self/fd"), tasks0 = count_dir("/proc/self/task");
-    const auto data = pattern(256 * 1024);
+    const auto data = pattern(std::size_t{256} * 1024);
     {
         hedge_options o;
         o.delay = 50ms;
@@ -139,7 +139,7 @@ TEST_CASE("hedged over S3: a GET stalled after its headers loses to the second a
 TEST_CASE("hedged over S3: both attempts stalled end at the deadline, together", "[layers][hedged][fault]") {
     control("POST", "/_fault/reset");
     const std::size_t fds0 = count_dir("/proc/self/fd");
-    const auto data = pattern(64 * 1024);
+    const auto data = pattern(std::size_t{64} * 1024);
     {
         hedge_options o;
         o.delay = 30ms;

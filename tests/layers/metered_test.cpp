@@ -165,12 +165,13 @@ TEST_CASE("metered counts exactly under many threads", "[layers][metered][concur
         });
     for (auto& t : pool) t.join();
     const auto m = s.snapshot();
-    CHECK(m[store_op::put_chunk].succeeded() == threads * per);
-    CHECK(m[store_op::get_chunk].succeeded() == threads * per);
-    CHECK(m[store_op::stat].failed(errc::not_found) == threads * per);
-    CHECK(m.bytes_read == std::uint64_t{threads} * per * 100);
-    CHECK(m.bytes_written == std::uint64_t{threads} * per * 100);
-    CHECK(m.get_first_byte.count() == threads * per);
+    constexpr std::uint64_t calls = std::uint64_t{threads} * per;
+    CHECK(m[store_op::put_chunk].succeeded() == calls);
+    CHECK(m[store_op::get_chunk].succeeded() == calls);
+    CHECK(m[store_op::stat].failed(errc::not_found) == calls);
+    CHECK(m.bytes_read == calls * 100);
+    CHECK(m.bytes_written == calls * 100);
+    CHECK(m.get_first_byte.count() == calls);
     for (std::size_t o = 0; o < store_op_count; ++o) CHECK(m.ops[o].in_flight == 0);
 }
 

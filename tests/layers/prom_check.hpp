@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstddef>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -119,9 +120,21 @@ inline std::optional<std::string> parse_sample(std::string_view line, prom_sampl
     return std::nullopt;
 }
 
+/// The concatenation of `parts` (one allocation).
+inline std::string cat(std::initializer_list<std::string_view> parts) {
+    std::string out;
+    for (const auto p : parts) out += p;
+    return out;
+}
+
 inline std::string series_id(const prom_sample& s) {
     std::string id = s.name + "{";
-    for (const auto& [k, v] : s.labels) id += k + "=" + v + ",";
+    for (const auto& [k, v] : s.labels) {
+        id += k;
+        id += '=';
+        id += v;
+        id += ',';
+    }
     return id + "}";
 }
 
@@ -187,10 +200,11 @@ inline prom_parsed parse_prometheus(std::string_view text) {
             const std::string name(rest.substr(0, sp));
             const std::string type = sp == std::string_view::npos ? std::string() : std::string(rest.substr(sp + 1));
             if (type != "counter" && type != "gauge" && type != "histogram" && type != "summary" && type != "untyped")
-                p.problems.push_back(where + "unknown type '" + type + "'");
-            if (!declared.insert(name).second) p.problems.push_back(where + "family " + name + " declared twice");
-            if (pending_help_name != name) p.problems.push_back(where + "TYPE " + name + " without its HELP line just before");
-            if (type == "counter" && !name.ends_with("_total")) p.problems.push_back(where + "counter " + name + " does not end in _total");
+                p.problems.push_back(cat({where, "unknown type '", type, "'"}));
+            if (!declared.insert(name).second) p.problems.push_back(cat({where, "family ", name, " declared twice"}));
+            if (pending_help_name != name) p.problems.push_back(cat({where, "TYPE ", name, " without its HELP line just before"}));
+            if (type == "counter" && !name.ends_with("_total"))
+                p.problems.push_back(cat({where, "counter ", name, " does not end in _total"}));
             p.families.push_back(prom_family{name, type, pending_help, {}});
             cur = &p.families.back();
             pending_help_name.clear();

@@ -18,6 +18,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "cachestore/cachestore.hpp"
@@ -48,8 +49,7 @@ inline bool pause(const context& ctx, std::chrono::milliseconds d, bool forever)
     std::unique_lock lock(m);
     auto until = std::chrono::steady_clock::now() + (forever ? std::chrono::milliseconds(30s) : d);
     if (ctx.has_deadline()) until = std::min(until, ctx.deadline());
-    std::stop_token tok = ctx.stop_token();
-    cv.wait_until(lock, tok, until, [] { return false; });
+    cv.wait_until(lock, ctx.stop_token(), until, [] { return false; });
     return !ctx.stop_requested() && !ctx.expired();
 }
 
@@ -71,6 +71,11 @@ public:
     std::atomic<int> prehashed{0};   ///< put_chunk_prehashed calls
 
     cachestore::memory_store& memory() { return mem_; }
+
+    /// Waits until at least `n` calls are in progress.
+    void wait_active(int n) const {
+        while (active.load() < n) std::this_thread::yield();
+    }
 
     template <cachestore::chunk_sink Sink>
     result<> get_chunk(const context& ctx, const cachestore::chunk_key& key, std::int64_t off, std::int64_t n, Sink&& sink) {

@@ -28,11 +28,11 @@ struct layered_rgw_fixture {
     s3test::shared_store<s3test::rgw_tag>& shared = s3test::shared_store<s3test::rgw_tag>::get();
     std::optional<stack> s;
     cachestore::result<> ready() {
-        if (!shared.store) return std::unexpected(shared.err);
+        if (!shared.store.has_value()) return std::unexpected(shared.err);
+        cachestore::s3::store& st = shared.store.value();
         cachestore::metered_options m;
         m.name = "rgw";
-        s.emplace(cachestore::breaker<cachestore::hedged<cachestore::s3::store&>>(
-                      cachestore::hedged<cachestore::s3::store&>(*shared.store)),
+        s.emplace(cachestore::breaker<cachestore::hedged<cachestore::s3::store&>>(cachestore::hedged<cachestore::s3::store&>(st)),
                   m);
         return {};
     }

@@ -108,8 +108,7 @@ private:
     /// answer whose time feeds the adaptive delay.
     template <class T>
     static void settle(call_base& c, unsigned me, const result<T>& r, bool answer_on_miss) {
-        if (r) c.claim(me, true);
-        else if (answer_on_miss && r.error().code == errc::not_found) c.claim(me, true);
+        if (r || (answer_on_miss && r.error().code == errc::not_found)) c.claim(me, true);
         else if (!detail::defers(r.error().code)) c.claim(me, false);
     }
 

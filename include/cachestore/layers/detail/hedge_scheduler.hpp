@@ -8,9 +8,11 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -68,8 +70,11 @@ public:
     static constexpr std::size_t window = 256;
 
     explicit hedge_scheduler(hedge_options o) : opt_(std::move(o)) {
+        // Delays beyond a day would only overflow the time arithmetic.
+        constexpr std::chrono::nanoseconds day = std::chrono::hours(24);
+        for (auto* d : {&opt_.delay, &opt_.min_delay, &opt_.max_delay, &opt_.initial_delay})
+            *d = std::clamp(*d, std::chrono::nanoseconds::zero(), day);
         if (!(opt_.quantile > 0.0 && opt_.quantile <= 1.0)) opt_.quantile = 0.95;
-        if (opt_.min_delay < std::chrono::nanoseconds::zero()) opt_.min_delay = std::chrono::nanoseconds::zero();
         if (opt_.max_delay < opt_.min_delay) opt_.max_delay = opt_.min_delay;
         if (!(opt_.max_share >= 0.0)) opt_.max_share = 0.0;
         if (!(opt_.burst >= 1.0)) opt_.burst = 1.0;
@@ -161,7 +166,7 @@ private:
         if (++t.fresh < 16 || t.count < opt_.min_samples) return;
         t.fresh = 0;
         scratch_.assign(t.samples.begin(), t.samples.begin() + static_cast<std::ptrdiff_t>(t.count));
-        const auto k = static_cast<std::size_t>(opt_.quantile * static_cast<double>(t.count - 1) + 0.5);
+        const auto k = static_cast<std::size_t>(std::lround(opt_.quantile * static_cast<double>(t.count - 1)));
         std::nth_element(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(k), scratch_.end());
         t.delay = std::clamp(std::chrono::nanoseconds(scratch_[k]), opt_.min_delay, opt_.max_delay);
     }
