@@ -28,18 +28,24 @@ struct layered_rgw_fixture {
     s3test::shared_store<s3test::rgw_tag>& shared = s3test::shared_store<s3test::rgw_tag>::get();
     std::optional<stack> s;
     cachestore::result<> ready() {
-        if (!shared.store.has_value()) return std::unexpected(shared.err);
-        cachestore::s3::store& st = shared.store.value();
+        if (!shared.store) return std::unexpected(shared.err);
+        cachestore::s3::store& st = engaged();
         cachestore::metered_options m;
         m.name = "rgw";
         s.emplace(cachestore::breaker<cachestore::hedged<cachestore::s3::store&>>(cachestore::hedged<cachestore::s3::store&>(st)),
                   m);
         return {};
     }
-    bool atomic_commit() const { return shared.store->conditional_commit(); }
+    bool atomic_commit() const { return engaged().conditional_commit(); }
     stack& store() {
         if (!s) throw std::logic_error("layered_rgw_fixture: store() without a successful ready()");
         return *s;
+    }
+
+  private:
+    cachestore::s3::store& engaged() const {
+        if (!shared.store) throw std::logic_error("layered_rgw_fixture: the store is used without a successful ready()");
+        return *shared.store;
     }
 };
 
