@@ -32,6 +32,9 @@ inline void layer_ratio_rows(fixture& f) {
     // What the other layers cost when there is nothing to do (informational).
     cachestore::breaker<s3::store&> b(f.st);
     cachestore::hedged<s3::store&> h(f.st);
+    cachestore::hedge_options late;
+    late.delay = std::chrono::milliseconds(50);
+    cachestore::hedged<s3::store&> h_late(f.st, late);
     cachestore::metered<cachestore::breaker<cachestore::hedged<s3::store&>>> stack(
         cachestore::breaker<cachestore::hedged<s3::store&>>(cachestore::hedged<s3::store&>(f.st)));
     auto through = [&f](auto& store, const char* what) {
@@ -44,11 +47,13 @@ inline void layer_ratio_rows(fixture& f) {
     };
     run_row({"GET 4 KiB, 1 thread, breaker<store> (closed)", "the same store undecorated", 0, 0, small_b,
              through(b, "breaker get_chunk"), undecorated});
-    run_row({"GET 4 KiB, 1 thread, hedged<store> (nothing stalls)", "the same store undecorated", 0, 0, small_b,
+    run_row({"GET 4 KiB, 1 thread, hedged<store>, 50 ms delay (no hedge fires)", "the same store undecorated", 0, 0,
+             small_b, through(h_late, "hedged get_chunk"), undecorated});
+    run_row({"GET 4 KiB, 1 thread, hedged<store>, adaptive delay", "the same store undecorated", 0, 0, small_b,
              through(h, "hedged get_chunk"), undecorated});
     {
         const auto hs = h.snapshot().get_chunk;
-        std::fprintf(stderr, "bench: hedged<store> without stalls: %llu calls, %llu hedged, delay %.2f ms\n",
+        std::fprintf(stderr, "bench: hedged<store>, adaptive, no stalls: %llu calls, %llu hedged, delay now %.2f ms\n",
                      static_cast<unsigned long long>(hs.calls), static_cast<unsigned long long>(hs.hedges),
                      static_cast<double>(hs.delay.count()) * 1e-6);
     }
