@@ -68,7 +68,8 @@ extra_flags() {
   xflags=()
   case $1 in
     */conformance_s3_test.cpp) xflags=(-DS3_SERVER=rgw) ;;
-    */fault/*_test.cpp | */s3/tls_test.cpp) xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
+    */fault/*_test.cpp | */s3/tls_test.cpp | */layers/fault_layers_test.cpp)
+      xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
   esac
 }
 

@@ -219,6 +219,8 @@ TEST_CASE("errors print with their context and a stable name", "[error]") {
           "cachestore: auth op=stat path=o/h/1 http=403 s3_code=SignatureDoesNotMatch request_id=tx1 attempts=2: check the secret key");
     CHECK(to_string(errc::commit_lost) == "commit_lost");
     CHECK(to_string(errc::deadline_exceeded) == "deadline_exceeded");
+    CHECK(to_string(errc::unavailable) == "unavailable");
+    CHECK_FALSE(is_retryable(errc::unavailable));
     CHECK(is_retryable(errc::transient));
     CHECK_FALSE(is_retryable(errc::not_found));
 }

@@ -17,6 +17,7 @@ reaction react(const cachestore::error& e) {
     case cachestore::errc::commit_lost:                                      // another writer stored the same bytes
     case cachestore::errc::cancelled: return reaction::done;                 // our own stop token or sink
     case cachestore::errc::transient:                                        // the store is struggling: bypass it
+    case cachestore::errc::unavailable:                                      // a circuit breaker is open (no I/O done)
     case cachestore::errc::deadline_exceeded: return reaction::serve_from_origin;
     case cachestore::errc::auth:                                             // will not fix itself
     case cachestore::errc::misconfigured:

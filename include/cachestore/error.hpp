@@ -25,6 +25,7 @@ enum class errc : std::uint8_t {
     deadline_exceeded,     ///< the context's deadline passed
     io_error,              ///< a local I/O failure that retrying will not fix (EIO, ENOSPC, EROFS)
     protocol,              ///< the server broke the protocol in a way retrying will not fix
+    unavailable,           ///< refused without I/O: a circuit breaker (cachestore::breaker) is open
 };
 
 /// The stable lowercase name of an errc, e.g. "not_found".
@@ -41,6 +42,7 @@ enum class errc : std::uint8_t {
     case errc::deadline_exceeded: return "deadline_exceeded";
     case errc::io_error: return "io_error";
     case errc::protocol: return "protocol";
+    case errc::unavailable: return "unavailable";
     }
     return "unknown";
 }

@@ -15,9 +15,10 @@
 // --smoke runs every row for a few iterations and exits non-zero only when an
 // operation fails (timings are never asserted). --only keeps the rows whose
 // "row vs baseline" name contains SUBSTRING, and the measurements named
-// signing, connections, copies, rss, callgrind. --setup-only uploads the
-// objects and exits (for running `--cg-child NAME --cg-iters N` by hand under
-// valgrind or perf). The report is Markdown on stdout; progress on stderr.
+// signing, connections, copies, rss, callgrind, hedged, breaker (the last two
+// are the layers' rows, layers_rows.hpp). --setup-only uploads the objects and
+// exits (for running `--cg-child NAME --cg-iters N` by hand under valgrind or
+// perf). The report is Markdown on stdout; progress on stderr.
 #include <cachestore/cachestore.hpp>
 #include <cachestore/s3.hpp>
 
@@ -1484,6 +1485,13 @@ int callgrind_child(const std::string& what, long iters) {
     return 0;
 }
 
+} // namespace bench
+
+// The layers' rows (issue 10): metered overhead, hedged tail latency, breaker fail-fast.
+#include "layers_rows.hpp"
+
+namespace bench {
+
 // ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------
@@ -1590,12 +1598,15 @@ int run(int argc, char** argv) {
             return 0;
         }
         ratio_rows(f);
+        layer_ratio_rows(f);
         if (g_opt.measurements) {
             const bool nginx = f.sv.name == "nginx"; // the rest are client-side and done once, on nginx
             if (nginx) signing_rows(f);
             connection_rows(f);
             if (nginx) copy_rows(f);
             rss_rows(f);
+            layer_tail_rows(f);
+            layer_breaker_rows(f);
         }
         if (g_opt.measurements && f.sv.name == "nginx" && selected("callgrind")) {
             f.upload();

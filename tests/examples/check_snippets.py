@@ -21,7 +21,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-DEFAULT_DOCS = ["README.md", "docs/getting-started.md", "docs/operations.md", "docs/errors.md"]
+DEFAULT_DOCS = ["README.md", "docs/getting-started.md", "docs/operations.md", "docs/errors.md", "docs/layers.md"]
 MARKER = re.compile(r"^<!--\s*snippet:\s*(\S+?)#([\w-]+)\s*-->\s*$")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 REGION_OPEN = re.compile(r"^\s*//\s*\[([\w-]+)\]\s*$")

@@ -1,0 +1,174 @@
+// cachestore/layers/breaker.hpp - cachestore::breaker<S>: a circuit breaker
+// around any CacheStore. After repeated failures it refuses calls at once,
+// without I/O, with errc::unavailable, then probes the store and closes again.
+// docs/layers.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "cachestore/bytes.hpp"
+#include "cachestore/chunk_key.hpp"
+#include "cachestore/context.hpp"
+#include "cachestore/error.hpp"
+#include "cachestore/info.hpp"
+#include "cachestore/layers/detail/breaker_core.hpp"
+#include "cachestore/layers/detail/prometheus.hpp"
+#include "cachestore/layers/operation.hpp"
+#include "cachestore/memory_store.hpp"
+#include "cachestore/posix_store.hpp"
+#include "cachestore/store.hpp"
+
+namespace cachestore {
+
+/// A circuit breaker over a CacheStore `S`. Closed: calls go through; a call
+/// ending in one of `breaker_options::failures` (transient, auth) is recorded,
+/// and `failure_threshold` of them within `failure_window` open it. Open: every
+/// call fails at once with errc::unavailable, without touching the store,
+/// for `open_for`. Then half-open: `half_open_probes` calls go through (the
+/// others are refused); if they all succeed it closes, if one fails it opens
+/// again. not_found, commit_lost and any other answer of the store are
+/// successes; cancelled, deadline_exceeded, invalid_argument and unavailable
+/// (an inner breaker) say nothing about the store and count as neither. All
+/// operations are guarded. Owns the inner store (`breaker<S>`) or refers to
+/// one (`breaker<S&>`). Thread-safe when `S` is; movable.
+template <CacheStore S>
+class breaker {
+public:
+    using inner_type = std::remove_reference_t<S>;
+
+    explicit breaker(S inner, breaker_options opts = {})
+        : inner_(static_cast<S&&>(inner)), core_(std::make_unique<detail::breaker_core>(std::move(opts))) {}
+
+    /// Constructs the inner store in place from `args` (for stores that
+    /// cannot move, e.g. memory_store).
+    template <class... Args>
+    explicit breaker(std::in_place_t, breaker_options opts, Args&&... args)
+        : inner_(std::forward<Args>(args)...), core_(std::make_unique<detail::breaker_core>(std::move(opts))) {}
+
+    [[nodiscard]] inner_type& inner() noexcept { return inner_; }
+    [[nodiscard]] const inner_type& inner() const noexcept { return inner_; }
+
+    [[nodiscard]] breaker_state state() const noexcept { return core_->state(); }
+    [[nodiscard]] breaker_snapshot snapshot() const { return core_->snapshot(); }
+
+    // ---- CacheStore ------------------------------------------------------
+
+    template <chunk_sink Sink>
+    result<> get_chunk(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n, Sink&& sink) {
+        return guarded(store_op::get_chunk, [&] { return inner_.get_chunk(ctx, key, off, n, sink); });
+    }
+
+    /// Only when the inner store has it.
+    result<> get_chunk_into(const context& ctx, const chunk_key& key, std::int64_t off, std::span<std::byte> out)
+        requires detail::has_get_chunk_into<inner_type>
+    {
+        return guarded(store_op::get_chunk, [&] { return inner_.get_chunk_into(ctx, key, off, out); });
+    }
+
+    template <chunk_source Src>
+    result<> put_chunk(const context& ctx, const chunk_key& key, std::int64_t size, Src&& src) {
+        return guarded(store_op::put_chunk, [&] { return inner_.put_chunk(ctx, key, size, std::forward<Src>(src)); });
+    }
+
+    /// Only when the inner store has it.
+    result<> put_chunk_prehashed(const context& ctx, const chunk_key& key, std::span<const std::byte> bytes,
+                                 std::string_view sha256_hex)
+        requires detail::has_put_chunk_prehashed<inner_type>
+    {
+        return guarded(store_op::put_chunk, [&] { return inner_.put_chunk_prehashed(ctx, key, bytes, sha256_hex); });
+    }
+
+    result<info> stat(const context& ctx, const chunk_key& key) {
+        return guarded(store_op::stat, [&] { return inner_.stat(ctx, key); });
+    }
+
+    result<> remove(const context& ctx, const chunk_key& key) {
+        return guarded(store_op::remove, [&] { return inner_.remove(ctx, key); });
+    }
+
+    result<> self_test(const context& ctx) {
+        return guarded(store_op::self_test, [&] { return inner_.self_test(ctx); });
+    }
+
+private:
+    /// Reports a call's end exactly once; as neutral when the inner store throws.
+    class admitted {
+    public:
+        admitted(detail::breaker_core& c, detail::breaker_core::ticket t) noexcept : core_(c), t_(t) {}
+        admitted(const admitted&) = delete;
+        admitted& operator=(const admitted&) = delete;
+        ~admitted() {
+            if (!done_) core_.finish(t_, static_cast<std::size_t>(errc::cancelled));
+        }
+        void finish(std::size_t outcome) {
+            done_ = true;
+            core_.finish(t_, outcome);
+        }
+
+    private:
+        detail::breaker_core& core_;
+        detail::breaker_core::ticket t_;
+        bool done_ = false;
+    };
+
+    template <class F>
+    auto guarded(store_op op, F&& f) -> decltype(f()) {
+        auto t = core_->admit(op);
+        if (!t) return std::unexpected(std::move(t.error()));
+        admitted a(*core_, *t);
+        auto r = f();
+        a.finish(outcome_index(r));
+        return r;
+    }
+
+    S inner_;
+    std::unique_ptr<detail::breaker_core> core_;
+};
+
+static_assert(CacheStore<breaker<memory_store>>);
+static_assert(CacheStore<breaker<posix_store>>);
+static_assert(CacheStore<breaker<memory_store&>>);
+static_assert(detail::has_get_chunk_into<breaker<posix_store>>);
+
+/// Appends `snaps` (one per breaker; give each a distinct name) in the
+/// Prometheus text format:
+///
+///   cachestore_breaker_state{state}            gauge, 1 for the current state
+///   cachestore_breaker_transitions_total{to}   counter
+///   cachestore_breaker_rejected_total          counter (calls refused without I/O)
+///   cachestore_breaker_failures_total          counter (calls that ended in a failure class)
+inline void write_prometheus(std::string& out, std::span<const breaker_snapshot> snaps) {
+    namespace prom = detail::prom;
+    constexpr breaker_state states[] = {breaker_state::closed, breaker_state::open, breaker_state::half_open};
+    prom::family(out, "cachestore_breaker_state", "gauge", "Circuit breaker state: 1 for the current one.");
+    for (const auto& b : snaps)
+        for (const auto s : states)
+            prom::sample(out, "cachestore_breaker_state", prom::with_label(prom::store_labels(b.store), "state", to_string(s)),
+                         std::uint64_t{b.state == s ? 1U : 0U});
+    prom::family(out, "cachestore_breaker_transitions_total", "counter", "Circuit breaker state changes, by new state.");
+    for (const auto& b : snaps) {
+        const std::string base = prom::store_labels(b.store);
+        prom::sample(out, "cachestore_breaker_transitions_total", prom::with_label(base, "to", "open"), b.opened);
+        prom::sample(out, "cachestore_breaker_transitions_total", prom::with_label(base, "to", "half_open"), b.half_opened);
+        prom::sample(out, "cachestore_breaker_transitions_total", prom::with_label(base, "to", "closed"), b.closed);
+    }
+    prom::family(out, "cachestore_breaker_rejected_total", "counter",
+                 "Calls the circuit breaker refused with errc::unavailable, without I/O.");
+    for (const auto& b : snaps) prom::sample(out, "cachestore_breaker_rejected_total", prom::store_labels(b.store), b.rejected);
+    prom::family(out, "cachestore_breaker_failures_total", "counter",
+                 "Calls that ended in a failure class the circuit breaker counts.");
+    for (const auto& b : snaps) prom::sample(out, "cachestore_breaker_failures_total", prom::store_labels(b.store), b.failures);
+}
+
+inline void write_prometheus(std::string& out, const breaker_snapshot& b) {
+    write_prometheus(out, std::span<const breaker_snapshot>(&b, 1));
+}
+
+} // namespace cachestore
