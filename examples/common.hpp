@@ -325,6 +325,15 @@ private:
     bool help_ = false;
 };
 
+/// Writes `text` to the file at `path` (created or truncated); false when it
+/// could not be written completely (the close is checked too).
+[[nodiscard]] inline bool write_file(const std::string& path, std::string_view text) {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return false;
+    const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    return std::fclose(f) == 0 && written;
+}
+
 // ---- the start of a program: --json, usage errors, the store URL ----------------------
 
 /// Whether argv[first..) asks for --json (before any "--"). Scanned before the

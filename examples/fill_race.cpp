@@ -473,14 +473,9 @@ int run(options& o) {
                   {"chunks", chunks},
                   {"violations", problems},
                   {"exit_code", code}};
-        if (o.json_file) {
-            if (FILE* f = std::fopen(o.json_file->c_str(), "w")) {
-                std::fprintf(f, "%s\n", j.dump().c_str());
-                std::fclose(f);
-            } else {
-                std::cerr << "fill_race: cannot write " << *o.json_file << "\n";
-                code = ex::exit_other;
-            }
+        if (o.json_file && !ex::write_file(*o.json_file, j.dump() + "\n")) {
+            std::cerr << "fill_race: cannot write " << *o.json_file << "\n";
+            code = ex::exit_other;
         }
         if (o.json) std::cout << j.dump() << std::endl;
     }

@@ -98,7 +98,7 @@ rt=("$bin/read_through" --store "$store" --origin-file "$work/origin.bin" --chun
 step "2. read_through, cold cache (origin: 50 ms to first byte, 100 MiB/s per stream)"
 "${rt[@]}" --json-file "$work/cold.json"
 step "3. read_through, warm cache (same range, same ETag)"
-"${rt[@]}" --json-file "$work/warm.json"
+"${rt[@]}" --json-file "$work/warm.json" --metrics "$work/warm.prom"
 
 step "4. fill_race: 2 processes x 8 threads race to fill 4 chunks, 2 rounds"
 "$bin/fill_race" --store "$store" --processes 2 --threads 8 --chunks 4 --rounds 2 --chunk-size 1M \
@@ -128,6 +128,10 @@ print(f"  warm run:   {run(warm)}")
 speedup = warm['mib_per_s'] / cold['mib_per_s'] if cold['mib_per_s'] else 0
 print(f"              hit rate {cold['hit_rate']*100:.0f}% -> {warm['hit_rate']*100:.0f}%, "
       f"throughput x{speedup:.1f}, origin traffic {mib(cold['bytes_from_origin']):.0f} MiB -> {mib(warm['bytes_from_origin']):.0f} MiB")
+print("  metrics:    (warm run, Prometheus text from read_through --metrics; excerpt)")
+for line in open(f"{work}/warm.prom"):
+    if line.startswith(("cachestore_operations_total", "cachestore_read_bytes_total")) and not line.rstrip().endswith(" 0"):
+        print("              " + line.rstrip())
 n = len(race["chunks"])
 winners = sorted({c["winners"] for c in race["chunks"]})
 if race["ok"] and race["atomic_commit"]:

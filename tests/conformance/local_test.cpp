@@ -99,6 +99,9 @@ struct posix_bounded_fixture {
     bool atomic_commit() const { return true; }
     cachestore::posix_store& store() {
         if (!s) throw std::logic_error("posix_bounded_fixture: store() without a successful ready()");
+        return *s;
+    }
+};
 
 // The same suite through a stack of all three layers (docs/layers.md): every
 // layer must be a CacheStore that changes nothing a caller can rely on.

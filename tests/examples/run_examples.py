@@ -286,6 +286,20 @@ class Runner:
         self.check(warm.get("hits") == 6 and warm.get("misses") == 0 and warm.get("bytes_from_origin") == 0 and
                    warm.get("bytes_from_store") == len(data) and warm.get("hit_rate") == 1.0,
                    "warm: 6 hits, nothing from the origin", str(warm))
+        # --metrics writes the Prometheus text of what the run did; --hedge reads through cachestore::hedged.
+        for extra in ([], ["--hedge"]):
+            prom_path = os.path.join(self.tmp, "metrics.prom")
+            m = self.rt_json(common + ["--threads", "3", "--metrics", prom_path] + extra, "read_through --metrics " + " ".join(extra))
+            prom = open(prom_path).read() if os.path.exists(prom_path) else ""
+            ok_gets = [float(line.rsplit(" ", 1)[1]) for line in prom.splitlines()
+                       if line.startswith("cachestore_operations_total{") and 'op="get_chunk"' in line and 'outcome="ok"' in line]
+            self.check(m.get("hits") == 6 and ok_gets and sum(ok_gets) >= 6,
+                       "--metrics " + " ".join(extra) + ": get_chunk ok counted for the 6 hits", prom[:800])
+            self.check("# TYPE cachestore_operation_duration_seconds histogram" in prom and
+                       "cachestore_get_first_byte_seconds_bucket" in prom,
+                       "--metrics: latency and first-byte histograms", prom[:400])
+            if extra:
+                self.check("hedge" in prom, "--hedge: the hedged layer's metrics are written too", prom[-800:])
         out_path = os.path.join(self.tmp, "slice.bin")
         sl = self.rt_json(common + ["--offset", "1000000", "--length", "2500000", "--out", out_path], "read_through slice")
         self.check(sl.get("chunks") == 4 and sl.get("hits") == 4 and sl.get("bytes_served") == 2500000,
