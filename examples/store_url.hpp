@@ -216,8 +216,11 @@ struct s3_params {
     return bad_url("parameter " + std::string(name) + " takes 1 or 0, got " + s3::detail::quote(v));
 }
 
-/// The parameters of a file URL into `opts`; unknown, repeated and empty ones are errors.
-[[nodiscard]] inline result<> parse_file_query(std::string_view query, posix_options& opts) {
+/// Splits a URL query into percent-decoded `name=value` pairs and calls
+/// `take(name, value) -> result<>` for each; a parameter given twice, without
+/// a value or with an empty one is an error naming the `kind` of URL.
+template <class Take>
+[[nodiscard]] result<> for_each_query_param(std::string_view query, std::string_view kind, Take&& take) {
     std::vector<std::string> seen;
     std::size_t i = 0;
     while (i <= query.size()) {
@@ -230,86 +233,78 @@ struct s3_params {
         auto name = percent_decode(item.substr(0, eq), "query parameter name");
         if (!name) return std::unexpected(std::move(name.error()));
         if (std::find(seen.begin(), seen.end(), *name) != seen.end())
-            return bad_url("parameter " + *name + " is given twice in the file URL");
+            return bad_url("parameter " + *name + " is given twice in the " + std::string(kind) + " URL");
         seen.push_back(*name);
         if (eq == std::string_view::npos) return bad_url("parameter " + *name + " needs a value (" + *name + "=...)");
         auto value = percent_decode(item.substr(eq + 1), "value of " + *name);
         if (!value) return std::unexpected(std::move(value.error()));
         if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
+        if (auto r = take(*name, *value); !r) return r;
+    }
+    return {};
+}
+
+/// The parameters of a file URL into `opts`; unknown, repeated and empty ones are errors.
+[[nodiscard]] inline result<> parse_file_query(std::string_view query, posix_options& opts) {
+    return for_each_query_param(query, "file", [&opts](const std::string& name, const std::string& value) -> result<> {
         auto size = [&](std::int64_t& out) -> result<> {
-            const auto n = parse_size(*value);
-            if (!n) return bad_url("parameter " + *name + " takes a size such as 64G or 500M, got " + s3::detail::quote(*value));
+            const auto n = parse_size(value);
+            if (!n) return bad_url("parameter " + name + " takes a size such as 64G or 500M, got " + s3::detail::quote(value));
             out = *n;
             return {};
         };
         auto seconds = [&](auto& out) -> result<> {
-            const auto n = parse_int(*value);
+            const auto n = parse_int(value);
             if (!n || *n < 0 || *n > std::int64_t{86400} * 365)
-                return bad_url("parameter " + *name + " takes whole seconds, got " + s3::detail::quote(*value));
+                return bad_url("parameter " + name + " takes whole seconds, got " + s3::detail::quote(value));
             out = std::chrono::seconds(*n);
             return {};
         };
         auto flag = [&](bool& out) -> result<> {
-            auto b = url_bool(*name, *value);
+            auto b = url_bool(name, value);
             if (!b) return std::unexpected(std::move(b.error()));
             out = *b;
             return {};
         };
         auto fraction = [&](double& out) -> result<> {
             char* end = nullptr;
-            const double f = std::strtod(value->c_str(), &end);
-            if (end != value->c_str() + value->size() || !(f >= 0.5 && f <= 1.0))
-                return bad_url("parameter low_water takes a fraction from 0.5 to 1, got " + s3::detail::quote(*value));
+            const double f = std::strtod(value.c_str(), &end);
+            if (end != value.c_str() + value.size() || !(f >= 0.5 && f <= 1.0))
+                return bad_url("parameter low_water takes a fraction from 0.5 to 1, got " + s3::detail::quote(value));
             out = f;
             return {};
         };
-        result<> ok;
-        if (*name == "max_bytes") ok = size(opts.max_bytes);
-        else if (*name == "min_free") ok = size(opts.min_free_bytes);
-        else if (*name == "low_water") ok = fraction(opts.low_water);
-        else if (*name == "sweep_interval") ok = seconds(opts.sweep_interval);
-        else if (*name == "orphan_age") ok = seconds(opts.orphan_age);
-        else if (*name == "create") ok = flag(opts.create_root);
-        else if (*name == "fsync") ok = flag(opts.fsync);
-        else
-            return bad_url("unknown parameter " + s3::detail::quote(*name) +
-                           " in the file URL (known: create, fsync, max_bytes, min_free, low_water, sweep_interval, "
-                           "orphan_age)");
-        if (!ok) return ok;
-    }
-    return {};
+        if (name == "max_bytes") return size(opts.max_bytes);
+        if (name == "min_free") return size(opts.min_free_bytes);
+        if (name == "low_water") return fraction(opts.low_water);
+        if (name == "sweep_interval") return seconds(opts.sweep_interval);
+        if (name == "orphan_age") return seconds(opts.orphan_age);
+        if (name == "create") return flag(opts.create_root);
+        if (name == "fsync") return flag(opts.fsync);
+        return bad_url("unknown parameter " + s3::detail::quote(name) +
+                       " in the file URL (known: create, fsync, max_bytes, min_free, low_water, sweep_interval, "
+                       "orphan_age)");
+    });
 }
 
 /// Splits and decodes the query; unknown, repeated and empty parameters are errors.
 [[nodiscard]] inline result<s3_params> parse_s3_query(std::string_view query) {
     s3_params p;
-    std::size_t i = 0;
-    while (i <= query.size()) {
-        std::size_t amp = query.find('&', i);
-        if (amp == std::string_view::npos) amp = query.size();
-        const std::string_view item = query.substr(i, amp - i);
-        i = amp + 1;
-        if (item.empty()) continue;
-        const std::size_t eq = item.find('=');
-        auto name = percent_decode(item.substr(0, eq), "query parameter name");
-        if (!name) return std::unexpected(std::move(name.error()));
+    auto ok = for_each_query_param(query, "s3", [&p](const std::string& name, std::string& value) -> result<> {
         std::optional<std::string>* slot = nullptr;
-        if (*name == "endpoint") slot = &p.endpoint;
-        else if (*name == "region") slot = &p.region;
-        else if (*name == "addressing") slot = &p.addressing;
-        else if (*name == "commit") slot = &p.commit;
-        else if (*name == "config") slot = &p.config;
+        if (name == "endpoint") slot = &p.endpoint;
+        else if (name == "region") slot = &p.region;
+        else if (name == "addressing") slot = &p.addressing;
+        else if (name == "commit") slot = &p.commit;
+        else if (name == "config") slot = &p.config;
         else
-            return bad_url("unknown parameter " + s3::detail::quote(*name) +
+            return bad_url("unknown parameter " + s3::detail::quote(name) +
                            " in the s3 URL (known: endpoint, region, addressing, commit, config; credentials go in the "
                            "environment or the config file, never in the URL)");
-        if (slot->has_value()) return bad_url("parameter " + *name + " is given twice in the s3 URL");
-        if (eq == std::string_view::npos) return bad_url("parameter " + *name + " needs a value (" + *name + "=...)");
-        auto value = percent_decode(item.substr(eq + 1), "value of " + *name);
-        if (!value) return std::unexpected(std::move(value.error()));
-        if (value->empty()) return bad_url("parameter " + *name + " has an empty value");
-        *slot = std::move(*value);
-    }
+        *slot = std::move(value);
+        return {};
+    });
+    if (!ok) return std::unexpected(std::move(ok.error()));
     return p;
 }
 

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cachestore/posix_store.hpp"
+#include "temp_dir.hpp"
 
 using namespace cachestore;
 using namespace std::chrono_literals;
@@ -33,21 +34,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system temp dir, removed with everything in it.
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "cachestore-posix-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
+struct temp_dir : test_support::temp_dir {
+    temp_dir() : test_support::temp_dir("cachestore-posix") {}
 };
 
 posix_store open_store(const std::string& root, posix_options opts = {}) {

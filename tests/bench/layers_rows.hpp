@@ -11,7 +11,7 @@
 //     breaker<store> against the undecorated store's retry budget (target <= 1 ms).
 #pragma once
 
-#include "../layers/fault_process.hpp"
+#include "../fault/fault_process.hpp"
 
 namespace bench {
 
@@ -71,12 +71,12 @@ inline double percentile(const std::vector<double>& sorted, double p) {
 }
 
 /// A control request to the proxy; a failure is reported (and ends the run non-zero).
-inline void proxy_control(const layertest::fault_process& p, const char* method, const std::string& path) {
+inline void proxy_control(const faultproc::fault_process& p, const char* method, const std::string& path) {
     const auto a = p.control(method, path);
     if (a.status != 200) report_failure("fault proxy " + path, "HTTP " + std::to_string(a.status) + " " + a.body);
 }
 
-inline long proxy_stat(const layertest::fault_process& p, const std::string& name) {
+inline long proxy_stat(const faultproc::fault_process& p, const std::string& name) {
     const auto a = p.control("GET", "/_fault/stats");
     const auto at = a.body.find("\"" + name + "\": ");
     if (a.status != 200 || at == std::string::npos) return -1;
@@ -87,7 +87,7 @@ inline void layer_tail_rows(fixture& f) {
     if (f.sv.name != "nginx" || !selected("hedged")) return;
     f.upload();
     std::fprintf(stderr, "bench: hedged tail latency behind the fault proxy ...\n");
-    layertest::fault_process proxy(CACHESTORE_BENCH_PYTHON3, CACHESTORE_BENCH_FAULT_SERVER,
+    faultproc::fault_process proxy(CACHESTORE_BENCH_PYTHON3, CACHESTORE_BENCH_FAULT_SERVER,
                                    {"--upstream", f.sv.endpoint, "--fault-rate", "0.05", "--faults", "stall",
                                     "--stall-seconds", "0.2", "--seed", "1"});
     if (proxy.port() <= 0) {
@@ -167,7 +167,7 @@ inline void layer_tail_rows(fixture& f) {
 inline void layer_breaker_rows(fixture& f) {
     if (f.sv.name != "nginx" || !selected("breaker")) return;
     std::fprintf(stderr, "bench: breaker fail-fast against refused connections ...\n");
-    const int port = layertest::refused_port();
+    const int port = faultproc::refused_port();
     if (port <= 0) {
         report_failure("breaker row", "no free port");
         return;

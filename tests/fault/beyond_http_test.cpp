@@ -328,27 +328,23 @@ TEST_CASE("credentials: refused credentials are refreshed once and the call retr
         CHECK(heads[1]["access_key"] == counting_source::key(2));
         sc.finish();
     }
-    SECTION("a provider with nothing newer: auth after one request, no loop") {
-        scenario sc;
-        sc.cfg.credentials_source = s3::credentials_provider::fixed(sc.cfg.creds);
-        sc.open();
-        script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", "ExpiredToken"}})}));
-        checking_sink sink;
-        auto r = sc.get(0, 5000, sink);
-        REQUIRE_FALSE(r.has_value());
-        CHECK(r.error().code == errc::auth);
-        CHECK(sc.log("GET").size() == 1);
-        sc.finish();
-    }
-    SECTION("static credentials (no provider): auth after one request") {
-        scenario sc;
-        script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", "InvalidAccessKeyId"}})}));
-        checking_sink sink;
-        auto r = sc.get(0, 5000, sink);
-        REQUIRE_FALSE(r.has_value());
-        CHECK(r.error().code == errc::auth);
-        CHECK(sc.log("GET").size() == 1);
-        sc.finish();
+    for (const bool provider : {true, false}) {
+        DYNAMIC_SECTION((provider ? "a provider with nothing newer" : "static credentials (no provider)")
+                        << ": auth after one request, no loop") {
+            scenario sc;
+            if (provider) {
+                sc.cfg.credentials_source = s3::credentials_provider::fixed(sc.cfg.creds);
+                sc.open();
+            }
+            const char* code = provider ? "ExpiredToken" : "InvalidAccessKeyId";
+            script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", code}})}));
+            checking_sink sink;
+            auto r = sc.get(0, 5000, sink);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == errc::auth);
+            CHECK(sc.log("GET").size() == 1);
+            sc.finish();
+        }
     }
 }
 

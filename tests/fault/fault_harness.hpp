@@ -39,6 +39,7 @@
 
 #include "cachestore/s3.hpp"
 #include "../proc_status.hpp"
+#include "fault_process.hpp"
 
 #ifndef FAULT_SERVER_PY
 #error "FAULT_SERVER_PY must name fault_server.py"
@@ -56,71 +57,17 @@ using sclock = std::chrono::steady_clock;
 
 // ---- the server process ---------------------------------------------------
 
+/// fault_server.py as a child process, for the Catch2 tests: its port and,
+/// if it did not start, why.
 struct fault_server {
-    pid_t pid = -1;
+    faultproc::fault_process proc;
     int port = 0;
-    int lifeline = -1; ///< the server's stdin: closing it (or dying) stops the server
     std::string problem;
     std::string ca_file; ///< set when it speaks https (then reached as https://localhost:port)
 
     /// Starts fault_server.py with `extra` arguments (e.g. --tls-cert F --tls-key K).
-    explicit fault_server(std::vector<std::string> extra = {}) {
-        int p[2], in[2];
-        if (pipe2(p, O_CLOEXEC) != 0) {
-            problem = "pipe2 failed";
-            return;
-        }
-        if (pipe2(in, O_CLOEXEC) != 0) {
-            close(p[0]);
-            close(p[1]);
-            problem = "pipe2 failed";
-            return;
-        }
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
-        std::string py = FAULT_PYTHON3, script = FAULT_SERVER_PY, watch = "--watch-stdin";
-        std::vector<char*> argv{py.data(), script.data(), watch.data()};
-        for (auto& a : extra) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        const int rc = posix_spawn(&pid, py.c_str(), &fa, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
-        close(p[1]);
-        close(in[0]);
-        lifeline = in[1];
-        if (rc != 0) {
-            pid = -1;
-            close(p[0]);
-            problem = "could not start " + py + " " + script + ": " + std::system_category().message(rc);
-            return;
-        }
-        // First line: "PORT <n>", within 15 s.
-        std::string line;
-        const auto until = sclock::now() + 15s;
-        while (line.find('\n') == std::string::npos && sclock::now() < until) {
-            pollfd pfd{p[0], POLLIN, 0};
-            if (poll(&pfd, 1, 200) <= 0) continue;
-            char buf[64];
-            const ssize_t n = read(p[0], buf, sizeof buf);
-            if (n <= 0) break;
-            line.append(buf, static_cast<std::size_t>(n));
-        }
-        close(p[0]);
-        if (line.rfind("PORT ", 0) == 0) port = static_cast<int>(std::strtol(line.c_str() + 5, nullptr, 10));
-        if (port <= 0) problem = "fault_server.py did not print its port (got '" + line + "')";
-    }
-
-    fault_server(const fault_server&) = delete;
-    fault_server& operator=(const fault_server&) = delete;
-
-    ~fault_server() {
-        if (lifeline >= 0) close(lifeline);
-        if (pid > 0) {
-            kill(pid, SIGTERM);
-            waitpid(pid, nullptr, 0);
-        }
-    }
+    explicit fault_server(std::vector<std::string> extra = {})
+        : proc(FAULT_PYTHON3, FAULT_SERVER_PY, extra), port(proc.port()), problem(proc.problem()) {}
 };
 
 inline fault_server& server() {

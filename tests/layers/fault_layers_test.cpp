@@ -18,7 +18,7 @@
 
 #include "cachestore/layers.hpp"
 #include "cachestore/s3.hpp"
-#include "fault_process.hpp"
+#include "../fault/fault_process.hpp"
 
 #ifndef FAULT_SERVER_PY
 #error "FAULT_SERVER_PY must name fault_server.py"
@@ -34,12 +34,12 @@ using sclock = std::chrono::steady_clock;
 
 namespace {
 
-layertest::fault_process& server() {
-    static layertest::fault_process s = [] {
+faultproc::fault_process& server() {
+    static faultproc::fault_process s = [] {
         // Runtimes that start a helper thread with the first thread (TSan's
         // background thread) do it now, not inside a counted scenario.
         std::thread([] {}).join();
-        return layertest::fault_process(FAULT_PYTHON3, FAULT_SERVER_PY, {});
+        return faultproc::fault_process(FAULT_PYTHON3, FAULT_SERVER_PY, {});
     }();
     INFO(s.problem());
     REQUIRE(s.port() > 0);
@@ -195,7 +195,7 @@ TEST_CASE("breaker over S3: 503s open it; while open nothing reaches the server;
 }
 
 TEST_CASE("breaker over S3: refused connections open it", "[layers][breaker][fault]") {
-    const int port = layertest::refused_port();
+    const int port = faultproc::refused_port();
     REQUIRE(port > 0);
     breaker<s3::store> b(make_store(port));
     for (int i = 0; i < 10; ++i) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cachestore/posix_store.hpp"
+#include "../temp_dir.hpp"
 
 using namespace cachestore;
 using namespace std::chrono_literals;
@@ -31,19 +32,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "cachestore-bounds-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
+struct temp_dir : test_support::temp_dir {
+    temp_dir() : test_support::temp_dir("cachestore-bounds") {}
 };
 
 posix_store open_store(const std::string& root, posix_options opts) {
@@ -366,7 +356,7 @@ TEST_CASE("bounds: options out of range are misconfigured", "[posix][bounds]") {
     }
 }
 
-TEST_CASE("bounds: a child forked from a process with a sweeper makes room itself and exits cleanly", "[posix][bounds]") {
+TEST_CASE("bounds: a child forked from a process with a sweeper makes room itself and exits cleanly", "[posix][bounds][fork]") {
 #if defined(__SANITIZE_THREAD__)
     // ThreadSanitizer's runtime may deadlock in a child forked from a process
     // with running threads (its own locks): this case runs in the other builds.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cachestore/posix_store.hpp"
+#include "../temp_dir.hpp"
 
 using namespace cachestore;
 namespace fs = std::filesystem;
@@ -60,19 +61,8 @@ struct estale {
     [[nodiscard]] static int hits() { return shim::get().hits(); }
 };
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "cachestore-estale-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
+struct temp_dir : test_support::temp_dir {
+    temp_dir() : test_support::temp_dir("cachestore-estale") {}
 };
 
 posix_store open_store(const std::string& root) {

@@ -18,25 +18,15 @@
 #include <vector>
 
 #include "cachestore/posix_store.hpp"
+#include "../temp_dir.hpp"
 
 using namespace cachestore;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-    std::string path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "cachestore-symlink-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
+struct temp_dir : test_support::temp_dir {
+    temp_dir() : test_support::temp_dir("cachestore-symlink") {}
 };
 
 chunk_key key(std::int64_t index = 0, std::string origin = "links") {

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/posix/detail/errors.hpp"
 #include "cachestore/posix/detail/recency.hpp"
 #include "cachestore/posix/detail/resolve.hpp"
@@ -206,7 +207,10 @@ private:
     std::atomic<std::int64_t> own_{0};      ///< bytes this process ever committed
     std::atomic<std::int64_t> evictions_{0};
     std::atomic<bool> known_{false};
-    mutable std::mutex mu_; ///< guards reserve_ (and serialises eviction by puts)
+    /// Guards reserve_ (and serialises eviction by puts). Fork-safe: the
+    /// sweeper thread takes it, and a child forked meanwhile must not inherit
+    /// it locked (or reserve_ half-updated).
+    mutable cachestore::detail::fork_safe_mutex mu_;
     std::deque<candidate> reserve_;
 };
 

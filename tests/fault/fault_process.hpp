@@ -1,7 +1,7 @@
-// Starts tests/fault/fault_server.py as a child process (scripted mode, or
-// proxy mode in front of another server) and talks to its control endpoints.
-// Shared by the layer tests against real server conditions and by the layer
-// rows of the benchmark. Needs libcurl (the S3 driver's dependency).
+// Starts tests/fault/fault_server.py as a child process (scripted mode, proxy
+// mode in front of another server, or TLS mode) and talks to its control
+// endpoints. No test framework: shared by the fault tests (fault_harness.hpp),
+// the layer tests and the layer rows of the benchmark. Needs libcurl.
 #pragma once
 
 #include <arpa/inet.h>
@@ -25,7 +25,7 @@
 
 extern char** environ; // NOLINT(readability-redundant-declaration): POSIX declares it only with _GNU_SOURCE
 
-namespace layertest {
+namespace faultproc {
 
 class fault_process {
 public:
@@ -146,4 +146,4 @@ inline int refused_port() {
     return port;
 }
 
-} // namespace layertest
+} // namespace faultproc
