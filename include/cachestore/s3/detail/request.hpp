@@ -99,7 +99,7 @@ struct memory_body {
 /// delays (two self-tests deleting each other's probe; retries in lockstep).
 inline std::mt19937_64& process_rng() {
     struct seeded {
-        std::mt19937_64 rng{0}; // seeded from random_device below, in each process
+        std::mt19937_64 rng{0}; // NOLINT(cert-msc51-cpp): reseeded from random_device below before any use, in each process
         pid_t pid = -1;
     };
     static thread_local seeded s;
