@@ -63,7 +63,7 @@ private:
         }
         static void after() { // in the parent and in the child: the forking thread holds them all
             auto& r = get();
-            for (auto it = r.all_.rbegin(); it != r.all_.rend(); ++it) (*it)->mu_.unlock();
+            for (fork_safe_mutex* m : r.all_) m->mu_.unlock(); // any order: all are held here
             r.mu_.unlock();
         }
         std::mutex mu_;
