@@ -66,7 +66,7 @@ struct fault_server {
     std::string ca_file; ///< set when it speaks https (then reached as https://localhost:port)
 
     /// Starts fault_server.py with `extra` arguments (e.g. --tls-cert F --tls-key K).
-    explicit fault_server(std::vector<std::string> extra = {})
+    explicit fault_server(const std::vector<std::string>& extra = {})
         : proc(FAULT_PYTHON3, FAULT_SERVER_PY, extra), port(proc.port()), problem(proc.problem()) {}
 };
 
