@@ -25,7 +25,7 @@ using stack = cachestore::metered<cachestore::breaker<cachestore::hedged<cachest
 struct layered_rgw_fixture {
     static constexpr const char* name = "metered<breaker<hedged<s3/ceph-rgw>>>";
     static constexpr bool plain_origin = false;
-    s3test::shared_store<s3test::rgw_tag>& shared = s3test::shared_store<s3test::rgw_tag>::get();
+    s3test::shared_store& shared = s3test::shared_store::get(s3test::rgw);
     std::optional<stack> s;
     cachestore::result<> ready() {
         if (!shared.store) return std::unexpected(shared.err);

@@ -1,11 +1,34 @@
-// The conformance suite, unchanged, against a real S3 server: built once per
-// server with -DS3_SERVER=rgw or -DS3_SERVER=moto.
+// The conformance suite, unchanged, against a real S3 server. One binary
+// serves every server: CACHESTORE_CONFORMANCE_SERVER (rgw, rgw-tls or moto,
+// set per test by tests/meson.build) picks the one a run tests.
+#include <stdexcept>
 #include <tuple>
 
 #include "s3_fixture.hpp"
 
-#define S3TEST_CAT2(a, b) a##b
-#define S3TEST_CAT(a, b) S3TEST_CAT2(a, b)
-using conformance_fixtures = std::tuple<s3test::fixture<s3test::S3TEST_CAT(S3_SERVER, _tag)>>;
+namespace {
+
+struct s3_fixture {
+    static inline const s3test::target chosen = s3test::target_from_env("CACHESTORE_CONFORMANCE_SERVER");
+    static inline const char* const name = chosen.name;
+    static inline const bool plain_origin = chosen.plain_origin;
+    s3test::shared_store& shared = s3test::shared_store::get(chosen);
+    cachestore::result<> ready() {
+        if (!shared.store) return std::unexpected(shared.err);
+        return {};
+    }
+    bool atomic_commit() const { return engaged().conditional_commit(); }
+    cachestore::s3::store& store() { return engaged(); }
+
+  private:
+    cachestore::s3::store& engaged() const {
+        if (!shared.store) throw std::logic_error("s3_fixture: the store is used without a successful ready()");
+        return *shared.store;
+    }
+};
+
+} // namespace
+
+using conformance_fixtures = std::tuple<s3_fixture>;
 
 #include "../conformance/conformance.hpp"

@@ -37,16 +37,45 @@ inline cachestore::result<cachestore::s3::config> server_config(const std::strin
     return c;
 }
 
-/// One store per server per process, self-tested once (which, in auto mode,
-/// turns on If-None-Match commits where the server enforces them).
-template <class Tag>
+/// A server the conformance suite runs against.
+struct target {
+    const char* name = "";                   ///< for messages
+    const char* server = nullptr;            ///< "RGW" or "MOTO" (the CACHESTORE_<server>_* variables); null: none chosen
+    bool plain_origin = false;               ///< see conformance::plain_origin
+    bool tls = false;                        ///< its https endpoint, verified with the private CA
+};
+inline constexpr target rgw{"s3/ceph-rgw", "RGW", false, false};
+inline constexpr target rgw_tls{"s3/ceph-rgw over https (private CA)", "RGW", false, true};
+// moto re-signs the decoded path, so keys with + % ( ) etc. or non-ASCII
+// fail its signature check (TESTING.md); those run against RGW.
+inline constexpr target moto{"s3/moto(auth on)", "MOTO", true, false};
+
+/// The target named by environment variable `var` (rgw, rgw-tls or moto);
+/// one with a null `server` when it names none.
+inline target target_from_env(const std::string& var) {
+    const std::string v = env(var);
+    if (v == "rgw") return rgw;
+    if (v == "rgw-tls") return rgw_tls;
+    if (v == "moto") return moto;
+    return target{"s3 (no server chosen)", nullptr, false, false};
+}
+
+/// One store per process, for the one target a process tests, self-tested
+/// once (which, in auto mode, turns on If-None-Match commits where the server
+/// enforces them).
 struct shared_store {
     std::optional<cachestore::s3::store> store;
     cachestore::error err;
-    static shared_store& get() {
-        static shared_store s = [] {
+    static shared_store& get(const target& t) {
+        static shared_store s = [&t] {
             shared_store r;
-            auto cfg = server_config(Tag::server, "BUCKET", Tag::tls);
+            if (t.server == nullptr) {
+                r.err = cachestore::fail(cachestore::errc::misconfigured, "test setup", {},
+                                         "CACHESTORE_CONFORMANCE_SERVER is not rgw, rgw-tls or moto (tests/meson.build sets it)")
+                            .error();
+                return r;
+            }
+            auto cfg = server_config(t.server, "BUCKET", t.tls);
             if (!cfg) {
                 r.err = cfg.error();
                 return r;
@@ -56,8 +85,8 @@ struct shared_store {
                 r.err = st.error();
                 return r;
             }
-            if (auto t = st->self_test(cachestore::context::with_timeout(std::chrono::seconds(60))); !t) {
-                r.err = t.error();
+            if (auto ok = st->self_test(cachestore::context::with_timeout(std::chrono::seconds(60))); !ok) {
+                r.err = ok.error();
                 return r;
             }
             r.store.emplace(std::move(*st));
@@ -65,46 +94,6 @@ struct shared_store {
         }();
         return s;
     }
-};
-
-template <class Tag>
-struct fixture {
-    static constexpr const char* name = Tag::name;
-    static constexpr bool plain_origin = Tag::plain_origin;
-    shared_store<Tag>& shared = shared_store<Tag>::get();
-    cachestore::result<> ready() {
-        if (!shared.store) return std::unexpected(shared.err);
-        return {};
-    }
-    bool atomic_commit() const { return engaged().conditional_commit(); }
-    cachestore::s3::store& store() { return engaged(); }
-
-  private:
-    cachestore::s3::store& engaged() const {
-        if (!shared.store) throw std::logic_error("s3test::fixture: the store is used without a successful ready()");
-        return *shared.store;
-    }
-};
-
-struct rgw_tag {
-    static constexpr const char* name = "s3/ceph-rgw";
-    static constexpr const char* server = "RGW";
-    static constexpr bool plain_origin = false;
-    static constexpr bool tls = false;
-};
-struct rgw_tls_tag {
-    static constexpr const char* name = "s3/ceph-rgw over https (private CA)";
-    static constexpr const char* server = "RGW";
-    static constexpr bool plain_origin = false;
-    static constexpr bool tls = true;
-};
-struct moto_tag {
-    static constexpr const char* name = "s3/moto(auth on)";
-    static constexpr const char* server = "MOTO";
-    // moto re-signs the decoded path, so keys with + % ( ) etc. or non-ASCII
-    // fail its signature check (TESTING.md); those run against RGW.
-    static constexpr bool plain_origin = true;
-    static constexpr bool tls = false;
 };
 
 } // namespace s3test
