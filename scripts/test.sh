@@ -30,10 +30,16 @@ setup() {
   fi
 }
 
+# The plain build: -O2 (the warnings that need the optimiser) without -g, which
+# took a third of each compile (45 s -> 29 s for the largest test); failures
+# are debugged in build-asan, which keeps -g. TSan runs at -O1 -g: readable
+# reports, 30 % less compile time than -O2 -g.
+plain_opts=(-Dbench=true -Ddebug=false)
+
 if ((quick)); then
   bash scripts/install-deps.sh --no-servers || { echo "test.sh: installing dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
   # The same options as the full run below, so either can reuse build/.
-  setup build -Dbench=true || { echo "test.sh: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
+  setup build "${plain_opts[@]}" || { echo "test.sh: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
   rm -f build/meson-logs/testlog.json
   echo "== meson test -C build (--quick: no servers, no sanitizers, no consumer projects, no fault matrix)"
   # Without --no-rebuild, meson test first rebuilds exactly what the selected
@@ -61,11 +67,11 @@ tsan_targets=(tests/conformance_local_test tests/posix_store_test tests/posix_bo
               tests/layers/layers_test tests/layers/layers_fault_test tests/conformance_s3_test
               tests/conformance_s3_rgw_layers_test tests/s3_rgw_specific_test)
 
-setup build -Dbench=true &&
+setup build "${plain_opts[@]}" &&
   meson compile -C build &&
   setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug &&
   meson compile -C build-asan &&
-  setup build-tsan -Db_sanitize=thread -Dexamples=false &&
+  setup build-tsan -Db_sanitize=thread -Doptimization=1 -Dexamples=false &&
   meson compile -C build-tsan "${tsan_targets[@]}" ||
   { kill "$tidy_pid" 2>/dev/null; echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
 
