@@ -28,24 +28,18 @@ struct layered_rgw_fixture {
     s3test::shared_store& shared = s3test::shared_store::get(s3test::rgw);
     std::optional<stack> s;
     cachestore::result<> ready() {
-        if (!shared.store) return std::unexpected(shared.err);
-        cachestore::s3::store& st = engaged();
+        if (auto r = shared.ready(); !r) return r;
+        cachestore::s3::store& st = shared.engaged();
         cachestore::metered_options m;
         m.name = "rgw";
         s.emplace(cachestore::breaker<cachestore::hedged<cachestore::s3::store&>>(cachestore::hedged<cachestore::s3::store&>(st)),
                   m);
         return {};
     }
-    bool atomic_commit() const { return engaged().conditional_commit(); }
+    bool atomic_commit() const { return shared.engaged().conditional_commit(); }
     stack& store() {
         if (!s) throw std::logic_error("layered_rgw_fixture: store() without a successful ready()");
         return *s;
-    }
-
-  private:
-    cachestore::s3::store& engaged() const {
-        if (!shared.store) throw std::logic_error("layered_rgw_fixture: the store is used without a successful ready()");
-        return *shared.store;
     }
 };
 

@@ -1,7 +1,6 @@
 // The conformance suite, unchanged, against a real S3 server. One binary
 // serves every server: CACHESTORE_CONFORMANCE_SERVER (rgw, rgw-tls or moto,
 // set per test by tests/meson.build) picks the one a run tests.
-#include <stdexcept>
 #include <tuple>
 
 #include "s3_fixture.hpp"
@@ -13,18 +12,9 @@ struct s3_fixture {
     static inline const char* const name = chosen.name;
     static inline const bool plain_origin = chosen.plain_origin;
     s3test::shared_store& shared = s3test::shared_store::get(chosen);
-    cachestore::result<> ready() {
-        if (!shared.store) return std::unexpected(shared.err);
-        return {};
-    }
-    bool atomic_commit() const { return engaged().conditional_commit(); }
-    cachestore::s3::store& store() { return engaged(); }
-
-  private:
-    cachestore::s3::store& engaged() const {
-        if (!shared.store) throw std::logic_error("s3_fixture: the store is used without a successful ready()");
-        return *shared.store;
-    }
+    cachestore::result<> ready() const { return shared.ready(); }
+    bool atomic_commit() const { return shared.engaged().conditional_commit(); }
+    cachestore::s3::store& store() { return shared.engaged(); }
 };
 
 } // namespace

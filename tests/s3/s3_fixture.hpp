@@ -66,6 +66,16 @@ inline target target_from_env(const std::string& var) {
 struct shared_store {
     std::optional<cachestore::s3::store> store;
     cachestore::error err;
+    /// A fixture's ready(): the store, or why there is none.
+    cachestore::result<> ready() const {
+        if (!store) return std::unexpected(err);
+        return {};
+    }
+    /// The store, for a fixture whose ready() succeeded.
+    cachestore::s3::store& engaged() {
+        if (!store) throw std::logic_error("s3test: the store is used without a successful ready()");
+        return *store;
+    }
     static shared_store& get(const target& t) {
         static shared_store s = [&t] {
             shared_store r;
