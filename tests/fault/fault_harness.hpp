@@ -83,42 +83,17 @@ inline fault_server& server() {
     return s;
 }
 
-struct http_answer {
-    long status = 0;
-    std::string body;
-};
-
-inline std::size_t collect_cb(char* d, std::size_t s, std::size_t n, void* out) {
-    static_cast<std::string*>(out)->append(d, s * n);
-    return s * n;
-}
+using http_answer = faultproc::fault_process::answer;
 
 /// A request to the server's control endpoints (plain libcurl, no signing).
 /// A control request to `to` (default: the shared plain-http server).
 inline http_answer control(const char* method, const std::string& path, const std::string& body = {},
                            const fault_server* to = nullptr) {
     s3::detail::curl_global();
-    http_answer a;
-    CURL* c = curl_easy_init();
-    REQUIRE(c != nullptr);
     const fault_server& s = to != nullptr ? *to : server();
-    const std::string url = (s.ca_file.empty() ? "http://127.0.0.1:" : "https://localhost:") + std::to_string(s.port) + path;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    if (!s.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, s.ca_file.c_str());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (std::string_view(method) == "POST") {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &collect_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
-    const CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
-    curl_easy_cleanup(c);
-    INFO(path << ": " << curl_easy_strerror(rc) << " " << a.body);
-    REQUIRE(rc == CURLE_OK);
+    http_answer a = s.proc.control(method, path, body, s.ca_file);
+    INFO(path << ": " << a.error << " " << a.body);
+    REQUIRE(a.error.empty());
     return a;
 }
 

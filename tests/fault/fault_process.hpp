@@ -93,17 +93,24 @@ public:
     [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
     struct answer {
-        long status = 0; ///< 0 when the request failed
+        long status = 0;   ///< 0 when the request failed
         std::string body;
+        std::string error; ///< why the request failed ("" when it did not)
     };
 
-    /// A request to a control endpoint (`/_fault/...`), plain libcurl.
-    [[nodiscard]] answer control(const char* method, const std::string& path, const std::string& body = {}) const {
+    /// A request to a control endpoint (`/_fault/...`), plain libcurl; over
+    /// https to localhost when the server speaks TLS (`ca_file` signed its certificate).
+    [[nodiscard]] answer control(const char* method, const std::string& path, const std::string& body = {},
+                                 const std::string& ca_file = {}) const {
         answer a;
         CURL* c = curl_easy_init();
-        if (c == nullptr) return a;
-        const std::string url = endpoint() + path;
+        if (c == nullptr) {
+            a.error = "curl_easy_init failed";
+            return a;
+        }
+        const std::string url = (ca_file.empty() ? endpoint() : "https://localhost:" + std::to_string(port_)) + path;
         curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+        if (!ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -113,7 +120,8 @@ public:
         }
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &collect);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &a.body);
-        if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+        if (const CURLcode rc = curl_easy_perform(c); rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
+        else a.error = curl_easy_strerror(rc);
         curl_easy_cleanup(c);
         return a;
     }
