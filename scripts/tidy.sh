@@ -5,7 +5,8 @@
 # checks run over the examples and tests/odr/a.cpp only.
 #
 # Usage: bash scripts/tidy.sh [--json FILE] [FILE...]
-#          (default: every test source and example)
+#          (default: every example and every test source but tests/catch_main.cpp
+#          and tests/odr/b.cpp)
 #   --json FILE  also write the result as one line of Meson's testlog JSON
 #                ({"name": "clang-tidy", "result": "OK"|"FAIL", "stdout": ...}),
 #                which scripts/summarize.py reads with the test logs

@@ -179,7 +179,7 @@ inline constexpr std::int64_t KiB = 1024, MiB = 1024 * KiB;
 
 inline s3::config base_config() {
     s3::config c;
-    c.endpoint = "http://127.0.0.1:" + std::to_string(server().port);
+    c.endpoint = server().proc.endpoint();
     c.bucket = "faultbucket";
     c.region = "us-east-1";
     c.creds.access_key_id = "AKIDFAULTTEST000000";

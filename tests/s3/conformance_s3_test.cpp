@@ -8,7 +8,7 @@
 namespace {
 
 struct s3_fixture {
-    static inline const s3test::target chosen = s3test::target_from_env("CACHESTORE_CONFORMANCE_SERVER");
+    static inline const s3test::target chosen = s3test::conformance_target();
     static inline const char* const name = chosen.name;
     static inline const bool plain_origin = chosen.plain_origin;
     s3test::shared_store& shared = s3test::shared_store::get(chosen);

@@ -50,10 +50,12 @@ inline constexpr target rgw_tls{"s3/ceph-rgw over https (private CA)", "RGW", fa
 // fail its signature check (TESTING.md); those run against RGW.
 inline constexpr target moto{"s3/moto(auth on)", "MOTO", true, false};
 
-/// The target named by environment variable `var` (rgw, rgw-tls or moto);
-/// one with a null `server` when it names none.
-inline target target_from_env(const std::string& var) {
-    const std::string v = env(var);
+/// Names the conformance run's server: rgw, rgw-tls or moto (tests/meson.build sets it per test).
+inline constexpr const char* conformance_server_var = "CACHESTORE_CONFORMANCE_SERVER";
+
+/// The target conformance_server_var names; one with a null `server` when it names none.
+inline target conformance_target() {
+    const std::string v = env(conformance_server_var);
     if (v == "rgw") return rgw;
     if (v == "rgw-tls") return rgw_tls;
     if (v == "moto") return moto;
@@ -81,7 +83,7 @@ struct shared_store {
             shared_store r;
             if (t.server == nullptr) {
                 r.err = cachestore::fail(cachestore::errc::misconfigured, "test setup", {},
-                                         "CACHESTORE_CONFORMANCE_SERVER is not rgw, rgw-tls or moto (tests/meson.build sets it)")
+                                         std::string(conformance_server_var) + " is not rgw, rgw-tls or moto")
                             .error();
                 return r;
             }
