@@ -16,6 +16,7 @@
 #include "cachestore/bytes.hpp"
 #include "cachestore/chunk_key.hpp"
 #include "cachestore/context.hpp"
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
 #include "cachestore/store.hpp"
@@ -118,7 +119,7 @@ private:
         return it == chunks_.end() ? nullptr : it->second;
     }
 
-    mutable std::shared_mutex mu_;
+    mutable detail::fork_safe_shared_mutex mu_; ///< a forked child never inherits it locked
     std::map<std::string, std::shared_ptr<const entry>, std::less<>> chunks_;
 };
 

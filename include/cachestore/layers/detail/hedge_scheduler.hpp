@@ -1,7 +1,9 @@
 // cachestore/layers/detail/hedge_scheduler.hpp - decides when the calls of a
 // hedged store get their second attempt. One thread per hedged store sleeps
 // until the earliest call's hedge time; calls register on entry and leave on
-// return (a mutex each way). Holds the delay estimate and the budget.
+// return (a mutex each way). Holds the delay estimate and the budget. All of
+// that is per process: a child forked from a process using the store starts
+// its own thread (fork_generation.hpp).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/layers/detail/hedge_call.hpp"
 #include "cachestore/layers/operation.hpp"
 
@@ -78,68 +81,75 @@ public:
         if (opt_.max_delay < opt_.min_delay) opt_.max_delay = opt_.min_delay;
         if (!(opt_.max_share >= 0.0)) opt_.max_share = 0.0;
         if (!(opt_.burst >= 1.0)) opt_.burst = 1.0;
-        tokens_ = 1.0;
-        for (auto& t : track_) t.delay = opt_.delay > std::chrono::nanoseconds::zero() ? opt_.delay : opt_.initial_delay;
+        start_fresh(proc_.get());
     }
     hedge_scheduler(const hedge_scheduler&) = delete;
     hedge_scheduler& operator=(const hedge_scheduler&) = delete;
+    /// Stops and joins this process's thread (a forked child's own, not the
+    /// parent's: per_process leaves that alone).
     ~hedge_scheduler() {
+        proc* p = proc_.mine_or_null();
+        if (p == nullptr) return;
         {
-            std::lock_guard lock(mu_);
-            stopping_ = true;
+            std::lock_guard lock(p->mu);
+            p->stopping = true;
         }
-        cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
+        p->cv.notify_all();
+        if (p->thread.joinable()) p->thread.join();
     }
 
     [[nodiscard]] const hedge_options& options() const noexcept { return opt_; }
 
     /// Registers a call that starts now; its second attempt is due after the current delay.
     void enter(hedge_call& c, store_op op) {
-        std::lock_guard lock(mu_);
-        auto& t = track_[index(op)];
+        proc& p = mine();
+        std::lock_guard lock(p.mu);
+        auto& t = p.track[index(op)];
         ++t.calls;
-        tokens_ = std::min(opt_.burst, tokens_ + opt_.max_share);
+        p.tokens = std::min(opt_.burst, p.tokens + opt_.max_share);
         c.op = static_cast<std::uint8_t>(index(op));
         c.hedge_at = c.start() + t.delay;
         c.prev = nullptr;
-        c.next = head_;
-        if (head_ != nullptr) head_->prev = &c;
-        head_ = &c;
-        if (!thread_.joinable()) {
+        c.next = p.head;
+        if (p.head != nullptr) p.head->prev = &c;
+        p.head = &c;
+        if (!p.thread.joinable()) {
             try {
-                thread_ = std::thread([this] { loop(); });
+                p.thread = std::thread([this, &p] { loop(p); });
             } catch (const std::system_error&) {
                 return; // no thread, no hedges: calls run as if undecorated
             }
         }
-        if (c.hedge_at < wake_at_) cv_.notify_one();
+        if (c.hedge_at < p.wake_at) p.cv.notify_one();
     }
 
     /// Unregisters a call (no second attempt can start after this). Returns
     /// whether one did, i.e. whether `c.helper` must be joined.
     bool leave(hedge_call& c) {
-        std::lock_guard lock(mu_);
+        proc& p = mine();
+        std::lock_guard lock(p.mu);
         if (c.prev != nullptr) c.prev->next = c.next;
-        else head_ = c.next;
+        else p.head = c.next;
         if (c.next != nullptr) c.next->prev = c.prev;
         c.prev = c.next = nullptr;
-        if (const auto ns = c.answer_ns(); ns > 0) sample(track_[c.op], ns);
+        if (const auto ns = c.answer_ns(); ns > 0) sample(p, p.track[c.op], ns);
         return c.helper.joinable();
     }
 
     /// Counts a call that the second attempt answered.
     void second_won(store_op op) {
-        std::lock_guard lock(mu_);
-        ++track_[index(op)].wins;
+        proc& p = mine();
+        std::lock_guard lock(p.mu);
+        ++p.track[index(op)].wins;
     }
 
     [[nodiscard]] hedge_snapshot snapshot() const {
-        std::lock_guard lock(mu_);
+        proc& p = mine();
+        std::lock_guard lock(p.mu);
         hedge_snapshot s;
         s.store = opt_.name;
-        s.get_chunk = stats(track_[0]);
-        s.stat = stats(track_[1]);
+        s.get_chunk = stats(p.track[0]);
+        s.stat = stats(p.track[1]);
         return s;
     }
 
@@ -151,6 +161,38 @@ private:
         std::uint64_t calls = 0, hedges = 0, wins = 0, denied = 0;
     };
 
+    /// Everything that belongs to one process: the thread, the lock, the
+    /// calls in flight, the budget and the estimates (per_process: a forked
+    /// child gets its own, keeping the parent's counters and estimates when
+    /// they were not being written at the fork).
+    struct proc {
+        mutable std::mutex mu;
+        std::condition_variable cv;
+        std::thread thread;
+        // Under mu:
+        bool stopping = false;
+        hedge_call* head = nullptr;
+        clock::time_point wake_at = clock::time_point::min(); ///< when the thread next wakes (min: it is awake)
+        double tokens = 0;
+        std::array<tracker, 2> track{};
+        std::vector<std::int64_t> scratch;
+    };
+
+    void start_fresh(proc& p) const {
+        p.tokens = 1.0;
+        for (auto& t : p.track) t.delay = opt_.delay > std::chrono::nanoseconds::zero() ? opt_.delay : opt_.initial_delay;
+    }
+
+    proc& mine() const {
+        return proc_.get([this](proc& parent, proc& child) {
+            start_fresh(child);
+            if (!parent.mu.try_lock()) return; // held at the fork: its state may be half-written
+            child.track = parent.track;
+            child.tokens = parent.tokens;
+            parent.mu.unlock();
+        });
+    }
+
     static std::size_t index(store_op op) noexcept { return op == store_op::stat ? 1 : 0; }
 
     static hedge_op_stats stats(const tracker& t) {
@@ -158,25 +200,25 @@ private:
     }
 
     /// Adds one time-to-answer; re-estimates the delay every 16 samples.
-    void sample(tracker& t, std::int64_t ns) {
+    void sample(proc& p, tracker& t, std::int64_t ns) const {
         if (opt_.delay > std::chrono::nanoseconds::zero()) return; // fixed delay
         t.samples[t.pos] = ns;
         t.pos = (t.pos + 1) % window;
         t.count = std::min(window, t.count + 1);
         if (++t.fresh < 16 || t.count < opt_.min_samples) return;
         t.fresh = 0;
-        scratch_.assign(t.samples.begin(), t.samples.begin() + static_cast<std::ptrdiff_t>(t.count));
+        p.scratch.assign(t.samples.begin(), t.samples.begin() + static_cast<std::ptrdiff_t>(t.count));
         const auto k = static_cast<std::size_t>(std::lround(opt_.quantile * static_cast<double>(t.count - 1)));
-        std::nth_element(scratch_.begin(), scratch_.begin() + static_cast<std::ptrdiff_t>(k), scratch_.end());
-        t.delay = std::clamp(std::chrono::nanoseconds(scratch_[k]), opt_.min_delay, opt_.max_delay);
+        std::nth_element(p.scratch.begin(), p.scratch.begin() + static_cast<std::ptrdiff_t>(k), p.scratch.end());
+        t.delay = std::clamp(std::chrono::nanoseconds(p.scratch[k]), opt_.min_delay, opt_.max_delay);
     }
 
-    void loop() {
-        std::unique_lock lock(mu_);
-        while (!stopping_) {
+    void loop(proc& p) {
+        std::unique_lock lock(p.mu);
+        while (!p.stopping) {
             const auto now = clock::now();
             auto next = clock::time_point::max();
-            for (hedge_call* c = head_; c != nullptr; c = c->next) {
+            for (hedge_call* c = p.head; c != nullptr; c = c->next) {
                 if (c->judged) continue;
                 if (c->winner() != 0) {
                     c->judged = true; // answered before its hedge time
@@ -187,18 +229,18 @@ private:
                     continue;
                 }
                 c->judged = true;
-                start_second(*c);
+                start_second(p, *c);
             }
-            wake_at_ = next;
-            if (next == clock::time_point::max()) cv_.wait(lock);
-            else cv_.wait_until(lock, next);
-            wake_at_ = clock::time_point::min();
+            p.wake_at = next;
+            if (next == clock::time_point::max()) p.cv.wait(lock);
+            else p.cv.wait_until(lock, next);
+            p.wake_at = clock::time_point::min();
         }
     }
 
-    void start_second(hedge_call& c) {
-        tracker& t = track_[c.op];
-        if (tokens_ < 1.0) {
+    static void start_second(proc& p, hedge_call& c) {
+        tracker& t = p.track[c.op];
+        if (p.tokens < 1.0) {
             ++t.denied;
             return;
         }
@@ -208,21 +250,12 @@ private:
         } catch (const std::system_error&) {
             return; // no thread: attempt B never runs (a claim may still stop its unused token)
         }
-        tokens_ -= 1.0;
+        p.tokens -= 1.0;
         ++t.hedges;
     }
 
     hedge_options opt_;
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
-    std::thread thread_;
-    // Under mu_:
-    bool stopping_ = false;
-    hedge_call* head_ = nullptr;
-    clock::time_point wake_at_ = clock::time_point::min(); ///< when the thread next wakes (min: it is awake)
-    double tokens_ = 0;
-    std::array<tracker, 2> track_{};
-    std::vector<std::int64_t> scratch_;
+    mutable per_process<proc> proc_; ///< mutable: a const snapshot() in a child makes the child's
 };
 
 } // namespace detail

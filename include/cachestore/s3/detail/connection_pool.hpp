@@ -34,6 +34,8 @@
 
 #include <curl/curl.h>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
+
 namespace cachestore::s3::detail {
 
 /// libcurl's global state, initialised once before the first handle exists.
@@ -175,7 +177,7 @@ private:
         idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(n));
     }
 
-    std::mutex mu_;
+    cachestore::detail::fork_safe_mutex mu_; ///< a forked child never inherits it locked
     std::vector<std::unique_ptr<connection>> idle_;
     std::size_t max_idle_;
     clock::duration max_idle_time_;

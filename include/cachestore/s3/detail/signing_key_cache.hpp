@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/s3/detail/crypto.hpp"
 
 namespace cachestore::s3::sigv4::detail {
@@ -80,7 +81,7 @@ private:
         e.valid = false;
     }
 
-    std::mutex mu_;
+    cachestore::detail::fork_safe_mutex mu_; ///< a forked child never inherits it locked
     std::array<entry, capacity> entries_{};
     std::uint64_t tick_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/s3/config.hpp"
 #include "cachestore/s3/detail/tls.hpp"
 #include "cachestore/s3/detail/transport.hpp"
@@ -27,7 +28,7 @@ struct store_state {
     connection_pool pool;
     std::atomic<bool> conditional_put{false};
     std::atomic<bool> aws_chunked{false}; ///< self_test proved signed aws-chunked uploads are stored decoded
-    std::mutex report_mu;
+    cachestore::detail::fork_safe_mutex report_mu; ///< a forked child never inherits it locked
     self_test_report report;
 
     explicit store_state(config c, endpoint_parts ep)

@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
+
 namespace cachestore::s3::detail {
 
 /// A libcurl share handle holding the TLS session cache of one store's
@@ -47,7 +49,7 @@ private:
         return i < CURL_LOCK_DATA_LAST ? i : 0;
     }
     CURLSH* sh_ = nullptr;
-    std::array<std::mutex, CURL_LOCK_DATA_LAST> mu_;
+    std::array<cachestore::detail::fork_safe_mutex, CURL_LOCK_DATA_LAST> mu_; ///< never inherited locked by a child
 };
 
 /// True for libcurl results that come from the TLS layer.

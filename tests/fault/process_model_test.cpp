@@ -1,0 +1,261 @@
+// The process model, one table over every driver and layer: a store used
+// before fork() (a pre-forking proxy, docs/s3.md), with other threads busy in
+// it at the moment of the fork, must be usable and destructible in the child
+// and go on working in the parent. Each row: memory, POSIX (bounded, with its
+// sweeper thread) or S3 (against fault_server.py, with a credentials
+// provider), bare or under metered, breaker, hedged, or all three. Under
+// hedged the child must hedge on its own: a first attempt that stalls for
+// 3 s is overtaken by the second attempt after the 20 ms delay.
+//
+// Every child runs under alarm(): a lock it inherited held, or a destructor
+// that waits for a thread of the parent's, ends it with SIGALRM, which the
+// parent reports as the row's failure. (Not run under ThreadSanitizer: it
+// does not support fork() in a process with threads.)
+#include "fault_harness.hpp"
+
+#include <sys/wait.h>
+
+#include "cachestore/layers.hpp"
+#include "cachestore/posix_store.hpp"
+#include "../temp_dir.hpp"
+
+using namespace fault_harness;
+
+namespace {
+
+/// Beneath the layers: the first get_chunk after arm() (in this process)
+/// stalls up to 3 s, ended early by its stop token (the hedged layer stops
+/// the attempt it overtakes).
+template <CacheStore S>
+class stall_once {
+public:
+    explicit stall_once(S& inner) : inner_(inner) {}
+    void arm() { armed_.store(true); }
+
+    template <chunk_sink Sink>
+    result<> get_chunk(const context& ctx, const chunk_key& k, std::int64_t off, std::int64_t n, Sink&& sink) {
+        if (armed_.exchange(false)) {
+            std::mutex m;
+            std::condition_variable_any cv;
+            std::unique_lock lock(m);
+            const std::stop_token& tok = ctx.stop_token();
+            cv.wait_for(lock, tok, 3s, [] { return false; });
+            if (auto c = ctx.check("get_chunk"); !c) return c;
+        }
+        return inner_.get_chunk(ctx, k, off, n, std::forward<Sink>(sink));
+    }
+    template <chunk_source Src>
+    result<> put_chunk(const context& ctx, const chunk_key& k, std::int64_t size, Src&& src) {
+        return inner_.put_chunk(ctx, k, size, std::forward<Src>(src));
+    }
+    result<info> stat(const context& ctx, const chunk_key& k) { return inner_.stat(ctx, k); }
+    result<> remove(const context& ctx, const chunk_key& k) { return inner_.remove(ctx, k); }
+    result<> self_test(const context& ctx) { return inner_.self_test(ctx); }
+
+private:
+    S& inner_;
+    std::atomic<bool> armed_{false};
+};
+static_assert(CacheStore<stall_once<memory_store>>);
+
+hedge_options fixed_hedge() {
+    hedge_options o;
+    o.delay = 20ms;
+    o.burst = 100;
+    o.max_share = 1.0;
+    return o;
+}
+
+/// One row's store: the layers over a stall_once over the driver.
+template <class Stack>
+struct row_store {
+    Stack stack;
+    template <class Stall>
+    explicit row_store(Stall& s) : stack(make(s)) {}
+    template <class Stall>
+    static Stack make(Stall& s) {
+        if constexpr (std::is_same_v<Stack, Stall&>) return s;
+        else return Stack(s);
+    }
+};
+
+/// put, get (byte-exact), stat, remove, get (not_found) of a chunk named by
+/// `tag`; false with a message on the first surprise.
+template <CacheStore S>
+bool round_trip(S& s, const std::string& tag, std::string& why) {
+    const chunk_key k{"fork", "b", "object-" + tag, "\"e\"", 64 * 1024, 0};
+    const auto bytes = pattern(5000, std::hash<std::string>{}(tag));
+    const auto ctx = context::with_timeout(10s);
+    auto p = s.put_chunk(ctx, k, static_cast<std::int64_t>(bytes.size()), std::span<const std::byte>(bytes));
+    if (!p && p.error().code != errc::commit_lost) return why = "put: " + p.error().to_string(), false;
+    std::vector<std::byte> out(bytes.size());
+    span_sink sink(out);
+    if (auto g = s.get_chunk(ctx, k, 0, static_cast<std::int64_t>(out.size()), sink); !g)
+        return why = "get: " + g.error().to_string(), false;
+    if (out != bytes) return why = "get: wrong bytes", false;
+    if (auto st = s.stat(ctx, k); !st || st->size != static_cast<std::int64_t>(bytes.size()))
+        return why = "stat: " + (st ? std::string("wrong size") : st.error().to_string()), false;
+    if (auto r = s.remove(ctx, k); !r) return why = "remove: " + r.error().to_string(), false;
+    if (auto g = s.get_chunk(ctx, k, 0, 1, sink); g || g.error().code != errc::not_found)
+        return why = "get after remove: " + (g ? std::string("found") : g.error().to_string()), false;
+    return true;
+}
+
+/// Waits up to `limit` for `pid`; its exit code, or a description of how it ended.
+std::string wait_child(pid_t pid, std::chrono::seconds limit) {
+    const auto until = sclock::now() + limit;
+    int status = 0;
+    for (;;) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (sclock::now() > until) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            return "hung (killed after " + std::to_string(limit.count()) + " s)";
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? std::string() : "exit " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+        return WTERMSIG(status) == SIGALRM ? "hung (SIGALRM: an inherited lock or a parent's thread)"
+                                           : "signal " + std::to_string(WTERMSIG(status));
+    return "ended oddly";
+}
+
+/// Exit codes a child uses to say what went wrong (it cannot use Catch2).
+enum child_exit : int { ok = 0, round_trip_failed = 10, hedge_slow = 11, destroy_failed = 12 };
+
+/// The row: `Stack` over stall_once over `driver`.
+template <class Stack, class Driver>
+void fork_row(Driver& driver, bool hedges) {
+    auto stall = std::make_unique<stall_once<Driver>>(driver);
+    auto st = std::make_unique<row_store<Stack>>(*stall);
+    auto& s = st->stack;
+    std::string why;
+    REQUIRE(round_trip(s, "parent-before", why));
+    INFO(why);
+
+    // Two threads keep the store busy (its locks taken and released, its
+    // pool and scheduler in use) while the main thread forks.
+    std::atomic<bool> stop{false};
+    std::atomic<int> busy_failures{0};
+    std::vector<std::thread> busy;
+    for (int t = 0; t < 2; ++t)
+        busy.emplace_back([&, t] {
+            for (int i = 0; !stop.load(); ++i) {
+                std::string w;
+                if (!round_trip(s, "busy-" + std::to_string(t) + "-" + std::to_string(i % 4), w)) ++busy_failures;
+            }
+        });
+    std::this_thread::sleep_for(20ms);
+
+    for (int f = 0; f < 3; ++f) {
+        std::fflush(nullptr);
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::alarm(15);
+            int rc = child_exit::ok;
+            try {
+                std::string w;
+                if (!round_trip(s, "child", w)) {
+                    std::fprintf(stderr, "child: %s\n", w.c_str());
+                    rc = child_exit::round_trip_failed;
+                }
+                if (rc == 0 && hedges) {
+                    // Stored first, then read with a stalled first attempt.
+                    const chunk_key k{"fork", "b", "hedge-child", "\"e\"", 64 * 1024, 0};
+                    const auto bytes = pattern(1000, 7);
+                    (void)s.put_chunk(context::with_timeout(10s), k, 1000, std::span<const std::byte>(bytes));
+                    stall->arm();
+                    std::vector<std::byte> out(1000);
+                    span_sink sink(out);
+                    const auto t0 = sclock::now();
+                    auto g = s.get_chunk(context::with_timeout(10s), k, 0, 1000, sink);
+                    if (!g || out != bytes || ms_since(t0) > 1500) {
+                        std::fprintf(stderr, "child: hedged read took %.0f ms (%s)\n", ms_since(t0),
+                                     g ? "ok" : g.error().to_string().c_str());
+                        rc = child_exit::hedge_slow;
+                    }
+                }
+                st.reset(); // the child's own threads joined; the parent's left alone
+                stall.reset();
+                std::destroy_at(&driver); // the child never touches it again: _exit below
+
+            } catch (...) {
+                rc = child_exit::destroy_failed;
+            }
+            ::_exit(rc);
+        }
+        REQUIRE(pid > 0);
+        const std::string how = wait_child(pid, 30s);
+        INFO("fork " << f << ": the child " << how);
+        CHECK(how.empty());
+    }
+    stop = true;
+    for (auto& t : busy) t.join();
+    CHECK(busy_failures.load() == 0);
+    CHECK(round_trip(s, "parent-after", why));
+    st.reset();
+    stall.reset();
+}
+
+/// Every layer stack over one driver.
+template <class Driver>
+void every_stack(Driver& d) {
+    using stall_t = stall_once<Driver>;
+    SECTION("bare") { fork_row<stall_t&>(d, false); }
+    SECTION("metered") { fork_row<metered<stall_t&>>(d, false); }
+    SECTION("breaker") { fork_row<breaker<stall_t&>>(d, false); }
+    SECTION("hedged") {
+        struct h : hedged<stall_t&> {
+            explicit h(stall_t& s) : hedged<stall_t&>(s, fixed_hedge()) {}
+        };
+        fork_row<h>(d, true);
+    }
+    SECTION("metered<breaker<hedged>>") {
+        struct stack : metered<breaker<hedged<stall_t&>>> {
+            explicit stack(stall_t& s)
+                : metered<breaker<hedged<stall_t&>>>(std::in_place, metered_options{}, std::in_place, breaker_options{},
+                                                     std::in_place, fixed_hedge(), s) {}
+        };
+        fork_row<stack>(d, true);
+    }
+}
+
+} // namespace
+
+TEST_CASE("process model: memory_store and every layer across fork() with threads busy", "[fork][process]") {
+    memory_store m;
+    every_stack(m);
+}
+
+TEST_CASE("process model: a bounded posix_store (sweeper thread) and every layer across fork()", "[fork][process]") {
+    test_support::temp_dir dir("fork-posix");
+    posix_options o;
+    o.max_bytes = 4 * MiB;
+    o.sweep_interval = 5ms;
+    auto p = posix_store::open(dir.path, o);
+    REQUIRE(p.has_value());
+    every_stack(*p);
+}
+
+TEST_CASE("process model: an S3 store (pool, TLS share, signing keys, credentials provider, RNG) and every layer "
+          "across fork()",
+          "[fork][process]") {
+    control("POST", "/_fault/reset");
+    s3::config cfg = base_config();
+    std::atomic<int> fetches{0};
+    const s3::credentials fixed = cfg.creds;
+    cfg.credentials_source = s3::credentials_provider::from_function([&fetches, fixed]() -> result<s3::credentials> {
+        ++fetches; // always due (refresh_ahead beyond the expiry): a fetch is often in progress at a fork
+        std::this_thread::sleep_for(1ms);
+        s3::credentials c = fixed;
+        c.expiration = std::chrono::system_clock::now() + 1h;
+        return c;
+    },
+                                                                   s3::credentials_refresh{std::chrono::seconds(7200), 1ms});
+    auto s = s3::store::create(cfg);
+    REQUIRE(s.has_value());
+    every_stack(*s);
+    CHECK(fetches.load() > 0);
+}
