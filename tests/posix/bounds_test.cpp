@@ -124,6 +124,31 @@ TEST_CASE("bounds: puts evict the least recently used chunks; usage never passes
     CHECK(r.error().message.find("max_bytes") != std::string::npos);
 }
 
+TEST_CASE("bounds: a chunk removed from the eviction reserve is subtracted once; disk stays under max_bytes", "[posix][bounds]") {
+    // Issue 17, defect 6: remove() subtracted the chunk but left it in the
+    // reserve; a later put "evicted" it, found it gone and subtracted it again,
+    // so usage() said 40,960 while the root held 53,248 bytes.
+    temp_dir tmp;
+    constexpr std::int64_t max = std::int64_t{10} * 4096;
+    auto s = open_store(tmp.path, {.max_bytes = max, .recency_granularity = 0ms});
+    for (int i = 0; i < 10; ++i) put(s, i);
+    for (int i = 0; i < 10; ++i) set_times(file_of(tmp.path, i), std::chrono::seconds(100 - i)); // 0 is the oldest
+    auto rep = s.sweep(); // full, not over: evicts nothing, keeps 0, 1, 2 (the oldest 10,241+ bytes) as the reserve
+    REQUIRE(rep.has_value());
+    REQUIRE(rep->chunks_evicted == 0);
+    REQUIRE(*s.usage() == max);
+    for (int i = 0; i < 3; ++i) REQUIRE(s.remove({}, key(i)).has_value());
+    CHECK(*s.usage() == max - 3 * 4096);
+    CHECK(measured(s) == max - 3 * 4096);
+    for (int i = 10; i < 16; ++i) {
+        put(s, i);
+        const auto disk = measured(s);
+        INFO("after put " << i << ": usage() " << *s.usage() << ", on disk " << disk << ", max_bytes " << max);
+        CHECK(disk <= max);
+        CHECK(*s.usage() == disk);
+    }
+}
+
 TEST_CASE("bounds: a hit sets atime, never mtime, also where relatime would not", "[posix][bounds][recency]") {
     temp_dir tmp;
     auto s = open_store(tmp.path, {.recency_granularity = 60s});

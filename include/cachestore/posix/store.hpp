@@ -160,7 +160,11 @@ public:
         }
         auto r = commit(ctx, root, loc, size, src);
         if (bounded) {
-            if (r) st_->acct.committed(size);
+            // A failure after the link (a directory fsync) still left the
+            // chunk on disk: count it, or the books fall below the disk.
+            const bool linked =
+                r || (r.error().code != errc::commit_lost && stat_beneath(rel, st) == 0 && S_ISREG(st.st_mode));
+            if (linked) st_->acct.committed(size);
             else st_->acct.released(size);
         }
         return r;
@@ -199,14 +203,20 @@ public:
             if (err == ELOOP) return px::symlink_fail("remove", loc.path, root.full(loc.dir));
             return px::sys_fail("remove", loc.path, "open directory " + root.full(loc.dir), err);
         }
+        // Bounded: the chunk leaves the eviction reserve before the unlink (a
+        // put's eviction must not find it gone and subtract it again), and
+        // its size leaves the books after (bounds.hpp).
         struct ::stat st {};
-        const bool sized = st_->acct.bounded() && ::fstatat(dir.get(), loc.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        std::optional<px::accounting::removal> counted;
+        if (st_->acct.bounded() && ::fstatat(dir.get(), loc.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode))
+            counted = st_->acct.forget(loc.rel(), st.st_ino, static_cast<std::int64_t>(st.st_size));
         if (::unlinkat(dir.get(), loc.name.c_str(), 0) != 0) {
             const int err = errno;
             if (px::is_gone(err)) return {};
             return px::sys_fail("remove", loc.path, "unlink " + root.full(loc.rel()), err);
         }
-        if (sized && S_ISREG(st.st_mode)) st_->acct.removed(st.st_size);
+        if (counted) st_->acct.removed(*counted);
         return {};
     }
 

@@ -15,6 +15,13 @@
 // there. Each candidate is stat()ed again first and spared when it was used
 // (atime moved) or replaced (inode changed) since the walk. When the reserve
 // runs out the caller sweeps (bounds.hpp does not walk trees itself).
+//
+// Each byte is subtracted once. A chunk this process removes leaves the
+// reserve before its unlink (forget()), so an eviction never finds it gone
+// and subtracts it again; "gone" means removed by someone else, whose removal
+// the books have not seen. A removal that straddles a walk subtracts nothing:
+// the walk's figure replaced the books, with or without the chunk. When in
+// doubt the books count a byte too many (until the next walk), never too few.
 #pragma once
 
 #include <fcntl.h>
@@ -129,6 +136,7 @@ public:
     /// was committed here since `committed_before`; and the new reserve.
     void reset(std::int64_t measured, std::int64_t committed_before, std::vector<candidate> reserve) {
         const std::lock_guard lk(mu_);
+        ++generation_;
         base_.store(measured + (committed_total() - committed_before), std::memory_order_relaxed);
         reserve_.assign(std::make_move_iterator(reserve.begin()), std::make_move_iterator(reserve.end()));
         known_.store(true, std::memory_order_release);
@@ -169,8 +177,30 @@ public:
     }
     /// A reserved put failed or lost the race.
     void released(std::int64_t size) noexcept { reserved_.fetch_sub(size, std::memory_order_relaxed); }
-    /// A chunk of `size` bytes was removed by this process.
-    void removed(std::int64_t size) noexcept { base_.fetch_sub(size, std::memory_order_relaxed); }
+
+    /// A removal by this process in progress (forget() to removed()).
+    struct removal {
+        std::uint64_t generation = 0; ///< walks that had reset the books when it began
+        std::int64_t size = 0;        ///< the file's size, from the stat before the unlink
+    };
+    /// Before this process unlinks the chunk `rel` (inode `ino`, `size`
+    /// bytes): its eviction candidate, if any, leaves the reserve, so no
+    /// eviction can find it gone and subtract it a second time. O(reserve).
+    [[nodiscard]] removal forget(const std::string& rel, ino_t ino, std::int64_t size) {
+        const std::lock_guard lk(mu_);
+        const auto it = std::find_if(reserve_.begin(), reserve_.end(),
+                                     [&](const candidate& c) { return c.ino == ino && c.rel == rel; });
+        if (it != reserve_.end()) reserve_.erase(it);
+        return removal{generation_, size};
+    }
+    /// After forget(): this process's unlink removed the file. (When the
+    /// unlink found it gone, call nothing: another thread's remove, an
+    /// eviction or another process took it, and whether the books already
+    /// lost it is unknown; they keep it until the next walk.)
+    void removed(const removal& r) {
+        const std::lock_guard lk(mu_);
+        if (r.generation == generation_) base_.fetch_sub(r.size, std::memory_order_relaxed);
+    }
 
     /// Chunks evicted by puts making room (not by sweeps), since open.
     [[nodiscard]] std::int64_t put_evictions() const noexcept { return evictions_.load(std::memory_order_relaxed); }
@@ -207,9 +237,10 @@ private:
     std::atomic<std::int64_t> own_{0};      ///< bytes this process ever committed
     std::atomic<std::int64_t> evictions_{0};
     std::atomic<bool> known_{false};
-    /// Guards reserve_ (and serialises eviction by puts). Fork-safe: the
-    /// sweeper thread takes it, and a child forked meanwhile must not inherit
-    /// it locked (or reserve_ half-updated).
+    std::uint64_t generation_ = 0; ///< resets (walks) so far; guarded by mu_
+    /// Guards reserve_ and generation_ (and serialises eviction by puts).
+    /// Fork-safe: the sweeper thread takes it, and a child forked meanwhile
+    /// must not inherit it locked (or reserve_ half-updated).
     mutable cachestore::detail::fork_safe_mutex mu_;
     std::deque<candidate> reserve_;
 };
