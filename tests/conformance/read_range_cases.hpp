@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <span>
@@ -323,4 +324,39 @@ TEMPLATE_LIST_TEST_CASE("read_range: a failing store falls back to the origin; c
         CHECK(read_range(s, {}, obj, 0, out, o).error().code == errc::invalid_argument);
         CHECK(o.calls.empty());
     }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: a partial read of a missed chunk too large to hold is io_error, not an exception",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    // Chunk 0 is cs bytes long (about 4.6e18): no buffer can hold it. Chunk 1, the last, holds 100.
+    constexpr std::int64_t cs = std::numeric_limits<std::int64_t>::max() / 2;
+    const auto obj = fresh_object(cs, cs + 100);
+    auto byte_at = [](std::int64_t at) {
+        return static_cast<std::byte>((static_cast<std::uint64_t>(at) * 31 + 7) & 0xff);
+    };
+    int calls = 0;
+    auto origin = [&](std::int64_t at, std::span<std::byte> o) -> result<std::size_t> {
+        ++calls;
+        for (std::size_t i = 0; i < o.size(); ++i) o[i] = byte_at(at + static_cast<std::int64_t>(i));
+        return o.size();
+    };
+    std::vector<std::byte> out(16);
+    result<read_stats> r;
+    REQUIRE_NOTHROW(r = read_range(s, {}, obj, 1000, out, origin));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::io_error);
+    CHECK(r.error().op == "read_range");
+    CHECK(r.error().message.find(std::to_string(cs)) != std::string::npos); // names the size
+    CHECK(calls == 0);                                                       // the origin was not asked
+    conformance::require_absent(s, obj.chunk(0));
+    // The rule is the missed chunk's length, not chunk_size: the short last chunk fills as usual.
+    REQUIRE_NOTHROW(r = read_range(s, {}, obj, cs + 10, out, origin));
+    REQUIRE(r.has_value());
+    CHECK(r->served == 16);
+    CHECK(r->commits == 1);
+    CHECK(r->origin_bytes == 100);
+    for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == byte_at(cs + 10 + static_cast<std::int64_t>(i)));
+    CHECK(s.stat({}, obj.chunk(1))->size == 100);
 }

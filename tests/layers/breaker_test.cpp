@@ -5,6 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <limits>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -257,4 +261,166 @@ TEST_CASE("breaker: Prometheus text parses back", "[layers][breaker][prometheus]
     CHECK(p.value("cachestore_breaker_transitions_total", {{"store", "s3"}, {"to", "open"}}) == 1.0);
     CHECK(p.value("cachestore_breaker_rejected_total", {{"store", "s3"}}) == 1.0);
     CHECK(p.value("cachestore_breaker_failures_total", {{"store", "s3"}}) == 1.0);
+}
+
+TEST_CASE("breaker: open_for = duration::max() keeps it open; no overflow lets a call through", "[layers][breaker]") {
+    breaker_options o;
+    o.failure_threshold = 1;
+    o.open_for = std::chrono::steady_clock::duration::max();
+    rig r(std::move(o));
+    r.failing = errc::transient;
+    CHECK(r.get().error().code == errc::transient);
+    REQUIRE(r.b.state() == breaker_state::open);
+    r.failing = errc{};
+    const int before = r.inner.calls;
+    for (const auto step : {std::chrono::hours(0), std::chrono::hours(1), std::chrono::hours(24 * 365 * 100)}) {
+        r.now += step;
+        INFO("the clock moved on by " << step.count() << " h");
+        auto g = r.get();
+        REQUIRE_FALSE(g.has_value());
+        CHECK(g.error().code == errc::unavailable);
+        CHECK(g.error().message.find("in -") == std::string::npos);
+        CHECK(r.b.state() == breaker_state::open);
+    }
+    CHECK(r.inner.calls == before);
+    CHECK(r.b.snapshot().half_opened == 0);
+}
+
+TEST_CASE("breaker: failure_threshold = INT_MAX allocates nothing up front, and counts", "[layers][breaker]") {
+    const long rss_before = test_support::status_kib("VmRSS");
+    breaker_options o;
+    o.failure_threshold = INT_MAX;
+    o.failure_window = std::chrono::steady_clock::duration::max();
+    rig r(std::move(o));
+    r.failing = errc::transient;
+    for (int i = 0; i < 1000; ++i) CHECK(r.get().error().code == errc::transient);
+    CHECK(r.b.state() == breaker_state::closed);
+    CHECK(r.b.snapshot().failures == 1000);
+    const long rss_after = test_support::status_kib("VmRSS");
+    INFO("VmRSS " << rss_before << " KiB -> " << rss_after << " KiB");
+    CHECK(rss_after - rss_before < 65536L); // KiB: far below the 16 GiB a ring of INT_MAX entries took
+}
+
+namespace {
+
+using sdur = std::chrono::steady_clock::duration;
+using stime = std::chrono::steady_clock::time_point;
+
+/// t + d, saturated (the test's own clock must not overflow either).
+stime later(stime t, sdur d) { return t > stime::max() - d ? stime::max() : t + d; }
+
+std::string show(sdur d) {
+    if (d == sdur::max()) return "max";
+    if (d == sdur::min()) return "min";
+    return std::to_string(d.count()) + "ns";
+}
+
+/// One breaker of the class test below: failures 1 s apart until it opens,
+/// then calls at growing times after it opened, then probes; checks the
+/// state it reports against what it does, and its counters.
+void extreme_breaker_case(int threshold, sdur window, sdur open_for, int probes, stime start) {
+    breaker_options o;
+    o.failure_threshold = threshold;
+    o.failure_window = window;
+    o.open_for = open_for;
+    o.half_open_probes = probes;
+    rig r(std::move(o));
+    r.now = start;
+    std::ostringstream what;
+    what << "threshold " << threshold << ", window " << show(window) << ", open_for " << show(open_for) << ", probes "
+         << probes << ", clock at " << show(start.time_since_epoch());
+    INFO(what.str());
+    // The documented raising of values below 1 (counts) and 0 (durations).
+    const int t_eff = threshold < 1 ? 1 : threshold;
+    const int p_eff = probes < 1 ? 1 : probes;
+    const sdur w_eff = window < sdur::zero() ? sdur::zero() : window;
+    const sdur o_eff = open_for < sdur::zero() ? sdur::zero() : open_for;
+    int made = 0, refused = 0, failed = 0;
+    auto call = [&] { // true when the call reached the store
+        const int reached = r.inner.calls;
+        auto g = r.get();
+        ++made;
+        const bool refusal = r.inner.calls == reached;
+        if (refusal) {
+            ++refused;
+            CHECK(g.error().code == errc::unavailable);
+            CHECK(g.error().message.find(" -") == std::string::npos); // no negative wait
+        } else if (!g) {
+            ++failed;
+        }
+        return !refusal;
+    };
+    // Failures 1 s apart until it opens: the t_eff-th opens it when t_eff - 1 seconds fit in the window.
+    constexpr int failing_calls = 5;
+    r.failing = errc::transient;
+    for (int i = 0; i < failing_calls && r.b.state() == breaker_state::closed; ++i) {
+        if (i != 0) r.now += std::chrono::seconds(1);
+        CHECK(call());
+    }
+    const bool opens = t_eff <= failing_calls && sdur(std::chrono::seconds(t_eff - 1)) <= w_eff;
+    CHECK((r.b.state() == breaker_state::open) == opens);
+    CHECK(failed == (opens ? t_eff : failing_calls));
+    r.failing = errc{};
+    if (opens) {
+        // Refused exactly while open_for has not passed, and reported open meanwhile.
+        const stime opened_at = r.now;
+        const sdur after[] = {sdur::zero(), sdur(1), sdur(std::chrono::seconds(29)), sdur(std::chrono::seconds(30)),
+                              sdur(std::chrono::hours(24 * 365 * 100))};
+        bool through = false;
+        for (const sdur d : after) {
+            r.now = later(opened_at, d);
+            INFO("a call " << show(d) << " after it opened");
+            CHECK(r.b.state() == breaker_state::open);
+            through = call();
+            CHECK(through == (d >= o_eff));
+            if (through) break;
+            CHECK(r.b.state() == breaker_state::open);
+        }
+        if (through) {
+            // That call was the first probe; three more succeed.
+            for (int i = 0; i < 3; ++i) {
+                CHECK(r.b.state() == (1 + i >= p_eff ? breaker_state::closed : breaker_state::half_open));
+                CHECK(call());
+            }
+            CHECK(r.b.state() == (p_eff <= 4 ? breaker_state::closed : breaker_state::half_open));
+        } else {
+            CHECK(o_eff > after[std::size(after) - 1]);
+        }
+    }
+    // The counters add up.
+    const auto s = r.b.snapshot();
+    CHECK(s.state == r.b.state());
+    CHECK(static_cast<int>(s.rejected) == refused);
+    CHECK(r.inner.calls + refused == made);
+    CHECK(static_cast<int>(s.failures) == failed);
+    CHECK(s.opened == (opens ? 1U : 0U));
+    CHECK(s.half_opened <= s.opened);
+    CHECK(s.closed <= s.half_opened);
+    CHECK(s.probes <= static_cast<std::uint64_t>(r.inner.calls));
+    CHECK(r.changes.size() == s.opened + s.half_opened + s.closed);
+    for (std::size_t i = 1; i < r.changes.size(); ++i) CHECK(r.changes[i].first == r.changes[i - 1].second);
+}
+
+} // namespace
+
+// The class "counters under extreme option values": every count and duration
+// of breaker_options at negative, 0, 1, a typical value and max, crossed, on
+// clocks at 0, positive and negative times. Whatever the values: no UB (UBSan
+// in CI), the state it reports agrees with whether calls are refused, and the
+// counters add up.
+TEST_CASE("breaker: counters under extreme option values", "[layers][breaker][extreme]") {
+    const int counts[] = {INT_MIN, -1, 0, 1, 3, INT_MAX};
+    const sdur typical = std::chrono::seconds(30);
+    const sdur durations[] = {sdur::min(), sdur(-1), sdur::zero(), sdur(1), typical, sdur::max()};
+    const stime starts[] = {stime{}, stime{std::chrono::hours(1000)}, stime{-std::chrono::hours(1000)}};
+    int cases = 0;
+    for (const int threshold : counts)
+        for (const sdur window : durations)
+            for (const sdur open_for : durations)
+                for (const int probes : counts)
+                    for (const stime start : starts) {
+                        extreme_breaker_case(threshold, window, open_for, probes, start);
+                        ++cases;
+                    }
+    CHECK(cases == 6 * 6 * 6 * 6 * 3);
 }

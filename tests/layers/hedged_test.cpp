@@ -7,6 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
@@ -360,4 +365,113 @@ TEST_CASE("hedged: Prometheus text parses back", "[layers][hedged][prometheus]")
     CHECK(p.value("cachestore_hedge_wins_total", {{"store", "rgw"}, {"op", "get_chunk"}}) == 1.0);
     CHECK(p.value("cachestore_hedge_budget_exhausted_total", {{"store", "rgw"}, {"op", "stat"}}) == 0.0);
     CHECK(p.value("cachestore_hedge_delay_seconds", {{"store", "rgw"}, {"op", "get_chunk"}}) == 0.005);
+}
+
+// The class "counters under extreme option values": each field of
+// hedge_options at 0, 1 ns, max, negative, NaN, infinity and huge (one at a
+// time and in a few combinations). Whatever the values: no UB (UBSan in CI),
+// every call answers whole, the delay stays within [0, 24 h], a fixed delay
+// is the one asked for (clamped), and the counters add up: hedges <= calls,
+// wins <= hedges, within the budget, and every hedge is one more call of the
+// inner store. No call waits for a long delay: the stores answer at once or
+// after 2 ms.
+TEST_CASE("hedged: counters under extreme option values", "[layers][hedged][extreme]") {
+    using ns = std::chrono::nanoseconds;
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    struct variant {
+        std::string name;
+        std::function<void(hedge_options&)> set;
+    };
+    std::vector<variant> variants{{"defaults", [](hedge_options&) {}}};
+    const std::pair<const char*, ns> durations[] = {
+        {"0", ns::zero()}, {"1ns", ns(1)}, {"max", ns::max()}, {"-1ns", ns(-1)}, {"min", ns::min()}};
+    using field = ns hedge_options::*;
+    const std::pair<const char*, field> duration_fields[] = {{"delay", &hedge_options::delay},
+                                                             {"min_delay", &hedge_options::min_delay},
+                                                             {"max_delay", &hedge_options::max_delay},
+                                                             {"initial_delay", &hedge_options::initial_delay}};
+    for (const auto& [name, member] : duration_fields)
+        for (const auto& [label, d] : durations)
+            variants.push_back(
+                {std::string(name) + " = " + label, [member = member, d = d](hedge_options& o) { o.*member = d; }});
+    for (const double q : {0.0, 1.0, nan, 2.0, -1.0, inf})
+        variants.push_back({"quantile = " + std::to_string(q), [q](hedge_options& o) { o.quantile = q; }});
+    for (const double v : {0.0, nan, 1e300, inf, -1.0}) {
+        variants.push_back({"max_share = " + std::to_string(v), [v](hedge_options& o) { o.max_share = v; }});
+        variants.push_back({"burst = " + std::to_string(v), [v](hedge_options& o) { o.burst = v; }});
+    }
+    for (const std::size_t n : {std::size_t{0}, std::numeric_limits<std::size_t>::max()})
+        variants.push_back({"min_samples = " + std::to_string(n), [n](hedge_options& o) { o.min_samples = n; }});
+    variants.push_back({"every delay max", [](hedge_options& o) {
+                            o.delay = o.min_delay = o.max_delay = o.initial_delay = ns::max();
+                        }});
+    variants.push_back({"every delay min", [](hedge_options& o) {
+                            o.delay = o.min_delay = o.max_delay = o.initial_delay = ns::min();
+                        }});
+    variants.push_back({"adaptive from 0, unlimited budget", [=](hedge_options& o) {
+                            o.min_delay = o.max_delay = o.initial_delay = ns::zero();
+                            o.max_share = inf;
+                            o.burst = inf;
+                            o.min_samples = 0;
+                            o.quantile = 1.0;
+                        }});
+    variants.push_back({"adaptive, max_delay below min_delay", [](hedge_options& o) {
+                            o.min_delay = ns::max();
+                            o.max_delay = ns(1);
+                            o.initial_delay = ns(1);
+                            o.min_samples = 0;
+                        }});
+    variants.push_back({"1 ns, no budget, no stat", [=](hedge_options& o) {
+                            o.delay = ns(1);
+                            o.max_share = nan;
+                            o.burst = nan;
+                            o.hedge_stat = false;
+                        }});
+
+    const auto want = data();
+    constexpr ns day = std::chrono::hours(24);
+    for (const auto& v : variants) {
+        INFO(v.name);
+        hedge_options o;
+        v.set(o);
+        const hedge_options asked = o;
+        rig r(o);
+        std::uint64_t gets = 0, stats = 0;
+        std::vector<std::byte> out;
+        for (int i = 0; i < 36; ++i) {
+            // Mostly instant answers (32 samples: two re-estimates), a few after 2 ms.
+            r.inner.plan = [slow = i % 12 == 11](int, store_op) { return slow ? script{.stall = 2ms} : script{}; };
+            REQUIRE(r.read(out));
+            CHECK(out == want);
+            ++gets;
+            auto st = r.h.stat({}, key);
+            REQUIRE(st.has_value());
+            CHECK(st->size == 4096);
+            ++stats;
+        }
+        CHECK(r.inner.active == 0);
+        const auto s = r.h.snapshot();
+        const bool stat_hedged = asked.hedge_stat;
+        CHECK(s.get_chunk.calls == gets);
+        CHECK(s.stat.calls == (stat_hedged ? stats : 0U));
+        for (const hedge_op_stats* op : {&s.get_chunk, &s.stat}) {
+            CHECK(op->hedges <= op->calls);
+            CHECK(op->hedge_wins <= op->hedges);
+            CHECK(op->hedges + op->budget_denied <= op->calls);
+            CHECK(op->delay >= ns::zero());
+            CHECK(op->delay <= day);
+            if (asked.delay > ns::zero()) CHECK(op->delay == std::min(asked.delay, day));
+        }
+        const std::uint64_t hedges = s.get_chunk.hedges + s.stat.hedges;
+        // Every hedge is one more call of the inner store; nothing else is.
+        CHECK(static_cast<std::uint64_t>(r.inner.calls.load()) == gets + stats + hedges);
+        // The budget: one token at the start, max_share (0 when not a number >= 0) per call.
+        const double share = asked.max_share >= 0.0 ? asked.max_share : 0.0;
+        const double calls = static_cast<double>(s.get_chunk.calls + s.stat.calls);
+        CHECK(static_cast<double>(hedges) <= 1.0 + calls * share);
+        std::string text;
+        write_prometheus(text, s);
+        const auto p = layertest::parse_prometheus(text);
+        for (const auto& problem : p.problems) FAIL_CHECK(problem);
+    }
 }

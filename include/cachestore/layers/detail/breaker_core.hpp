@@ -8,13 +8,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/layers/operation.hpp"
 
@@ -34,7 +36,11 @@ enum class breaker_state : std::uint8_t { closed, open, half_open };
 
 /// The upstream's defaults (SPEC §6): 10 failures of class transient or auth
 /// within 30 s open the breaker; it stays open 30 s; then 3 probe calls must
-/// succeed to close it. Values below 1 (counts) or 0 (durations) are raised to that.
+/// succeed to close it. Values below 1 (counts) or 0 (durations) are raised to
+/// that; any value up to the type's max is taken as is (the time arithmetic
+/// saturates): `open_for = duration::max()` keeps an open breaker open for
+/// good, `failure_threshold = INT_MAX` never opens it. Memory: one time point
+/// per failure within the window, never more than `failure_threshold`.
 struct breaker_options {
     int failure_threshold = 10;
     std::chrono::steady_clock::duration failure_window = std::chrono::seconds(30);
@@ -45,8 +51,9 @@ struct breaker_options {
     errc_set failures{errc::transient, errc::auth};
     /// The time source (tests inject one); empty means steady_clock::now.
     std::function<std::chrono::steady_clock::time_point()> clock;
-    /// Called on every state change, under the breaker's lock: keep it short
-    /// and never call the breaker from it.
+    /// Called on every state change, on the thread of the call that caused
+    /// it, after the breaker's lock is released (it may read snapshot()).
+    /// What it throws reaches that call's caller; the books are whole.
     std::function<void(breaker_state from, breaker_state to)> on_state_change;
     /// The Prometheus `store` label (none when empty).
     std::string name;
@@ -81,7 +88,6 @@ public:
         if (opt_.half_open_probes < 1) opt_.half_open_probes = 1;
         if (opt_.failure_window < clock::duration::zero()) opt_.failure_window = clock::duration::zero();
         if (opt_.open_for < clock::duration::zero()) opt_.open_for = clock::duration::zero();
-        ring_.resize(static_cast<std::size_t>(opt_.failure_threshold));
         for (std::size_t k = 1; k < outcome_count; ++k)
             if (opt_.failures.contains(static_cast<errc>(k))) {
                 if (!classes_.empty()) classes_ += '/';
@@ -101,23 +107,12 @@ public:
         const int cls = classify(outcome);
         if (!t.probe && cls != failure) return; // the common case: nothing to do
         const auto at = now();
-        std::lock_guard lock(mu_);
-        if (cls == failure) ++failures_;
-        if (word_.load(std::memory_order_relaxed) != t.word) return; // the state moved on since
-        if (!t.probe) {
-            ring_[ring_pos_] = at;
-            ring_pos_ = (ring_pos_ + 1) % ring_.size();
-            if (ring_count_ < ring_.size()) ++ring_count_;
-            // ring_[ring_pos_] is now the oldest of the last `threshold` failures.
-            if (ring_count_ == ring_.size() && at - ring_[ring_pos_] <= opt_.failure_window) to_open(at);
-            return;
+        transition tr;
+        {
+            std::lock_guard lock(mu_);
+            finish_locked(t, cls, at, tr);
         }
-        --probes_in_flight_;
-        if (cls == failure) {
-            to_open(at);
-        } else if (cls == success) {
-            if (++probes_ok_ >= opt_.half_open_probes) to_closed();
-        }
+        notify(tr);
     }
 
     [[nodiscard]] breaker_snapshot snapshot() const {
@@ -133,6 +128,40 @@ public:
     [[nodiscard]] breaker_state state() const noexcept { return state_of(word_.load(std::memory_order_acquire)); }
 
 private:
+    /// A state change made under the lock, told to on_state_change after it
+    /// is released: the callback may throw (the exception reaches the call
+    /// that caused the change, with the books already whole) or read the
+    /// breaker's snapshot without deadlocking.
+    struct transition {
+        breaker_state from = breaker_state::closed, to = breaker_state::closed;
+        bool happened = false;
+    };
+
+    void notify(const transition& tr) const {
+        if (tr.happened && opt_.on_state_change) opt_.on_state_change(tr.from, tr.to);
+    }
+
+    void finish_locked(const ticket& t, int cls, clock::time_point at, transition& tr) {
+        if (cls == failure) ++failures_;
+        if (word_.load(std::memory_order_relaxed) != t.word) return; // the state moved on since
+        if (!t.probe) {
+            // The failures within the window, this one included: the breaker
+            // opens when they are `threshold`. Grown per failure, not
+            // allocated up front (a threshold of INT_MAX costs nothing).
+            const clock::rep now_ticks = at.time_since_epoch().count();
+            while (!recent_.empty() && sub_sat(now_ticks, recent_.front()) > opt_.failure_window.count()) recent_.pop_front();
+            recent_.push_back(now_ticks);
+            if (recent_.size() >= static_cast<std::size_t>(opt_.failure_threshold)) to_open(at, tr);
+            return;
+        }
+        --probes_in_flight_;
+        if (cls == failure) {
+            to_open(at, tr);
+        } else if (cls == success) {
+            if (++probes_ok_ >= opt_.half_open_probes) to_closed(tr);
+        }
+    }
+
     static constexpr int success = 0, failure = 1, neutral = 2;
 
     // The state word: generation << 2 | state. Every transition bumps the
@@ -151,15 +180,37 @@ private:
 
     [[nodiscard]] clock::time_point now() const { return opt_.clock ? opt_.clock() : clock::now(); }
 
+    // Clock ticks added and subtracted, saturated at the limits: options up to
+    // duration::max() and injected clocks anywhere in the range never overflow.
+    static constexpr clock::rep tick_max = std::numeric_limits<clock::rep>::max();
+    static constexpr clock::rep tick_min = std::numeric_limits<clock::rep>::min();
+    [[nodiscard]] static constexpr clock::rep add_sat(clock::rep a, clock::rep b) noexcept {
+        if (b > 0 && a > tick_max - b) return tick_max;
+        if (b < 0 && a < tick_min - b) return tick_min;
+        return a + b;
+    }
+    [[nodiscard]] static constexpr clock::rep sub_sat(clock::rep a, clock::rep b) noexcept {
+        if (b < 0 && a > tick_max + b) return tick_max;
+        if (b > 0 && a < tick_min + b) return tick_min;
+        return a - b;
+    }
+
     result<ticket> admit_slow(store_op op) {
         const auto at = now();
         const std::uint64_t w = word_.load(std::memory_order_acquire);
         if (state_of(w) == breaker_state::open && at.time_since_epoch().count() < open_until_.load(std::memory_order_relaxed))
             return refuse(op, at);
+        transition tr;
+        auto r = admit_locked(op, at, tr);
+        notify(tr);
+        return r;
+    }
+
+    result<ticket> admit_locked(store_op op, clock::time_point at, transition& tr) {
         std::lock_guard lock(mu_);
         std::uint64_t cur = word_.load(std::memory_order_relaxed);
         if (state_of(cur) == breaker_state::open && at.time_since_epoch().count() >= open_until_.load(std::memory_order_relaxed)) {
-            set_state(breaker_state::half_open);
+            set_state(breaker_state::half_open, tr);
             ++counts_.half_opened;
             probes_in_flight_ = 0;
             probes_ok_ = 0;
@@ -186,7 +237,7 @@ private:
             msg += "half-open: waiting for " + std::to_string(opt_.half_open_probes) + " probe calls to succeed";
         } else {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                clock::duration(open_until_.load(std::memory_order_relaxed)) - at.time_since_epoch());
+                clock::duration(sub_sat(open_until_.load(std::memory_order_relaxed), at.time_since_epoch().count())));
             msg += "open after " + std::to_string(opt_.failure_threshold) + " " + classes_ + " failures within " +
                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(opt_.failure_window).count()) +
                    " ms; probes start in " + std::to_string(left.count() < 0 ? 0 : left.count()) + " ms";
@@ -194,23 +245,24 @@ private:
         return fail(errc::unavailable, std::string(to_string(op)), {}, std::move(msg));
     }
 
-    void set_state(breaker_state to) {
+    void set_state(breaker_state to, transition& tr) {
         const std::uint64_t w = word_.load(std::memory_order_relaxed);
-        const breaker_state from = state_of(w);
+        if (!tr.happened) tr.from = state_of(w);
+        tr.to = to;
+        tr.happened = true;
         word_.store(((w >> 2U) + 1) << 2U | static_cast<std::uint64_t>(to), std::memory_order_release);
-        if (opt_.on_state_change) opt_.on_state_change(from, to);
     }
 
-    void to_open(clock::time_point at) {
-        open_until_.store((at + opt_.open_for).time_since_epoch().count(), std::memory_order_relaxed);
-        set_state(breaker_state::open);
+    void to_open(clock::time_point at, transition& tr) {
+        open_until_.store(add_sat(at.time_since_epoch().count(), opt_.open_for.count()), std::memory_order_relaxed);
+        recent_.clear(); // counted afresh once closed again
+        set_state(breaker_state::open, tr);
         ++counts_.opened;
     }
 
-    void to_closed() {
-        ring_count_ = 0;
-        ring_pos_ = 0;
-        set_state(breaker_state::closed);
+    void to_closed(transition& tr) {
+        recent_.clear();
+        set_state(breaker_state::closed, tr);
         ++counts_.closed;
     }
 
@@ -219,10 +271,9 @@ private:
     std::atomic<std::uint64_t> word_{0};
     std::atomic<clock::rep> open_until_{0};
     std::atomic<std::uint64_t> rejected_{0};
-    mutable std::mutex mu_;
+    mutable cachestore::detail::fork_safe_mutex mu_; ///< short-held, never around the callback: a child never inherits it locked
     // Under mu_:
-    std::vector<clock::time_point> ring_; ///< the last `threshold` failure times (closed state)
-    std::size_t ring_pos_ = 0, ring_count_ = 0;
+    std::deque<clock::rep> recent_; ///< the times of the failures within the window (closed state), oldest first
     int probes_in_flight_ = 0, probes_ok_ = 0;
     std::uint64_t failures_ = 0;
     breaker_snapshot counts_;
