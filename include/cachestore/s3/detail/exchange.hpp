@@ -98,6 +98,9 @@ inline result<> attempt_once(store_state& st, const credentials& creds, const co
         }
         st.cfg.observer(ev);
     }
+    // The caller's sink or source threw inside libcurl: the transfer has
+    // been aborted and the connection closed or pooled; now it may unwind.
+    if (res.thrown) std::rethrow_exception(res.thrown);
     return r;
 }
 
@@ -196,7 +199,9 @@ inline result<> execute(store_state& st, const context& ctx, request_spec& spec,
         if (e.code == errc::auth && snap && !refreshed && spec.body_replayable && credentials_refused(e.s3_code)) {
             refreshed = true;
             auto fresh = st.cfg.credentials_source->refresh_after_refusal(snap);
-            if (fresh && *fresh != snap) {
+            // Compare what was fetched, not the snapshot: the same credentials
+            // refused again would only double every refused request.
+            if (fresh && *fresh != snap && !same_keys(**fresh, *snap)) {
                 snap = std::move(*fresh);
                 if (spec.before_retry != nullptr) spec.before_retry(spec, res, spec.retry_state);
                 continue; // at once: nothing about the server is wrong

@@ -50,6 +50,8 @@ inline result<> outcome(const request_spec& spec, response& res, const error* re
                         refusal != nullptr ? refusal->message : "unexpected response");
     case abort_reason::body_too_long:
         return fail_ctx(errc::protocol, spec, res, "server sent more bytes than the range asked for");
+    case abort_reason::caller_threw: // rethrown by attempt_once; the observer sees a cancelled attempt
+        return fail_ctx(errc::cancelled, spec, res, "the caller's sink or source threw");
     }
     // Every byte asked for arrived, within a Content-Range the sink accepted,
     // and only then did the transfer fail (a chunked body without its final
@@ -72,6 +74,12 @@ inline result<> outcome(const request_spec& spec, response& res, const error* re
         if (code == errc::misconfigured && res.reused) {
             code = errc::transient;
             msg += " (on a reused connection)";
+        }
+        // libcurl 7.88 reports a response header over its limit (100 KiB a
+        // line) as out of memory; after a status line that is what it was.
+        if (res.curl == CURLE_OUT_OF_MEMORY && res.status != 0) {
+            code = errc::protocol;
+            msg += " (the server's response headers are larger than libcurl accepts: the server broke HTTP)";
         }
         return fail_ctx(code, spec, res, std::move(msg));
     }

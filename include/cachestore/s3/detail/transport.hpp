@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,7 @@ enum class abort_reason : std::uint8_t {
     source_long,     ///< the source had more than `size` bytes
     bad_response,    ///< a 2xx answer whose framing does not match the request
     body_too_long,   ///< more body bytes than the range asked for
+    caller_threw,    ///< the caller's sink or source threw (response::thrown)
 };
 
 /// A request body: called to fill `buf`; returns bytes written (0 at end) or
@@ -77,6 +79,7 @@ struct response {
     CURLcode curl = CURLE_OK;
     abort_reason reason = abort_reason::none;
     error source_error;                      ///< when reason == source_failed
+    std::exception_ptr thrown;               ///< when reason == caller_threw: rethrown once libcurl has returned
     std::int64_t content_length = -1;
     std::optional<content_range> range;
     std::string last_modified;
@@ -182,8 +185,8 @@ struct exchange {
         if (x.req.sink.write == nullptr) return len; // body not wanted
         if (!x.res.accepted) {
             x.res.accepted = true;
-            if (!x.req.sink.accept(x.req.sink.self, x.res)) {
-                x.res.reason = abort_reason::bad_response;
+            if (!x.guarded([&] { return x.req.sink.accept(x.req.sink.self, x.res); })) {
+                if (x.res.reason == abort_reason::none) x.res.reason = abort_reason::bad_response;
                 return CURL_WRITEFUNC_ERROR;
             }
         }
@@ -191,8 +194,9 @@ struct exchange {
             x.res.reason = abort_reason::body_too_long;
             return CURL_WRITEFUNC_ERROR;
         }
-        if (!x.req.sink.write(x.req.sink.self, std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), len))) {
-            x.res.reason = abort_reason::sink_stopped;
+        const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), len);
+        if (!x.guarded([&] { return x.req.sink.write(x.req.sink.self, bytes); })) {
+            if (x.res.reason == abort_reason::none) x.res.reason = abort_reason::sink_stopped;
             return CURL_WRITEFUNC_ERROR;
         }
         x.res.delivered += static_cast<std::int64_t>(len);
@@ -203,17 +207,37 @@ struct exchange {
     static std::size_t on_read(char* buf, std::size_t size, std::size_t n, void* self) {
         auto& x = *static_cast<exchange*>(self);
         if (x.expired_or_stopped()) return CURL_READFUNC_ABORT;
-        auto got = x.req.body.read(x.req.body.self, std::span<std::byte>(reinterpret_cast<std::byte*>(buf), size * n),
-                                   x.res.reason, x.res.source_error);
-        if (!got) return CURL_READFUNC_ABORT;
+        std::size_t got = 0;
+        if (!x.guarded([&] {
+                auto r = x.req.body.read(x.req.body.self, std::span<std::byte>(reinterpret_cast<std::byte*>(buf), size * n),
+                                         x.res.reason, x.res.source_error);
+                got = r.value_or(0);
+                return r.has_value();
+            }))
+            return CURL_READFUNC_ABORT;
         if (x.expired_or_stopped()) return CURL_READFUNC_ABORT;
-        return *got;
+        return got;
     }
 
     static int on_seek(void* self, curl_off_t offset, int origin) {
         auto& x = *static_cast<exchange*>(self);
         if (offset != 0 || origin != SEEK_SET || x.req.body.rewind == nullptr) return CURL_SEEKFUNC_CANTSEEK;
-        return x.req.body.rewind(x.req.body.self) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK;
+        return x.guarded([&] { return x.req.body.rewind(x.req.body.self); }) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK;
+    }
+
+    /// Runs caller code (a sink, a source) inside a libcurl callback. An
+    /// exception must not unwind through libcurl's C frames (the transfer and
+    /// its connection would never be released): it is kept, the transfer
+    /// aborted, and attempt_once rethrows it once libcurl has returned.
+    template <class F>
+    bool guarded(F&& f) noexcept {
+        try {
+            return f();
+        } catch (...) {
+            res.thrown = std::current_exception();
+            res.reason = abort_reason::caller_threw;
+            return false;
+        }
     }
 };
 
