@@ -365,6 +365,81 @@ TEST_CASE("credentials: temporary credentials are renewed ahead of their expiry"
     sc.finish();
 }
 
+TEST_CASE("credentials: a source that has only expired credentials is asked once per recheck, and the call fails auth",
+          "[beyond][credentials]") {
+    scenario sc;
+    std::atomic<int> fetches{0};
+    const s3::credentials base = sc.cfg.creds;
+    sc.cfg.credentials_source = s3::credentials_provider::from_function([&fetches, base]() -> result<s3::credentials> {
+        ++fetches;
+        s3::credentials c = base;
+        c.expiration = std::chrono::system_clock::now() - 1h;
+        return c;
+    });
+    auto made = s3::store::create(sc.cfg);
+    REQUIRE_FALSE(made.has_value()); // create() asks for the first credentials
+    CHECK(made.error().code == errc::auth);
+    CHECK_THAT(made.error().message, Catch::Contains("only expired credentials"));
+    // The same provider behind a store made while its credentials were good:
+    // 8 threads x 500 calls, once the source has only expired ones.
+    // Its first credentials expire 200 ms after they are fetched; every
+    // later fetch gives credentials that expired an hour ago.
+    auto first = std::make_shared<std::atomic<bool>>(true);
+    sc.cfg.credentials_source = s3::credentials_provider::from_function([&fetches, base, first]() -> result<s3::credentials> {
+        ++fetches;
+        s3::credentials c = base;
+        c.expiration = std::chrono::system_clock::now() + (first->exchange(false) ? std::chrono::milliseconds(200) : -1h);
+        return c;
+    });
+    sc.open();
+    std::this_thread::sleep_for(300ms);
+    fetches = 0;
+    sc.clear_log();
+    std::atomic<int> auth_errors{0}, other{0};
+    const auto t0 = sclock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&] {
+            std::vector<std::byte> out(100);
+            for (int i = 0; i < 500; ++i) {
+                auto r = cachestore::get_chunk(sc.store(), context::with_timeout(10s), sc.key, 0, out);
+                if (!r && r.error().code == errc::auth && r.error().message.find("only expired") != std::string::npos) ++auth_errors;
+                else ++other;
+            }
+        });
+    for (auto& t : threads) t.join();
+    const double ms = ms_since(t0);
+    INFO(fetches.load() << " fetches in " << ms << " ms; " << other.load() << " calls that did not fail auth");
+    CHECK(auth_errors.load() == 8 * 500);
+    CHECK(fetches.load() <= 1 + static_cast<int>(ms / 1000)); // one per recheck (1 s by default)
+    CHECK(sc.log("GET").empty()); // nothing sent with credentials known to be expired
+    sc.finish();
+}
+
+TEST_CASE("credentials: refused credentials that the source gives again are not retried", "[beyond][credentials]") {
+    // AWS without s3:ListBucket answers every miss 403 AccessDenied
+    // (docs/errors.md): each would otherwise cost a fetch and a second GET.
+    scenario sc;
+    std::atomic<int> fetches{0};
+    const s3::credentials base = sc.cfg.creds;
+    sc.cfg.credentials_source = s3::credentials_provider::from_function([&fetches, base]() -> result<s3::credentials> {
+        ++fetches;
+        return base; // the same credentials every time
+    });
+    sc.open();
+    fetches = 0;
+    script(json::array({sc.rule("GET", "status", "always", {{"status", 403}, {"code", "AccessDenied"}})}));
+    checking_sink sink;
+    for (int i = 0; i < 10; ++i) {
+        auto r = sc.get(0, 100, sink);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::auth);
+    }
+    CHECK(sc.log("GET").size() == 10);
+    CHECK(fetches.load() <= 1); // one refetch after the first refusal, none within the recheck interval after it
+    sc.finish();
+}
+
 TEST_CASE("credentials: the shared credentials file is followed while the store runs", "[beyond][credentials]") {
     const auto dir = std::filesystem::temp_directory_path() / ("cachestore-creds-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);

@@ -24,6 +24,12 @@ struct credentials {
 
 namespace detail {
 
+/// Whether `a` and `b` sign the same way (the expiration aside).
+[[nodiscard]] inline bool same_keys(const credentials& a, const credentials& b) noexcept {
+    return a.access_key_id == b.access_key_id && a.secret_access_key == b.secret_access_key &&
+           a.session_token == b.session_token;
+}
+
 /// What is wrong with `c` as a signing input ("" when nothing): an empty id or
 /// secret, or characters that would corrupt a header line. Never quotes them.
 [[nodiscard]] inline std::string credentials_problem(const credentials& c) {

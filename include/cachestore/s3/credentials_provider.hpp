@@ -24,6 +24,8 @@
 #include <string>
 #include <utility>
 
+#include "cachestore/detail/fork_generation.hpp"
+#include "cachestore/detail/fork_safe_mutex.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/s3/credentials.hpp"
 
@@ -81,8 +83,9 @@ public:
     }
 
     /// The server refused `used`: fetch again now (once, whichever thread
-    /// asks first) and return what the source has. The caller retries only
-    /// when the result differs from `used`.
+    /// asks first, and at most once per `recheck`) and return what the
+    /// source has: `used` itself when the source gave the same credentials.
+    /// The caller retries only when the result differs from `used`.
     [[nodiscard]] result<snapshot> refresh_after_refusal(const snapshot& used) { return refresh(&used); }
 
     // Public for make_shared; use the factories.
@@ -98,31 +101,54 @@ private:
     }
 
     result<snapshot> refresh(const snapshot* refused) {
-        std::lock_guard lock(mu_);
+        refresher& r = refresher_.get([](refresher& parent, refresher& child) {
+            if (!parent.mu.try_lock()) return; // a fetch was under way at the fork: start afresh
+            child.probe_token = parent.probe_token;
+            child.probe_seen = parent.probe_seen;
+            child.quiet_until = parent.quiet_until;
+            child.failure = parent.failure;
+            parent.mu.unlock();
+        });
+        std::lock_guard lock(r.mu);
         snapshot have = load();
         // Another thread refreshed since `refused` was handed out: use that.
         if (refused != nullptr && have && have != *refused) return have;
+        const auto now = clock::now();
+        // A refusal fetched again less than `recheck` ago and the source gave
+        // the same credentials: it would again (AWS refuses every miss of a
+        // key without s3:ListBucket with AccessDenied).
+        if (refused != nullptr && have && now < r.quiet_until) return have;
+        // The last fetch failed (or gave expired credentials) less than
+        // `recheck` ago: its error, without asking the source again.
+        if (refused == nullptr && r.failure && now < r.quiet_until && (!have || expired(*have, std::chrono::seconds(0))))
+            return std::unexpected(*r.failure);
         const bool due = !fetched_ || refused != nullptr || (have && expired(*have, opts_.refresh_ahead));
         bool changed = false;
-        if (probe_ && (due || clock::now().time_since_epoch().count() >= next_check_.load())) {
+        if (probe_ && (due || now.time_since_epoch().count() >= next_check_.load())) {
             const std::uint64_t token = probe_();
-            changed = !probe_seen_ || token != probe_token_;
-            probe_token_ = token;
-            probe_seen_ = true;
+            changed = !r.probe_seen || token != r.probe_token;
+            r.probe_token = token;
+            r.probe_seen = true;
         }
-        next_check_.store((clock::now() + opts_.recheck).time_since_epoch().count());
+        next_check_.store((now + opts_.recheck).time_since_epoch().count());
         if ((due || changed) && fetch_) {
-            auto fresh = fetch_();
+            auto fresh = checked(fetch_());
             if (fresh) {
-                if (auto p = detail::credentials_problem(*fresh); !p.empty())
-                    fresh = fail(errc::misconfigured, "credentials", {}, "the credentials provider returned bad credentials: " + p);
-            }
-            if (fresh) {
+                r.failure.reset();
+                fetched_.store(true, std::memory_order_release);
+                // The same credentials keep their snapshot: a store that was
+                // refused them sees nothing new and does not retry.
+                if (have && detail::same_keys(*have, *fresh) && have->expiration == fresh->expiration) {
+                    if (refused != nullptr) r.quiet_until = now + opts_.recheck;
+                    return have;
+                }
+                r.quiet_until = {};
                 auto s = std::make_shared<const credentials>(std::move(*fresh));
                 publish(s);
-                fetched_.store(true, std::memory_order_release);
                 return s;
             }
+            r.failure = fresh.error();
+            r.quiet_until = now + opts_.recheck;
             // Keep signing with what we have while it is valid: the next
             // check tries again.
             if (!have || expired(*have, std::chrono::seconds(0))) return std::unexpected(std::move(fresh.error()));
@@ -131,6 +157,21 @@ private:
         if (expired(*have, std::chrono::seconds(0)))
             return fail(errc::auth, "credentials", {}, "the credentials expired and the provider has no newer ones");
         return have;
+    }
+
+    /// What the source returned, refused when unusable: malformed, or already
+    /// expired (signing with them would only be refused by the server).
+    [[nodiscard]] result<credentials> checked(result<credentials> fresh) const {
+        if (!fresh) return fresh;
+        if (auto p = detail::credentials_problem(*fresh); !p.empty())
+            return fail(errc::misconfigured, "credentials", {}, "the credentials provider returned bad credentials: " + p);
+        if (fresh->expiration && expired(*fresh, std::chrono::seconds(0))) {
+            const auto ago = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - *fresh->expiration);
+            return fail(errc::auth, "credentials", {},
+                        "the credentials source has only expired credentials (expired " + std::to_string(ago.count()) +
+                            " s ago); asked again at most every " + std::to_string(opts_.recheck.count()) + " ms");
+        }
+        return fresh;
     }
 
     /// The current snapshot. A mutex, not std::atomic<shared_ptr>: libstdc++
@@ -148,13 +189,20 @@ private:
     fetch_fn fetch_;
     probe_fn probe_;
     options opts_;
-    std::mutex mu_; ///< one refresh at a time
-    mutable std::mutex cur_mu_;
+    /// One refresh at a time, and what refreshing remembers. Per process: a
+    /// fork while another thread fetched must not leave the child's lock held.
+    struct refresher {
+        std::mutex mu;
+        std::uint64_t probe_token = 0;
+        bool probe_seen = false;
+        clock::time_point quiet_until{}; ///< no fetch before this after a failed or refused one
+        std::optional<error> failure;    ///< the last fetch's error, replayed until quiet_until
+    };
+    cachestore::detail::per_process<refresher> refresher_;
+    mutable cachestore::detail::fork_safe_mutex cur_mu_; ///< held for a copy: a child never inherits it locked
     snapshot cur_;
     std::atomic<bool> fetched_{false};
     std::atomic<clock::rep> next_check_{0};
-    std::uint64_t probe_token_ = 0; ///< under mu_
-    bool probe_seen_ = false;       ///< under mu_
 };
 
 namespace detail {
