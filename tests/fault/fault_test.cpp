@@ -397,6 +397,30 @@ TEST_CASE("fault: an answer that is not HTTP at all is misconfigured (wrong endp
     }
 }
 
+TEST_CASE("fault: a response header over libcurl's limit is protocol, said so, and not retried", "[fault][framing]") {
+    // libcurl 7.88 reports it as CURLE_OUT_OF_MEMORY with no message.
+    for (const char* method : {"GET", "HEAD"}) {
+        DYNAMIC_SECTION(method) {
+            scenario sc;
+            const json big = {{"x-amz-meta-huge", std::string(200 * 1024, 'a')}};
+            script(json::array({sc.rule(method, "status", "always", {{"status", 200}, {"body", "empty"}, {"headers", big}})}));
+            checking_sink sink;
+            result<> r = std::string_view(method) == "GET" ? sc.get(0, 100, sink)
+                                                           : [&]() -> result<> {
+                auto i = sc.store().stat(context::with_timeout(10s), sc.key);
+                if (i) return {};
+                return std::unexpected(i.error());
+            }();
+            REQUIRE_FALSE(r.has_value());
+            INFO(r.error().to_string());
+            CHECK(r.error().code == errc::protocol);
+            CHECK_THAT(r.error().message, Catch::Contains("larger than libcurl accepts"));
+            CHECK(sc.log(method).size() == 1);
+            sc.finish();
+        }
+    }
+}
+
 TEST_CASE("fault: a body cut short resumes where it stopped, each byte once", "[fault][get][resume]") {
     struct cut {
         const char* action;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "cachestore/s3/config.hpp"
+#include "cachestore/s3/detail/classify.hpp"
 
 using namespace cachestore;
 using namespace std::chrono_literals;
@@ -876,4 +878,28 @@ TEST_CASE("no error message contains the secret or the token", "[s3][config]") {
         leaked += leaks(m) ? 1 : 0;
     }
     CHECK(leaked == 0);
+}
+
+TEST_CASE("error classes: every libcurl result is classified deliberately, in code and in docs/errors.md", "[classify]") {
+    using cachestore::s3::detail::curl_classes;
+    // Every CURLcode of the libcurl this was built with, in order, once.
+    REQUIRE(std::size(curl_classes) == static_cast<std::size_t>(CURL_LAST) - 1);
+    std::ifstream f(CACHESTORE_ERRORS_MD);
+    REQUIRE(f.good());
+    const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    for (int code = 1; code < static_cast<int>(CURL_LAST); ++code) {
+        const auto& row = curl_classes[static_cast<std::size_t>(code) - 1];
+        INFO(code << " " << row.name);
+        CHECK(row.code == code);
+        CHECK(std::string_view(row.why).size() > 10);
+        CHECK(cachestore::s3::detail::classify_curl(static_cast<CURLcode>(code)) == row.cls);
+        // The docs' row: "| code | `NAME` | `errc` | ..."
+        const std::string doc_row = "| " + std::to_string(code) + " | `" + row.name + "` | `" +
+                                    std::string(cachestore::to_string(row.cls)) + "` |";
+        CHECK(doc.find(doc_row) != std::string::npos);
+    }
+    // The two rows outcome.hpp refines by context, and the default.
+    CHECK(cachestore::s3::detail::classify_curl(CURLE_OUT_OF_MEMORY) == cachestore::errc::io_error);
+    CHECK(cachestore::s3::detail::classify_curl(CURLE_PEER_FAILED_VERIFICATION) == cachestore::errc::misconfigured);
+    CHECK(cachestore::s3::detail::classify_curl(static_cast<CURLcode>(CURL_LAST + 5)) == cachestore::errc::transient);
 }
