@@ -7,11 +7,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
@@ -140,6 +142,28 @@ result<> pump_exact(const context& ctx, std::string_view op, const std::string& 
         return fail(errc::invalid_argument, std::string(op), path,
                     "source yields more than the declared size of " + std::to_string(size) + " bytes");
     return {};
+}
+
+/// The longest buffer a call allocates to hold a chunk (a partial read_range
+/// miss, a memory store's chunk, a spooled S3 upload): 1 TiB. No allocator
+/// can give more, and ASan's aborts instead of throwing.
+inline constexpr std::int64_t max_buffer_bytes = std::int64_t{1} << 40;
+
+/// Makes `buf` `len` bytes long, or says why not: io_error naming the length
+/// and `what` needs it, never std::bad_alloc. A result-returning call checks
+/// the sizes it can instead of throwing for them.
+[[nodiscard]] inline result<> resize_buffer(std::vector<std::byte>& buf, std::int64_t len, std::string_view op,
+                                            const std::string& path, std::string_view what) {
+    if (len >= 0 && len <= max_buffer_bytes) {
+        try {
+            buf.resize(static_cast<std::size_t>(len));
+            return {};
+        } catch (const std::bad_alloc&) { // the same answer as a length over the limit
+        }
+    }
+    return fail(errc::io_error, std::string(op), path,
+                "cannot allocate " + std::to_string(len) + " bytes for " + std::string(what) +
+                    " (at most 2^40, and only what memory allows); nothing was read or committed");
 }
 
 } // namespace detail

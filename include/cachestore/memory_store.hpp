@@ -58,7 +58,7 @@ public:
         if (auto c = ctx.check("put_chunk", path); !c) return c;
         if (find(path)) return fail(errc::commit_lost, "put_chunk", path, "chunk already committed");
         auto blob = std::make_shared<entry>();
-        blob->bytes.resize(static_cast<std::size_t>(size));
+        if (auto sized = detail::resize_buffer(blob->bytes, size, "put_chunk", path, "the chunk"); !sized) return sized;
         std::size_t at = 0;
         std::byte scratch[64 * 1024];
         auto r = detail::pump_exact(ctx, "put_chunk", path, src, size, scratch, [&](std::span<const std::byte> b) -> result<> {

@@ -75,27 +75,6 @@ inline void note_store_error(read_stats& st, error&& e) {
     if (!st.store_error) st.store_error = std::move(e);
 }
 
-/// The longest chunk read_range fills through its scratch buffer (a miss the
-/// range covers only in part): 1 TiB. Longer ones are io_error without trying
-/// to allocate (no allocator can, and ASan's aborts instead of throwing).
-inline constexpr std::int64_t max_scratch_bytes = std::int64_t{1} << 40;
-
-/// Makes `scratch` `len` bytes long; io_error, naming the size, when it cannot be.
-[[nodiscard]] inline result<> resize_scratch(std::vector<std::byte>& scratch, std::int64_t len, const chunk_key& key,
-                                             const std::string& path) {
-    if (len <= max_scratch_bytes) {
-        try {
-            scratch.resize(static_cast<std::size_t>(len));
-            return {};
-        } catch (const std::bad_alloc&) { // below: the same answer as a length over the limit
-        }
-    }
-    return fail(errc::io_error, "read_range", path,
-                "cannot allocate a " + std::to_string(len) + "-byte buffer to fill chunk " + std::to_string(key.index) +
-                    " (chunk_size " + std::to_string(key.chunk_size) +
-                    ") for a read of part of it (at most 2^40 bytes, and only what memory allows): use a smaller "
-                    "chunk_size, or read whole chunks into your own buffer; nothing was fetched or committed");
-}
 } // namespace detail
 
 /// Serves bytes `[offset, offset + out.size())` of `obj` into `out` through
@@ -114,7 +93,7 @@ inline constexpr std::int64_t max_scratch_bytes = std::int64_t{1} << 40;
 ///   commits it and serves the slice. `commit_lost` means another filler
 ///   committed the same bytes first: counted in `commits_lost`, served like a hit.
 /// - A miss (or failed store read) that the range covers only in part, of a
-///   chunk longer than 1 TiB (detail::max_scratch_bytes) or than the memory
+///   chunk longer than 1 TiB (detail::max_buffer_bytes) or than the memory
 ///   left, ends the read with `io_error` naming the length, before the origin
 ///   is asked: never std::bad_alloc. (Hits read just the range and need no
 ///   buffer; a fill does, since only whole chunks are committed.)
@@ -170,7 +149,11 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
         const std::int64_t len = key.expected_len(obj.size);
         std::span<std::byte> chunk = dst;
         if (slice.offset != 0 || slice.length != len) {
-            if (auto sized = detail::resize_scratch(scratch, len, key, obj.object_key); !sized)
+            if (auto sized = detail::resize_buffer(scratch, len, "read_range", obj.object_key,
+                                                   "chunk " + std::to_string(key.index) +
+                                                       ", to fill it for a read of part of it (use a smaller chunk_size, "
+                                                       "or read whole chunks into your own buffer)");
+                !sized)
                 return std::unexpected(std::move(sized.error()));
             chunk = std::span<std::byte>(scratch);
         }

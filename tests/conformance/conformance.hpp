@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <span>
 #include <stop_token>
@@ -300,6 +301,25 @@ TEMPLATE_LIST_TEST_CASE("a source that is short, long or failing commits nothing
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().code == cachestore::errc::io_error);
         CHECK(r.error().message == "disk on fire");
+        conformance::require_absent(s, k);
+    }
+    {
+        // A size no buffer can hold: an error, never std::bad_alloc (a store
+        // that buffers the chunk says io_error at once; one that writes it
+        // gets the source's error; a bounded one finds it over its bound; a
+        // server may refuse the length first).
+        constexpr std::int64_t huge = std::numeric_limits<std::int64_t>::max() / 2;
+        const auto k = fresh_key(huge);
+        auto failing = [calls = 0](std::span<std::byte> buf) mutable -> cachestore::result<std::size_t> {
+            if (++calls == 3) return cachestore::fail(cachestore::errc::io_error, "origin read", {}, "origin gave up");
+            const std::size_t n = std::min<std::size_t>(buf.size(), 1000);
+            std::memset(buf.data(), 0x5a, n);
+            return n;
+        };
+        cachestore::result<> r;
+        REQUIRE_NOTHROW(r = s.put_chunk({}, k, huge, failing));
+        REQUIRE_FALSE(r.has_value());
+        INFO(r.error().to_string());
         conformance::require_absent(s, k);
     }
     {

@@ -241,7 +241,11 @@ private:
                 if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
                 return finish_put(cctx, spec);
             }
-            spooled.resize(static_cast<std::size_t>(size));
+            if (auto sized = cachestore::detail::resize_buffer(spooled, size, "put_chunk", spec.error_path,
+                                                               "the spooled upload (streaming sources need https or "
+                                                               "aws-chunked support to go unspooled)");
+                !sized)
+                return sized;
             std::size_t at = 0;
             std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), std::size_t{256} * 1024));
             auto r = cachestore::detail::pump_exact(cctx, "put_chunk", spec.error_path, src, size, scratch,
