@@ -398,6 +398,7 @@ TEST_CASE("credentials: a source that has only expired credentials is asked once
     std::atomic<int> auth_errors{0}, other{0};
     const auto t0 = sclock::now();
     std::vector<std::thread> threads;
+    threads.reserve(8);
     for (int t = 0; t < 8; ++t)
         threads.emplace_back([&] {
             std::vector<std::byte> out(100);

@@ -72,7 +72,7 @@ void caller_code_throws(S& s, const std::string& tag) {
     fresh.object_key += "-fresh";
     for (int i = 0; i < rounds; ++i) {
         std::int64_t given = 0;
-        const std::int64_t throw_after = (i % 2) * 70 * KiB;
+        const std::int64_t throw_after = std::int64_t{i % 2} * 70 * KiB;
         CHECK_THROWS_AS(s.put_chunk(context::with_timeout(10s), fresh, static_cast<std::int64_t>(c.data.size()),
                                     [&](std::span<std::byte> buf) -> result<std::size_t> {
                                         if (given >= throw_after) throw thrown("source");

@@ -402,7 +402,7 @@ TEST_CASE("fault: a response header over libcurl's limit is protocol, said so, a
     for (const char* method : {"GET", "HEAD"}) {
         DYNAMIC_SECTION(method) {
             scenario sc;
-            const json big = {{"x-amz-meta-huge", std::string(200 * 1024, 'a')}};
+            const json big = {{"x-amz-meta-huge", std::string(std::size_t{200} * 1024, 'a')}};
             script(json::array({sc.rule(method, "status", "always", {{"status", 200}, {"body", "empty"}, {"headers", big}})}));
             checking_sink sink;
             result<> r = std::string_view(method) == "GET" ? sc.get(0, 100, sink)

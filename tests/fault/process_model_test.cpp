@@ -84,7 +84,7 @@ struct row_store {
 /// `tag`; false with a message on the first surprise.
 template <CacheStore S>
 bool round_trip(S& s, const std::string& tag, std::string& why) {
-    const chunk_key k{"fork", "b", "object-" + tag, "\"e\"", 64 * 1024, 0};
+    const chunk_key k{"fork", "b", "object-" + tag, "\"e\"", std::int64_t{64} * 1024, 0};
     const auto bytes = pattern(5000, std::hash<std::string>{}(tag));
     const auto ctx = context::with_timeout(10s);
     auto p = s.put_chunk(ctx, k, static_cast<std::int64_t>(bytes.size()), std::span<const std::byte>(bytes));
@@ -141,6 +141,7 @@ void fork_row(Driver& driver, bool hedges) {
     std::atomic<bool> stop{false};
     std::atomic<int> busy_failures{0};
     std::vector<std::thread> busy;
+    busy.reserve(2);
     for (int t = 0; t < 2; ++t)
         busy.emplace_back([&, t] {
             for (int i = 0; !stop.load(); ++i) {
@@ -164,7 +165,7 @@ void fork_row(Driver& driver, bool hedges) {
                 }
                 if (rc == 0 && hedges) {
                     // Stored first, then read with a stalled first attempt.
-                    const chunk_key k{"fork", "b", "hedge-child", "\"e\"", 64 * 1024, 0};
+                    const chunk_key k{"fork", "b", "hedge-child", "\"e\"", std::int64_t{64} * 1024, 0};
                     const auto bytes = pattern(1000, 7);
                     (void)s.put_chunk(context::with_timeout(10s), k, 1000, std::span<const std::byte>(bytes));
                     stall->arm();

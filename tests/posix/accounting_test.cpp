@@ -188,7 +188,7 @@ std::string run(unsigned seed) {
 TEST_CASE("accounting: the books never fall below the disk, nor the disk above max_bytes (seeded random sequences)",
           "[posix][bounds][accounting]") {
     std::vector<unsigned> seeds;
-    if (const char* one = std::getenv("CACHESTORE_ACCOUNTING_SEED")) {
+    if (const char* one = std::getenv("CACHESTORE_ACCOUNTING_SEED")) { // NOLINT(concurrency-mt-unsafe): test setup, before any thread
         seeds.push_back(static_cast<unsigned>(std::strtoul(one, nullptr, 10)));
     } else {
         for (unsigned i = 0; i < seed_count; ++i) seeds.push_back(first_seed + i);

@@ -138,8 +138,8 @@ TEST_CASE("bounds: a chunk removed from the eviction reserve is subtracted once;
     REQUIRE(rep->chunks_evicted == 0);
     REQUIRE(*s.usage() == max);
     for (int i = 0; i < 3; ++i) REQUIRE(s.remove({}, key(i)).has_value());
-    CHECK(*s.usage() == max - 3 * 4096);
-    CHECK(measured(s) == max - 3 * 4096);
+    CHECK(*s.usage() == max - std::int64_t{3} * 4096);
+    CHECK(measured(s) == max - std::int64_t{3} * 4096);
     for (int i = 10; i < 16; ++i) {
         put(s, i);
         const auto disk = measured(s);

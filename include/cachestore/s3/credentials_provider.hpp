@@ -165,8 +165,8 @@ private:
         if (!fresh) return fresh;
         if (auto p = detail::credentials_problem(*fresh); !p.empty())
             return fail(errc::misconfigured, "credentials", {}, "the credentials provider returned bad credentials: " + p);
-        if (fresh->expiration && expired(*fresh, std::chrono::seconds(0))) {
-            const auto ago = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - *fresh->expiration);
+        if (const auto until = fresh->expiration; until && std::chrono::system_clock::now() >= *until) {
+            const auto ago = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - *until);
             return fail(errc::auth, "credentials", {},
                         "the credentials source has only expired credentials (expired " + std::to_string(ago.count()) +
                             " s ago); asked again at most every " + std::to_string(opts_.recheck.count()) + " ms");
