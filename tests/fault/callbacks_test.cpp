@@ -96,11 +96,15 @@ void caller_code_throws(S& s, const std::string& tag) {
     auto none = s.stat(context::with_timeout(10s), obj.chunk(0));
     CHECK((!none && none.error().code == errc::not_found));
 
-    // The store still works, and holds no more descriptors than before.
+    // The store still works, and holds no more descriptors than a few more
+    // pooled connections (a hedged call runs two attempts at once, each on
+    // its own connection); a leak grows with the calls (before the fix, 60
+    // throwing calls: +60).
     CHECK(reads_back(s, c));
-    for (int i = 0; i < 50 && open_fds() > fds0 + 1; ++i) std::this_thread::sleep_for(10ms);
+    constexpr std::size_t pooled_slack = 4;
+    for (int i = 0; i < 50 && open_fds() > fds0 + pooled_slack; ++i) std::this_thread::sleep_for(10ms);
     INFO("descriptors before " << fds0 << ", after " << 3 * rounds << " throwing calls " << open_fds());
-    CHECK(open_fds() <= fds0 + 1); // at most one more pooled connection than before
+    CHECK(open_fds() <= fds0 + pooled_slack);
 }
 
 hedge_options quick_hedge() {
