@@ -11,6 +11,8 @@
 #                ({"name": "clang-tidy", "result": "OK"|"FAIL", "stdout": ...}),
 #                which scripts/summarize.py reads with the test logs
 # Environment: TIDY_JOBS (parallel clang-tidy processes, default: the number of cores)
+#              TIDY_TU_TIMEOUT (seconds one translation unit may take, default 900;
+#              one that takes longer fails the run, named, instead of hanging it)
 #
 # clang 16 cannot see std::expected in libstdc++ 12 (it defines __cpp_concepts
 # < 202002L); redefining the macro, as below, is enough for this code base.
@@ -112,8 +114,10 @@ for f in "${files[@]}"; do
   log=$work/$i.log
   extra_flags "$f"
   ( t0=$(date +%s)
-    clang-tidy-16 --quiet --config-file="$root/.clang-tidy" "${xchecks[@]}" "$f" -- "${flags[@]}" "${xflags[@]}" >"$log" 2>&1
-    echo $? >"$log.rc"
+    timeout "${TIDY_TU_TIMEOUT:-900}" clang-tidy-16 --quiet --config-file="$root/.clang-tidy" "${xchecks[@]}" "$f" -- "${flags[@]}" "${xflags[@]}" >"$log" 2>&1
+    rc=$?
+    ((rc == 124)) && echo "tidy.sh: clang-tidy did not finish $f in ${TIDY_TU_TIMEOUT:-900} s (stopped)" >>"$log"
+    echo $rc >"$log.rc"
     echo "$(($(date +%s) - t0)) ${f#"$work"/}" >"$log.time" ) &
   while (($(jobs -rp | wc -l) >= jobs)); do wait -n; done
 done
@@ -123,6 +127,7 @@ wait
 # it, and as dir/../header from some of them).
 cat "$work"/*.log | grep -E '^[^ ].*:[0-9]+:[0-9]+: (warning|error):' |
   sed -E -e ':a' -e 's#/[^/:]+/\.\./#/#' -e 'ta' | sed "s|$root/||" | sort -u >"$work/findings"
+grep -h '^tidy.sh: clang-tidy did not finish' "$work"/*.log >>"$work/findings"
 failed_tus=0
 for rc in "$work"/*.rc; do [ "$(cat "$rc")" = 0 ] || failed_tus=$((failed_tus + 1)); done
 n=$(wc -l <"$work/findings")
