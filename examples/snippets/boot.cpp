@@ -10,6 +10,7 @@
 
 // [open]
 #include <cachestore/s3.hpp>
+#include <cachestore/s3/config_json.hpp> // config_from_json (nlohmann/json)
 
 // The S3 store from a JSON config file's text; what it leaves out (endpoint,
 // region, credentials) comes from the AWS_* environment. Validated here.

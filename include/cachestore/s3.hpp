@@ -1,4 +1,5 @@
-// cachestore/s3.hpp - the S3 driver and everything it needs (libcurl, OpenSSL).
+// cachestore/s3.hpp - the S3 driver and everything it needs (libcurl, OpenSSL);
+// the JSON config loader is <cachestore/s3/config_json.hpp> (nlohmann/json).
 #pragma once
 
 #include "cachestore/cachestore.hpp"

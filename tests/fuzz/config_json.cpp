@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cachestore/s3/config.hpp"
+#include "cachestore/s3/config_json.hpp"
 #include "fuzz_support.hpp"
 
 namespace s3 = cachestore::s3;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cachestore/s3/config.hpp"
+#include "cachestore/s3/config_json.hpp"
 #include "cachestore/s3/detail/classify.hpp"
 
 using namespace cachestore;

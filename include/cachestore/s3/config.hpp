@@ -1,7 +1,9 @@
 // cachestore/s3/config.hpp - the S3 driver's configuration, all of it: the
 // struct (config_types.hpp), the endpoint parser (endpoint.hpp), validation
-// (validate.hpp) and the loaders from JSON (config_json.hpp) and from the AWS
-// environment / shared credentials file (config_env.hpp).
+// (validate.hpp) and the loader from the AWS environment / shared credentials
+// file (config_env.hpp). The JSON loader is a header of its own
+// (config_json.hpp), included only where it is used: nlohmann/json costs every
+// translation unit that includes it about 2.5 s of g++ and 11 s of clang-tidy.
 //
 // Every problem is reported as `errc::misconfigured` with op "config" and a
 // message that says what to fix. No message and no describe() output ever
@@ -21,7 +23,6 @@
 #pragma once
 
 #include "cachestore/s3/config_env.hpp"
-#include "cachestore/s3/config_json.hpp"
 #include "cachestore/s3/config_types.hpp"
 #include "cachestore/s3/credentials.hpp"
 #include "cachestore/s3/credentials_provider.hpp"

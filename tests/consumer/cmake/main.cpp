@@ -4,6 +4,7 @@
 #include <cachestore/cachestore.hpp>
 #ifdef CONSUMER_S3
 #include <cachestore/s3.hpp>
+#include <cachestore/s3/config_json.hpp>
 #endif
 
 #include <array>
