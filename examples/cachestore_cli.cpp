@@ -44,16 +44,32 @@ using json = nlohmann::json;
 constexpr std::string_view store_help =
     "Store URLs (--store, else the CACHESTORE_URL environment variable):\n"
     "  mem:                       an in-memory store (lives only as long as this process)\n"
-    "  file:///var/cache/chunks[?create=1&fsync=0&max_bytes=SIZE&min_free=SIZE&low_water=F]\n"
-    "                             a POSIX directory store; it must exist unless create=1.\n"
-    "                             max_bytes / min_free bound it (least recently used chunks go)\n"
-    "  s3://BUCKET/PREFIX?endpoint=URL&region=R&addressing=path|virtual&commit=MODE&config=FILE\n"
-    "                             an S3 store; parameters are optional and percent-encoded\n"
-    "                             (endpoint=http%3A%2F%2F127.0.0.1%3A7480). Credentials come from\n"
-    "                             AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,\n"
-    "                             the shared credentials file, or the JSON config file; never\n"
-    "                             from the URL. Endpoint and region also from AWS_ENDPOINT_URL\n"
-    "                             and AWS_REGION.\n";
+    "  file:///var/cache/chunks[?PARAMS]\n"
+    "                             a POSIX directory store. PARAMS, all optional, joined by '&':\n"
+    "    create=1                 create the root (mode 0700) when it is missing; without it a\n"
+    "                             missing root is exit 7, never a new, empty cache\n"
+    "    fsync=0                  commit without fsync (faster, not crash-safe; default 1)\n"
+    "    max_bytes=SIZE           bound the chunks' total size (64G, 500M): least recently used\n"
+    "                             chunks are evicted\n"
+    "    min_free=SIZE            keep this much free space on the filesystem\n"
+    "    low_water=F              an evicting sweep stops at F x max_bytes (0.5 to 1, default 0.9)\n"
+    "    sweep_interval=S         a background sweep every S seconds (default none)\n"
+    "    orphan_age=S             temp and probe files older than S seconds are orphans (3600)\n"
+    "  s3://BUCKET[/PREFIX][?PARAMS]\n"
+    "                             an S3 store. PARAMS, all optional, percent-encoded:\n"
+    "    endpoint=URL             e.g. http%3A%2F%2F127.0.0.1%3A7480 (default: AWS_ENDPOINT_URL_S3,\n"
+    "                             AWS_ENDPOINT_URL, else AWS)\n"
+    "    region=NAME              signing region (default: AWS_REGION, AWS_DEFAULT_REGION, else\n"
+    "                             us-east-1)\n"
+    "    addressing=path|virtual  path-style (default) or virtual-hosted-style requests\n"
+    "    commit=auto|stat_then_put|if_none_match\n"
+    "                             how commits are made exclusive (default auto: If-None-Match\n"
+    "                             when the self-test proves the server enforces it)\n"
+    "    config=FILE              a JSON config file (docs/s3.md), at most 1 MiB; the URL's\n"
+    "                             bucket, prefix and parameters override its values\n"
+    "  A parameter that is unknown, given twice or empty is a usage error (exit 2). S3\n"
+    "  credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,\n"
+    "  the shared credentials file, or the config file; never from the URL.\n";
 
 /// What every subcommand shares.
 struct common {
@@ -154,6 +170,16 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
 
 // ---- put -----------------------------------------------------------------------
 
+/// A weak ETag (W/"...") promises equivalent content, not identical bytes:
+/// read_range refuses such objects (invalid_argument), so a chunk put under
+/// one would never be read. A usage error, like read_range's refusal (exit 2).
+void refuse_weak_etag(const cs::chunk_key& key) {
+    if (key.etag.starts_with("W/"))
+        throw ex::usage_error("--etag " + key.etag +
+                              " is a weak ETag: it does not promise byte-identical content, and read_range refuses "
+                              "such objects (serve them from the origin uncached), so this chunk would never be read");
+}
+
 /// The input of `put`: a regular file streamed through a source function, or
 /// everything read from a pipe / stdin into memory first (its size is unknown
 /// until it ends).
@@ -249,7 +275,8 @@ int cmd_put(int argc, char** argv, common& c, const std::stop_token& stop) {
     ex::arg_parser p("cachestore put [OPTIONS] [FILE|-]",
                      "Commit one chunk, read from FILE (or stdin when FILE is '-' or absent).\n"
                      "The input's length is the chunk's size: at least 1 byte and at most --chunk-size.\n"
-                     "If the chunk is already stored nothing is uploaded and the exit code is 6 (commit_lost).");
+                     "If the chunk is already stored nothing is uploaded and the exit code is 6 (commit_lost).\n"
+                     "A weak --etag (W/\"...\") is refused (exit 2), as read_range refuses it.");
     add_common_flags(p, true);
     ex::add_key_flags(p, true);
     p.flag("--object-size", "SIZE", "the origin object's size: check that the input is exactly\nexpected_len(SIZE) bytes for --index");
@@ -257,6 +284,7 @@ int cmd_put(int argc, char** argv, common& c, const std::stop_token& stop) {
     if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
     if (p.positional().size() > 1) throw ex::usage_error("put takes at most one FILE");
     const auto key = key_from(p);
+    refuse_weak_etag(key);
     const std::string file = p.positional().empty() ? "-" : p.positional()[0];
     auto spec = store_from(p, c);
     if (!spec) return report_error(c, spec.error());
@@ -499,7 +527,9 @@ cs::result<cs::posix_store> open_posix_for(const common& c, const ex::store_spec
     auto opts = p->opts;
     opts.sweep_on_open = false;
     opts.sweep_interval = {};
-    return cs::posix_store::open(p->root, opts);
+    auto s = cs::posix_store::open(p->root, opts);
+    if (!s) return std::unexpected(ex::in_url_terms(std::move(s.error()), *p));
+    return s;
 }
 
 int cmd_du_sweep(int argc, char** argv, common& c, const std::stop_token& stop, bool sweep) {

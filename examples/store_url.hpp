@@ -64,6 +64,7 @@
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
 #include "cachestore/s3.hpp"
+#include "cachestore/s3/config_json.hpp"
 #include "common.hpp"
 
 namespace cachestore::examples {
@@ -464,6 +465,17 @@ template <class Take>
                    ": use mem:, file:///path or s3://bucket/prefix");
 }
 
+/// An error of posix_store::open in the URL's terms: the library's message
+/// for a missing root names posix_options::create_root, which a URL sets as
+/// create=1. Other errors come back unchanged.
+[[nodiscard]] inline error in_url_terms(error e, const posix_spec& p) {
+    if (e.code != errc::misconfigured || e.op != "open" || e.sys_errno != ENOENT || p.opts.create_root) return e;
+    const std::string url = "file://" + p.root + "?create=1";
+    e.message = "the root directory " + p.root + " does not exist (create it with mode 0700, or let the store create " +
+                "it: add create=1 to the store URL, " + url + " (&create=1 after other parameters))";
+    return e;
+}
+
 /// A one-line description of a spec, safe to print (no secret: s3::describe).
 [[nodiscard]] inline std::string describe(const store_spec& spec) {
     struct v {
@@ -508,7 +520,7 @@ public:
             }
             result<> operator()(const posix_spec& p) const {
                 auto s = posix_store::open(p.root, p.opts);
-                if (!s) return std::unexpected(std::move(s.error()));
+                if (!s) return std::unexpected(in_url_terms(std::move(s.error()), p));
                 h.v_.emplace<posix_store>(std::move(*s));
                 return {};
             }

@@ -11,7 +11,11 @@ Checks outputs and exit codes: usage 2, not found 3, auth 4, commit lost 6,
 misconfigured 7; --help present and accurate (every flag it lists is
 accepted); --json parseable; read_through cold-then-warm hit counts and
 --verify; fill_race winner counts; config= files that are not regular files
-or are over 1 MiB refused at once; the secret key never printed.
+or are over 1 MiB refused at once; every store URL parameter the parser
+accepts listed by --help and docs/operations.md; a missing POSIX root named
+with create=1; a weak ETag refused by put (2); a self-test against an S3
+endpoint that never answers is misconfigured and names it (7); the secret
+key never printed.
 Python standard library only.
 """
 import json
@@ -168,6 +172,29 @@ class Runner:
         rc, out, err = self.run([self.cli, "stat", "--store", "s3://AKIAEXAMPLE:s3cr3tv4lue@bucket/x"] + self.key())
         self.check(rc == 2 and "s3cr3tv4lue" not in err and "user info" in err,
                    "credentials in an s3 URL are refused without echoing them", err)
+        self.check_url_params_documented(top)
+
+    def known_url_params(self, url):
+        """The parameters the URL parser accepts, from its "unknown parameter" message."""
+        rc, out, err = self.run([self.cli, "selftest", "--store", url], env={"CACHESTORE_URL": ""})
+        m = re.search(r"\(known: ([a-z_, ]+)[;)]", err)
+        self.check(rc == 2 and m is not None, f"{url}: an unknown parameter lists the known ones", err.strip())
+        return m[1].split(", ") if m else []
+
+    def check_url_params_documented(self, top_help):
+        # --help, docs/operations.md and the parser (store_url.hpp) name the same parameters.
+        docs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "operations.md")).read()
+        helped = set(re.findall(r"^ {4}([a-z_]+)=", top_help, re.M))
+        known = set()
+        for url in ["file:///tmp/x?no_such_param=1", "s3://bucket/x?no_such_param=1"]:
+            params = self.known_url_params(url)
+            self.check(len(params) >= 5, f"{url}: the parser knows parameters", str(params))
+            known |= set(params)
+            for name in params:
+                self.check(name in helped, f"cachestore --help lists the URL parameter {name}=")
+                self.check(f"| `{name}=" in docs, f"docs/operations.md's URL table lists the parameter {name}=")
+        self.check(helped == known, "cachestore --help lists no URL parameter the parser refuses",
+                   f"help: {sorted(helped)}, parser: {sorted(known)}")
 
     # ---- path --------------------------------------------------------------------------
 
@@ -226,6 +253,13 @@ class Runner:
         self.expect_rc([self.cli, "put"] + s + self.key(index=2) + ["--object-size", "3048", f], 0,
                        "put whose length is expected_len")
         self.expect_rc([self.cli, "put"] + s + self.key() + ["/no/such/file"], 2, "put of a missing file")
+        # A weak ETag: read_range refuses such objects (invalid_argument, exit 2), so put does too.
+        rc, out, err = self.expect_rc([self.cli, "put"] + s + self.key(etag='W/"e1"', index=3) + [f], 2,
+                                      "put with a weak ETag")
+        self.check("weak ETag" in err, "put with a weak ETag says why", err.strip())
+        self.expect_rc([self.cli, "stat"] + s + self.key(etag='W/"e1"', index=3), 3, "a refused weak-ETag put stored nothing")
+        self.expect_rc([self.rt, "--store", self.store, "--no-progress", "--origin-file", f, "--etag", 'W/"e1"'], 2,
+                       "read_through with a weak ETag: the same exit code")
         # rm, not found
         self.expect_rc([self.cli, "rm"] + s + self.key(), 0, "rm")
         self.expect_rc([self.cli, "rm"] + s + self.key(), 0, "rm of an absent chunk succeeds")
@@ -433,8 +467,11 @@ class Runner:
         rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--store", "file://" + missing], 7,
                                       "a missing POSIX root: misconfigured")
         j = self.json_of(out, "missing root --json")
-        self.check("does not exist" in j.get("error", {}).get("message", "") and not os.path.exists(missing),
+        msg = j.get("error", {}).get("message", "")
+        self.check("does not exist" in msg and missing in msg and not os.path.exists(missing),
                    "a missing root is named and not created", str(j))
+        self.check("create=1" in msg and "posix_options" not in msg,
+                   "a missing root: the message names the URL's create=1, not posix_options::create_root", msg)
         self.expect_rc([self.cli, "selftest", "--store", "file://" + missing + "?create=1&fsync=0"], 0,
                        "create=1 creates the root")
         self.check(os.path.isdir(missing) and (os.stat(missing).st_mode & 0o777) == 0o700
@@ -447,6 +484,35 @@ class Runner:
                          ("file:///tmp/x?create=1&create=1", "given twice"), ("file:///tmp/x#frag", "fragment")]:
             rc, out, err = self.expect_rc([self.cli, "selftest", "--store", url], 2, f"bad file URL {url!r}")
             self.check(why in err, f"bad file URL {url!r} says why", err.strip())
+
+    def test_s3_endpoint_stalls(self):
+        # An endpoint that accepts connections and never answers: self-test is
+        # misconfigured (exit 7) naming it, not a nameless deadline_exceeded (exit 1).
+        listener = subprocess.Popen(
+            [sys.executable, "-c", "import socket, sys, time\n"
+             "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+             "print(s.getsockname()[1], flush=True)\n"
+             "held = []\n"
+             "while True: held.append(s.accept()[0])\n"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            port = int(listener.stdout.readline())
+            url = f"s3://bucket/x?endpoint=http%3A%2F%2F127.0.0.1%3A{port}"
+            creds = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLESTALL", "AWS_SECRET_ACCESS_KEY": "stall-test-secret"}
+            t0 = time.monotonic()
+            rc, out, err = self.expect_rc([self.cli, "selftest", "--timeout", "2", "--store", url], 7,
+                                          "selftest against an endpoint that never answers: misconfigured", env=creds)
+            self.check(time.monotonic() - t0 < 10, "the stalled endpoint is given up at the timeout")
+            self.check(f"127.0.0.1:{port}" in err and "accepted the connection but did not answer within the timeout" in err,
+                       "the stalled endpoint is named, and what it did", err.strip())
+            rc, out, err = self.expect_rc([self.cli, "selftest", "--json", "--timeout", "2", "--store", url], 7,
+                                          "selftest --json against a stalled endpoint", env=creds)
+            e = self.json_of(out, "stalled endpoint --json").get("error", {})
+            self.check(e.get("code") == "misconfigured" and f"127.0.0.1:{port}" in e.get("message", ""),
+                       "stalled endpoint as JSON: misconfigured, naming it", str(e))
+        finally:
+            listener.kill()
+            listener.wait()
 
     def test_du_sweep(self):
         root = os.path.join(self.tmp, "bounded")
@@ -486,7 +552,9 @@ class Runner:
         rc, out, err = self.expect_rc([self.cli, "sweep", "--store", url + "?max_bytes=4000"], 0, "sweep (text)")
         self.check("evicted     0 chunks" in out.decode(), "a second sweep has nothing to do", out.decode())
         self.expect_rc([self.cli, "du", "--store", "mem:"], 2, "du needs a POSIX store")
-        self.expect_rc([self.cli, "sweep", "--store", url + "/missing"], 7, "sweep of a missing root: misconfigured")
+        rc, out, err = self.expect_rc([self.cli, "sweep", "--store", url + "/missing"], 7,
+                                      "sweep of a missing root: misconfigured")
+        self.check("create=1" in err and "posix_options" not in err, "sweep of a missing root names create=1", err.strip())
 
     def test_rgw_specific(self):
         k = self.key()
@@ -553,6 +621,12 @@ class Runner:
         self.expect_rc([self.cli, "selftest", "--store", f"s3://{self.bucket}/x/?config=/no/such.json"], 7,
                        "missing config file: misconfigured")
 
+    def test_any_region(self):
+        # RGW signs and checks with whatever region it is given: a wrong region
+        # passes the self-test there (AWS refuses it; docs/operations.md says which does what).
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--store", self.store + "&region=eu-west-3"], 0,
+                                      "RGW: selftest with another signing region passes (as documented)")
+
     def test_no_secret_printed(self):
         for argv, out, err in self.outputs:
             for s in self.secrets:
@@ -588,6 +662,7 @@ def main():
         tests = [r.test_help_and_usage, r.test_path, r.test_cli_store, r.test_progress, r.test_read_through,
                  r.test_fill_race, r.test_config_file_refused,
                  r.test_posix_specific if mode == "posix" else r.test_rgw_specific,
+                 r.test_s3_endpoint_stalls if mode == "posix" else r.test_any_region,
                  r.test_no_secret_printed]
         for t in tests:
             before = len(r.failures)

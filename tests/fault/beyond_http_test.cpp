@@ -549,7 +549,8 @@ TEST_CASE("idle connections: closed once idle longer than timeouts.idle", "[beyo
 // A wrong endpoint at boot
 // =============================================================================
 
-TEST_CASE("self_test: an endpoint that is not S3, or not there, is misconfigured and named", "[beyond][self_test]") {
+TEST_CASE("self_test: an endpoint that is not S3, not there or stalled is misconfigured and named",
+          "[beyond][self_test]") {
     struct not_s3 {
         const char* name;
         json rules;
@@ -595,6 +596,32 @@ TEST_CASE("self_test: an endpoint that is not S3, or not there, is misconfigured
         CHECK(r.error().message.find("refuses connections") != std::string::npos);
         CHECK(r.error().message.find(sc.cfg.endpoint) != std::string::npos);
         CHECK(ms_since(t0) < 2000.0);
+        sc.finish();
+    }
+    SECTION("it accepts the connection and never answers") {
+        scenario sc(1000, false);
+        script(json::array({{{"method", "GET"}, {"query", "versioning"}, {"action", "stall"}, {"phase", "status"},
+                             {"seconds", 3}, {"count", "always"}}}));
+        const auto t0 = sclock::now();
+        auto r = sc.store().self_test(context::with_timeout(700ms));
+        REQUIRE_FALSE(r.has_value());
+        INFO(r.error());
+        CHECK(r.error().code == errc::misconfigured);
+        CHECK(r.error().message.find("accepted the connection but did not answer within the timeout") !=
+              std::string::npos);
+        CHECK(r.error().message.find(sc.cfg.endpoint) != std::string::npos);
+        CHECK(ms_since(t0) < 2000.0);
+        sc.finish();
+    }
+    SECTION("a later request that stalls stays deadline_exceeded (the server has answered)") {
+        scenario sc(1000, false);
+        script(json::array({{{"method", "PUT"}, {"key", ".cachestore-selftest/probe-"}, {"action", "stall"},
+                             {"phase", "status"}, {"seconds", 3}, {"count", "always"}}}));
+        auto r = sc.store().self_test(context::with_timeout(700ms));
+        REQUIRE_FALSE(r.has_value());
+        INFO(r.error());
+        CHECK(r.error().code == errc::deadline_exceeded);
+        CHECK(r.error().message.find("accepted the connection") == std::string::npos);
         sc.finish();
     }
     SECTION("a real S3 answer still passes") {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <span>
 #include <mutex>
@@ -45,8 +46,11 @@ inline std::string endpoint_problem(const store_state& st, const response& res, 
         case CURLE_COULDNT_CONNECT:
             return ep + " refuses connections (" + e.message + "): check the host and port, and that the server runs";
         case CURLE_OPERATION_TIMEDOUT:
-            return e.code == errc::deadline_exceeded ? std::string()
-                                                     : ep + " does not answer (" + e.message + "): check the host, port and firewalls";
+            if (e.code == errc::deadline_exceeded) return {};
+            if (res.connected)
+                return ep + " accepted the connection but did not answer (" + e.message +
+                       "): check that the port is the S3 API and that the server is not hung";
+            return ep + " does not answer (" + e.message + "): check the host, port and firewalls";
         default: return {};
         }
     }
@@ -61,6 +65,23 @@ inline std::string endpoint_problem(const store_state& st, const response& res, 
     if (res.request_id.empty()) what += ", no x-amz-request-id";
     return ep + " does not look like an S3 server (" + what + "): check the endpoint's host and port, and that it "
                 "is the S3 API and not a console, a web server or a proxy";
+}
+
+/// Why the self-test's first request says the endpoint stalls -- it took the
+/// connection and sent no HTTP answer before the deadline, `waited` after the
+/// self-test began -- or "" when it did not. A server that answers nothing to
+/// a bucket GET within the whole timeout is not a usable S3 endpoint; a
+/// later request that times out stays `deadline_exceeded` (the server has
+/// answered, it may be slow).
+inline std::string stalled_endpoint(const store_state& st, const response& res, const error& e,
+                                    std::chrono::steady_clock::duration waited) {
+    if (e.code != errc::deadline_exceeded || res.reason != abort_reason::deadline || res.status != 0 || !res.connected)
+        return {};
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.1f", std::chrono::duration<double>(waited).count());
+    return "endpoint " + st.url_base + " accepted the connection but did not answer within the timeout (" + secs +
+           " s: the call's deadline or timeouts.operation, whichever came first): check that the port is the S3 API "
+           "and that the server is not hung";
 }
 
 /// PUTs 20,000 bytes as signed aws-chunked frames of 8 KiB to `key`, reads
@@ -100,6 +121,7 @@ inline std::string probe_aws_chunked(store_state& st, const context& ctx, const 
 }
 
 inline result<> run_self_test(store_state& st, const context& ctx) {
+    const auto t0 = std::chrono::steady_clock::now();
     auto fail_st = [](errc code, std::string msg, const error* cause = nullptr) {
         error e = cause != nullptr ? *cause : error{};
         e.code = code;
@@ -107,12 +129,14 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
         e.message = cause != nullptr ? msg + " [" + cause->message + "]" : std::move(msg);
         return std::unexpected(std::move(e));
     };
+    // `problem` (an endpoint_problem or stalled_endpoint) already quotes what it needs of e.
+    auto endpoint_failure = [&](const error& e, const std::string& what, const std::string& problem) {
+        auto u = fail_st(errc::misconfigured, {}, &e);
+        u.error().message = what + ": " + problem;
+        return u;
+    };
     auto explain = [&](const error& e, const response& res, const std::string& what) -> std::unexpected<error> {
-        if (auto p = endpoint_problem(st, res, e); !p.empty()) { // p already quotes what it needs of e
-            auto u = fail_st(errc::misconfigured, {}, &e);
-            u.error().message = what + ": " + p;
-            return u;
-        }
+        if (auto p = endpoint_problem(st, res, e); !p.empty()) return endpoint_failure(e, what, p);
         switch (e.code) {
         case errc::auth:
             return fail_st(errc::auth, what + ": the credentials were refused (" +
@@ -129,15 +153,19 @@ inline result<> run_self_test(store_state& st, const context& ctx) {
     // 1. Versioning must be off: stat-then-put and lifecycle expiry assume one version per key.
     {
         response res;
+        const std::string what = "reading the bucket's versioning state (GetBucketVersioning)";
         auto r = simple(st, ctx, "GET", "", {{"versioning", ""}}, res);
-        if (!r) return explain(r.error(), res, "reading the bucket's versioning state (GetBucketVersioning)");
+        if (!r) {
+            if (auto p = stalled_endpoint(st, res, r.error(), std::chrono::steady_clock::now() - t0); !p.empty())
+                return endpoint_failure(r.error(), what, p);
+            return explain(r.error(), res, what);
+        }
         // AWS and RGW answer <VersioningConfiguration>, moto <GetBucketVersioningResponse>;
         // a web server that is not S3 answers a page.
         if (res.error_body.find("Versioning") == std::string::npos)
             return fail_st(errc::misconfigured,
-                           "reading the bucket's versioning state (GetBucketVersioning): endpoint " + st.url_base +
-                               " does not look like an S3 server (HTTP " + std::to_string(res.status) +
-                               " without a bucket versioning document" +
+                           what + ": endpoint " + st.url_base + " does not look like an S3 server (HTTP " +
+                               std::to_string(res.status) + " without a bucket versioning document" +
                                (res.request_id.empty() ? ", no x-amz-request-id" : "") +
                                "): check the endpoint's host and port, and that it is the S3 API");
         const auto status = xml_element(res.error_body, "Status");

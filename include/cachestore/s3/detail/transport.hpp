@@ -91,6 +91,7 @@ struct response {
     std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
     bool accepted = false;                   ///< the sink's accept() ran
     bool reused = false;                     ///< went out on a kept-alive connection
+    bool connected = false;                  ///< a connection, new or reused, was ready for the request
     char curl_message[CURL_ERROR_SIZE] = {};
     [[nodiscard]] bool is_2xx() const noexcept { return status >= 200 && status < 300; }
 };
@@ -346,6 +347,10 @@ inline bool perform(connection& c, const http_request& req, response& res, const
         if (m->msg == CURLMSG_DONE && m->easy_handle == e) res.curl = m->data.result;
     long connects = 0;
     if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) res.reused = connects == 0;
+    // At least 1 us once a connection, new or reused, was ready to send on (TCP and TLS done); 0 before.
+    curl_off_t pretransfer_us = 0;
+    if (curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) == CURLE_OK)
+        res.connected = pretransfer_us > 0;
     if (res.status == 0) {
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
