@@ -3,10 +3,11 @@
 
     python3 fault_server.py [--watch-stdin]
 
-Listens on 127.0.0.1 on a free port and prints "PORT <n>" as the first line of
-stdout. With --watch-stdin it exits when its standard input reaches end of
-file (the test holds the other end of a pipe, so a crashed test leaves no
-server behind). Speaks enough path-style S3 to be a working object store:
+Listens on 127.0.0.1 on a free port (one from CACHESTORE_PORT_RANGE=LOW-HIGH
+when that is set, see tests/servers/README.md) and prints "PORT <n>" as the
+first line of stdout. With --watch-stdin it exits when its standard input
+reaches end of file (the test holds the other end of a pipe, so a crashed test
+leaves no server behind). Speaks enough path-style S3 to be a working object store:
 
     PUT /bucket/key           (If-None-Match: * -> 412 when the key exists)
     GET /bucket/key           (Range: bytes=a-b, a-, -n; 206 / 416 InvalidRange)
@@ -1128,7 +1129,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description="A fault-injecting S3 server, or with --upstream a fault-injecting "
                                 "proxy in front of a real one (see the module docstring).")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin reaches end of file")
-    p.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    p.add_argument("--port", type=int, default=0,
+                   help="listen port (default: a free one, from CACHESTORE_PORT_RANGE=LOW-HIGH when set)")
     p.add_argument("--upstream", help="proxy mode: forward to this http://HOST:PORT")
     p.add_argument("--fault-rate", type=float, default=0.0, help="proxy mode: probability of a fault per request")
     p.add_argument("--seed", type=int, default=1, help="proxy mode: seed of the fault draws")
@@ -1149,6 +1151,44 @@ def parse_args(argv):
     return a
 
 
+def listen_socket(port):
+    """A socket listening on 127.0.0.1:port; port 0 is a free port, drawn from
+    CACHESTORE_PORT_RANGE=LOW-HIGH (inclusive) when that is set."""
+    def try_listen(p, must):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", p))
+            s.listen(128)
+            return s
+        except OSError:
+            s.close()
+            if must:
+                raise
+            return None
+    spec = os.environ.get("CACHESTORE_PORT_RANGE", "")
+    if port or not spec:
+        return try_listen(port, True)
+    def die(msg):
+        # os._exit: the --watch-stdin thread may be blocked reading stdin.
+        sys.stderr.write("fault_server.py: %s\n" % msg)
+        sys.stderr.flush()
+        os._exit(2)
+    import random
+    import re
+    m = re.fullmatch(r"([0-9]{1,5})-([0-9]{1,5})", spec)
+    lo, hi = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    if not m or not 1 <= lo <= hi <= 65535:
+        die("CACHESTORE_PORT_RANGE=%r is not LOW-HIGH (ports 1-65535, LOW <= HIGH)" % spec)
+    ports = list(range(lo, hi + 1))
+    random.shuffle(ports)
+    for p in ports:
+        s = try_listen(p, False)
+        if s is not None:
+            return s
+    die("no free port on 127.0.0.1 in CACHESTORE_PORT_RANGE=%s; widen the range" % spec)
+
+
 def main():
     args = parse_args(sys.argv[1:])
     if args.watch_stdin:
@@ -1156,10 +1196,7 @@ def main():
     if args.upstream:
         PROXY[0] = Proxy(args.upstream, args.fault_rate, args.seed, args.kinds, args.stall_seconds,
                          args.drip_seconds)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", args.port))
-    srv.listen(128)
+    srv = listen_socket(args.port)
     print("PORT %d" % srv.getsockname()[1], flush=True)
     tls = None
     if args.tls_cert:

@@ -31,8 +31,62 @@ cs_check_dir() {
   esac
 }
 
-# Print a free TCP port on 127.0.0.1 (asks the kernel via a throw-away bind).
-cs_free_port() {
+# ---- ports ---------------------------------------------------------------
+# CACHESTORE_PORT_RANGE=LOW-HIGH (inclusive; unset or empty: no limit) keeps
+# every port the servers bind inside LOW..HIGH: cs_free_port draws from it,
+# and rgw.sh gives the Ceph OSD a block of it (ms bind port min/max).
+# Unset, ports come from the kernel's ephemeral range (and the OSD from
+# Ceph's default 6800-7300), as before the setting existed.
+
+# Ports each start script binds inside the range. The OSD binds 4 (public,
+# cluster, heartbeat front and back; msgr v1 only); its block has one spare,
+# because a rebind after a (wrong) mark-down avoids the port in use.
+CS_OSD_PORT_BLOCK=5
+cs_ports_needed() {
+  case $1 in
+    rgw) echo $((3 + CS_OSD_PORT_BLOCK)) ;; # monitor, radosgw http + https, OSD block
+    moto | nginx) echo 1 ;;
+    *) echo 0 ;;
+  esac
+}
+
+# cs_port_range [NEEDED [WHO]] -> validates CACHESTORE_PORT_RANGE and sets
+# CS_PORT_LOW/CS_PORT_HIGH (both empty when unset). Dies on a malformed or
+# reversed range, or one with fewer than NEEDED ports (WHO names the user).
+cs_port_range() {
+  local need=${1:-1} who=${2:-$CS_PROG} r=${CACHESTORE_PORT_RANGE:-} lo hi
+  CS_PORT_LOW="" CS_PORT_HIGH=""
+  [[ -n $r ]] || return 0
+  [[ $r =~ ^([0-9]{1,5})-([0-9]{1,5})$ ]] ||
+    cs_die "CACHESTORE_PORT_RANGE='$r' is not LOW-HIGH (two port numbers, both inclusive, e.g. 7400-7699)"
+  lo=$((10#${BASH_REMATCH[1]}))
+  hi=$((10#${BASH_REMATCH[2]}))
+  ((lo >= 1 && hi <= 65535)) || cs_die "CACHESTORE_PORT_RANGE='$r': ports must be between 1 and 65535"
+  ((lo <= hi)) || cs_die "CACHESTORE_PORT_RANGE='$r' is reversed: LOW ($lo) is above HIGH ($hi)"
+  ((hi - lo + 1 >= need)) ||
+    cs_die "CACHESTORE_PORT_RANGE='$r' has $((hi - lo + 1)) port(s), fewer than the $need needed by $who"
+  CS_PORT_LOW=$lo
+  CS_PORT_HIGH=$hi
+}
+
+# cs__excluded PORT EXCLUDE... -> true if PORT is one of the EXCLUDEs (ports
+# or LOW-HIGH ranges).
+cs__excluded() {
+  local p=$1 e
+  shift
+  for e in "$@"; do
+    [[ -n $e ]] || continue
+    if [[ $e == *-* ]]; then
+      ((p >= ${e%-*} && p <= ${e#*-})) && return 0
+    else
+      ((p == e)) && return 0
+    fi
+  done
+  return 1
+}
+
+# A port the kernel picks (a throw-away bind to port 0).
+cs__kernel_port() {
   local py
   for py in /usr/bin/python3 python3; do
     if command -v "$py" >/dev/null 2>&1; then
@@ -55,6 +109,117 @@ EOF
     fi
   done
   cs_die "could not find a free TCP port on 127.0.0.1"
+}
+
+# cs_free_port [EXCLUDE...] -> prints a free TCP port on 127.0.0.1 that is
+# not among the EXCLUDEs (ports or LOW-HIGH ranges, e.g. ports picked but not
+# bound yet): from CACHESTORE_PORT_RANGE when it is set, else the kernel's.
+# shellcheck disable=SC2120  # the EXCLUDEs are optional
+cs_free_port() {
+  cs_port_range
+  if [[ -n $CS_PORT_LOW ]]; then
+    cs_free_port_block 1 "$@"
+    return
+  fi
+  local p i
+  for ((i = 0; i < 50; i++)); do
+    p=$(cs__kernel_port) || return 1
+    cs__excluded "$p" "$@" || { echo "$p"; return 0; }
+  done
+  cs_die "could not find a free TCP port on 127.0.0.1 outside $*"
+}
+
+# cs_free_port_block N [EXCLUDE...] -> prints the first of N consecutive free
+# TCP ports on 127.0.0.1 inside CACHESTORE_PORT_RANGE (which must be set),
+# none among the EXCLUDEs; the block starts at a random place in the range.
+# "Free" = a bind with SO_REUSEADDR succeeds, as it does for the servers.
+cs_free_port_block() {
+  local n=$1 py rc
+  shift
+  cs_port_range "$n"
+  [[ -n $CS_PORT_LOW ]] || cs_die "cs_free_port_block: CACHESTORE_PORT_RANGE is not set"
+  for py in /usr/bin/python3 python3; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    rc=0
+    "$py" - "$CS_PORT_LOW" "$CS_PORT_HIGH" "$n" "$@" <<'EOF' || rc=$?
+import random, socket, sys
+lo, hi, n = (int(a) for a in sys.argv[1:4])
+excluded = set()
+for e in sys.argv[4:]:
+    if e:
+        a, _, b = e.partition("-")
+        excluded.update(range(int(a), int(b or a) + 1))
+def free(p):
+    if p in excluded:
+        return False
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+starts = list(range(lo, hi - n + 2))
+random.shuffle(starts)
+for p in starts:
+    if all(free(q) for q in range(p, p + n)):
+        print(p)
+        sys.exit(0)
+sys.exit(3)
+EOF
+    ((rc == 0)) && return 0
+    ((rc == 3)) && break
+  done
+  if ((rc != 3)); then
+    # Without python: walk the range once from a random point; a port counts
+    # as free when a connection to it is refused.
+    local size=$((CS_PORT_HIGH - CS_PORT_LOW + 1)) off=$((RANDOM % (CS_PORT_HIGH - CS_PORT_LOW + 1))) i j p ok
+    for ((i = 0; i < size; i++)); do
+      p=$((CS_PORT_LOW + (off + i) % size))
+      ((p + n - 1 <= CS_PORT_HIGH)) || continue
+      ok=1
+      for ((j = p; j < p + n; j++)); do
+        if cs__excluded "$j" "$@" || (exec 3<>"/dev/tcp/127.0.0.1/$j") 2>/dev/null; then
+          ok=0
+          break
+        fi
+      done
+      ((ok)) && { echo "$p"; return 0; }
+    done
+  fi
+  if ((n == 1)); then
+    cs_die "no free TCP port on 127.0.0.1 in CACHESTORE_PORT_RANGE=$CACHESTORE_PORT_RANGE${*:+ (besides $*)}: all in use; widen the range"
+  fi
+  cs_die "no $n consecutive free TCP ports on 127.0.0.1 in CACHESTORE_PORT_RANGE=$CACHESTORE_PORT_RANGE${*:+ (besides $*)}; widen the range"
+}
+
+# cs_check_listen_range PIDFILE... -> with CACHESTORE_PORT_RANGE set, logs the
+# TCP ports each recorded process listens on and fails if one is outside the
+# range (after cs_port_range). Needs ss (iproute2); skipped without it.
+cs_check_listen_range() {
+  [[ -n ${CS_PORT_LOW:-} ]] || return 0
+  if ! command -v ss >/dev/null 2>&1; then
+    cs_log "ss (iproute2) is missing: not checking the listening ports against CACHESTORE_PORT_RANGE"
+    return 0
+  fi
+  local table f name pid port ports list bad=0
+  table=$(ss -Hltnp 2>/dev/null) || return 0
+  for f in "$@"; do
+    name=$(basename "$f" .pid)
+    read -r pid _ 2>/dev/null <"$f" || continue
+    ports=$(awk -v k="pid=$pid," 'index($0, k) { n = split($4, a, ":"); print a[n] }' <<<"$table" | sort -un)
+    list=${ports//$'\n'/ }
+    cs_log "$name (pid $pid) listens on: ${list:-(none seen)}"
+    for port in $ports; do
+      if ((port < CS_PORT_LOW || port > CS_PORT_HIGH)); then
+        cs_log "ERROR: $name (pid $pid) listens on port $port, outside CACHESTORE_PORT_RANGE=$CACHESTORE_PORT_RANGE"
+        bad=1
+      fi
+    done
+  done
+  return $bad
 }
 
 # Start time (in clock ticks since boot) of a PID, or empty.

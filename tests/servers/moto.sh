@@ -25,7 +25,8 @@
 #
 # DIR/env exports CACHESTORE_MOTO_ENDPOINT, CACHESTORE_MOTO_ACCESS_KEY,
 # CACHESTORE_MOTO_SECRET_KEY, CACHESTORE_MOTO_BUCKET, CACHESTORE_MOTO_REGION.
-# Environment: CACHESTORE_MOTO_START_TIMEOUT (seconds, default 30).
+# Environment: CACHESTORE_MOTO_START_TIMEOUT (seconds, default 30),
+# CACHESTORE_PORT_RANGE=LOW-HIGH (the port comes from it; README.md).
 set -euo pipefail
 
 CS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -109,6 +110,7 @@ xml_field() { sed -n "s:.*<$1>\\([^<]*\\)</$1>.*:\\1:p" "$2" | head -n1; }
 do_start() {
   local t0 port moto
   t0=$(cs_now)
+  cs_port_range "$(cs_ports_needed moto)"
   if ! moto=$(find_moto); then
     cs_log "moto_server is NOT installed (not in PATH; set CACHESTORE_MOTO_SERVER)."
     cs_log "It comes from PyPI (pip install 'moto[server]'), which this script does not reach."
@@ -167,6 +169,7 @@ do_start() {
   grep -q SignatureDoesNotMatch "$TMPF" || fail "wrong secret: 403 without SignatureDoesNotMatch: $(head -c 600 "$TMPF")"
   code=$(s3 GET "/$BUCKET?list-type=2" AKIAUNKNOWNKEY000000 "$secret")
   [[ $code == 403 ]] || fail "an unknown access key got HTTP $code, not 403"
+  cs_check_listen_range "$PIDFILE" || fail "moto_server listens outside CACHESTORE_PORT_RANGE"
 
   cs_write_env "$CS_DIR/env" \
     "CACHESTORE_MOTO_ENDPOINT=$ENDPOINT" \

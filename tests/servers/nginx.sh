@@ -13,7 +13,8 @@
 # own config, prefix and temp dirs under DIR: never the system service.
 #
 # DIR/env exports CACHESTORE_NGINX_ENDPOINT and CACHESTORE_NGINX_BUCKET=bench.
-# Environment: CACHESTORE_NGINX_START_TIMEOUT (seconds, default 15).
+# Environment: CACHESTORE_NGINX_START_TIMEOUT (seconds, default 15),
+# CACHESTORE_PORT_RANGE=LOW-HIGH (the port comes from it; README.md).
 set -euo pipefail
 
 CS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -157,6 +158,7 @@ EOF
 do_start() {
   local t0 port
   t0=$(cs_now)
+  cs_port_range "$(cs_ports_needed nginx)"
   cs_ensure_packages nginx:nginx curl:curl
   command -v nginx >/dev/null 2>&1 || cs_die "nginx binary not found after install"
   if cs_pidfile_alive "$PIDFILE"; then
@@ -179,6 +181,10 @@ do_start() {
   local endpoint=http://127.0.0.1:$port
   cs_wait_http "$endpoint/" "$START_TIMEOUT" "$PIDFILE" || exit 1
   self_test "$endpoint" || exit 1
+  if ! cs_check_listen_range "$PIDFILE"; then
+    cs_log "ERROR: nginx listens outside CACHESTORE_PORT_RANGE"
+    exit 1
+  fi
   cs_write_env "$CS_DIR/env" \
     "CACHESTORE_NGINX_ENDPOINT=$endpoint" \
     "CACHESTORE_NGINX_BUCKET=$BUCKET"

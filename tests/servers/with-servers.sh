@@ -18,6 +18,10 @@
 #
 # The temp dir is removed afterwards, except when a server failed to start
 # and left logs, or CACHESTORE_KEEP_SERVER_DIR=1.
+#
+# CACHESTORE_PORT_RANGE=LOW-HIGH keeps every port the servers bind inside it;
+# a malformed value or one too small for the requested servers is an error
+# before anything starts (see README.md).
 set -euo pipefail
 
 CS_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +30,7 @@ CS_PROG=with-servers.sh
 . "$CS_HERE/lib.sh"
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -49,6 +53,14 @@ while (($#)); do
   shift
 done
 (($#)) || { echo "$CS_PROG: no command given after --" >&2; usage; }
+
+# A bad CACHESTORE_PORT_RANGE is fatal here, CI or not: every start would fail.
+need=0
+for s in "${want[@]}"; do need=$((need + $(cs_ports_needed "$s"))); done
+flags=${want[*]/#/--}
+cs_port_range "$need" "${flags:-with-servers.sh}"
+[[ -z $CS_PORT_LOW ]] ||
+  cs_log "ports from CACHESTORE_PORT_RANGE=$CS_PORT_LOW-$CS_PORT_HIGH ($need needed${flags:+ by $flags})"
 
 is_ci() {
   case ${CI:-} in
