@@ -1,7 +1,7 @@
 // The layers (docs/layers.md shows the regions between the [name] markers
 // verbatim; tests/examples/check_snippets.py keeps them equal). main() guards
 // a POSIX store with the recommended stack, reads and writes through it, and
-// checks what the metrics say.
+// checks what the metrics say; then a memory store, by reference and in place.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -31,6 +31,23 @@ guarded_store<S> guard(S store, const std::string& name) {
         cachestore::metered_options{name});
 }
 // [/stack]
+
+// [in-place]
+// The same stack owning a store that cannot move (memory_store): each level takes
+// std::in_place, its own options, then the arguments of the level below it; what
+// is left at the bottom (here nothing) constructs the store.
+using memory_stack = guarded_store<cachestore::memory_store>;
+
+memory_stack make_memory_stack(const std::string& name) {
+    cachestore::hedge_options hedge;
+    hedge.name = name;
+    cachestore::breaker_options brk;
+    brk.name = name;
+    return memory_stack(std::in_place, cachestore::metered_options{name}, // metered<...>
+                        std::in_place, std::move(brk),                    // breaker<...>
+                        std::in_place, std::move(hedge));                 // hedged<memory_store>, memory_store()
+}
+// [/in-place]
 
 // [metrics]
 // The Prometheus text of every layer, e.g. written at exit or served on /metrics.
@@ -95,11 +112,19 @@ int main() {
         for (const char* name : {"cachestore_operations_total{store=\"posix\",op=\"get_chunk\",outcome=\"ok\"} 1",
                                  "# TYPE cachestore_breaker_state gauge", "cachestore_hedge_calls_total"})
             expect(text.find(name) != std::string::npos, name);
-        // A store that cannot move (memory_store) is guarded by reference.
+        // A store that cannot move (memory_store) is guarded by reference...
         cachestore::memory_store mem;
         auto by_ref = guard<cachestore::memory_store&>(mem, "memory");
         expect(by_ref.put_chunk({}, key, 10, cachestore::as_bytes("0123456789")).has_value() && mem.size() == 1,
                "through a reference");
+        // ... or built in place at the bottom of a stack that owns it.
+        auto owned = make_memory_stack("memory-owned");
+        static_assert(cachestore::CacheStore<decltype(owned)>);
+        expect(owned.put_chunk({}, key, 10, cachestore::as_bytes("0123456789")).has_value() &&
+                   owned.inner().inner().inner().size() == 1 &&
+                   cachestore::get_chunk(owned, {}, key, 0, out).has_value(),
+               "built in place");
+        expect(owned.snapshot().bytes_written == 10, "the owned stack's metrics");
     }
     std::filesystem::remove_all(dir);
     return failures == 0 ? 0 : 1;

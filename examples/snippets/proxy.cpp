@@ -1,5 +1,6 @@
-// The lines a proxy needs (docs/getting-started.md shows the region between
-// the [serve] markers verbatim; tests/examples/check_snippets.py keeps them equal).
+// The lines a proxy needs (docs/getting-started.md shows the regions between
+// the [serve] and [object] markers verbatim; tests/examples/check_snippets.py
+// keeps them equal).
 // main() below runs it against a POSIX store twice, cold then warm, with
 // ranges inside the object, across its end and wholly past it.
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <utility>
 
 // [serve]
 #include <cachestore/cachestore.hpp>
@@ -39,6 +41,19 @@ cachestore::result<std::int64_t> serve_range(Store& store, const cachestore::con
 }
 // [/serve]
 
+// [object]
+// The object as the origin's response described it. Designated initializers
+// follow the declaration's order: size comes before chunk_size.
+cachestore::origin_object object_of(std::string etag, std::int64_t size) {
+    return {.origin_id = "dc1",                   // this deployment
+            .bucket = "datasets",                 // the origin bucket
+            .object_key = "shards/a.tar",         // the origin object key
+            .etag = std::move(etag),              // the ETag header's value as sent, quotes included
+            .size = size,                         // the object's size, from the same response
+            .chunk_size = std::int64_t{8} << 20}; // 8 MiB, the same on every replica
+}
+// [/object]
+
 int main() {
     char dir[] = "/tmp/cachestore-snippet-XXXXXX";
     if (::mkdtemp(dir) == nullptr) return 1;
@@ -57,7 +72,8 @@ int main() {
         std::memcpy(out.data(), origin.data() + at, n);
         return n;
     };
-    const cachestore::origin_object obj{"dc1", "bucket", "object", "\"etag\"", static_cast<std::int64_t>(origin.size()), 64};
+    cachestore::origin_object obj = object_of("\"etag\"", static_cast<std::int64_t>(origin.size()));
+    obj.chunk_size = 64; // 16 chunks, the last one short
     struct range {
         std::int64_t offset, length, served; // served: what the client must get
     };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs this repository into a temporary prefix (meson install with
 # DESTDIR), then configures, builds and runs tests/consumer/cmake against it
-# with find_package(cachestore 0.1 REQUIRED) and cachestore::s3 (or, with
+# with find_package(cachestore 0.2 REQUIRED) and cachestore::s3 (or, with
 # --no-s3, cachestore::cachestore). Usage: run-cmake.sh SOURCE_ROOT [--no-s3]
 set -euo pipefail
 src=$(cd "$1" && pwd)
@@ -29,7 +29,7 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 cmake -S "$src/tests/consumer/cmake" -B "$work/build" "${gen[@]}" -DCMAKE_PREFIX_PATH="$work/root/usr" \
   -DCONSUMER_S3=$s3 -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
-grep 'cachestore 0.1' "$work/cmake.log" || true
+grep 'cachestore 0.2' "$work/cmake.log" || true
 cmake --build "$work/build" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 # The standard flag travelled with the target (cxx_std_23).
 grep -Eq -- '-std=(c|gnu)\+\+(23|2b)' "$work/build/compile_commands.json" ||

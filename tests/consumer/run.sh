@@ -13,6 +13,10 @@ mkdir -p "$work/parent/subprojects"
 ln -s "$src" "$work/parent/subprojects/cachestore"
 meson setup "$work/parent-build" "$work/parent" >"$work/setup.log" 2>&1 || { cat "$work/setup.log"; exit 1; }
 grep -q 'cachestore-s3 found' "$work/setup.log" || { cat "$work/setup.log"; exit 1; }
+# A parent's configure shows no warning of ours (getting-started.md promises it).
+if grep -E '^cachestore\|.*WARNING' "$work/setup.log"; then
+  echo "run.sh: configuring the parent printed the warning(s) above from the cachestore subproject"; exit 1
+fi
 meson compile -C "$work/parent-build" >"$work/compile.log" 2>&1 || { cat "$work/compile.log"; exit 1; }
 "$work/parent-build/consumer"
 

@@ -8,7 +8,13 @@ Every ```cpp block in the checked docs must directly follow a marker
 and equal, line for line, the lines between `// [REGION]` and `// [/REGION]`
 in that file, which tests/examples/meson.build compiles (with -Werror) and
 runs. Every region of every snippet file must be shown somewhere, so a region
-cannot rot unseen. While at it, every ```json block must parse as JSON and
+cannot rot unseen. A block that quotes a declaration from a header instead
+follows
+
+    <!-- excerpt: include/cachestore/HEADER.hpp -->
+
+and must equal a run of consecutive lines of that file, indentation included
+(the header is what the suite compiles). While at it, every ```json block must parse as JSON and
 every ```xml block as XML (the lifecycle rules and IAM policies an operator
 pastes).
 
@@ -23,6 +29,7 @@ import xml.etree.ElementTree as ET
 
 DEFAULT_DOCS = ["README.md", "docs/getting-started.md", "docs/operations.md", "docs/errors.md", "docs/layers.md"]
 MARKER = re.compile(r"^<!--\s*snippet:\s*(\S+?)#([\w-]+)\s*-->\s*$")
+EXCERPT = re.compile(r"^<!--\s*excerpt:\s*(\S+?)\s*-->\s*$")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 REGION_OPEN = re.compile(r"^\s*//\s*\[([\w-]+)\]\s*$")
 REGION_CLOSE = re.compile(r"^\s*//\s*\[/([\w-]+)\]\s*$")
@@ -51,7 +58,7 @@ def regions_of(path):
 
 
 def blocks_of(doc):
-    """[(lang, marker or None, first line number, lines)] of the fenced blocks."""
+    """[(lang, marker line or None, first line number, lines)] of the fenced blocks."""
     lines = doc.read_text().splitlines()
     out, i = [], 0
     while i < len(lines):
@@ -68,10 +75,34 @@ def blocks_of(doc):
         k = start - 1
         while k >= 0 and not lines[k].strip():
             k -= 1
-        marker = MARKER.match(lines[k]) if k >= 0 else None
-        out.append((lang, marker, start + 1, lines[start + 1 : j]))
+        out.append((lang, lines[k] if k >= 0 else None, start + 1, lines[start + 1 : j]))
         i = j + 1
     return out
+
+
+def excerpt_problem(root, src, body):
+    """None when `body` is a run of consecutive lines of `src`, else why not."""
+    path = root / src
+    if not path.is_file():
+        return f"excerpt file {src} is missing"
+    if not body:
+        return f"empty excerpt of {src}"
+    lines = path.read_text().splitlines()
+    n = len(body)
+    if any(lines[i : i + n] == body for i in range(len(lines) - n + 1)):
+        return None
+    # Say where it parts from the file: the longest matching prefix, at its best start.
+    best, at = 0, 0
+    for i in range(len(lines)):
+        k = 0
+        while k < n and i + k < len(lines) and lines[i + k] == body[k]:
+            k += 1
+        if k > best:
+            best, at = k, i
+    if best == 0:
+        return f"excerpt's first line is not in {src}: {body[0]!r}"
+    got = lines[at + best] if at + best < len(lines) else "(end of file)"
+    return f"excerpt differs from {src}:{at + best + 1}: doc has {body[best]!r}, file has {got!r}"
 
 
 def main():
@@ -92,11 +123,19 @@ def main():
         except ValueError as e:
             problems.append(str(e))
             continue
-        for lang, marker, line, body in blocks:
+        for lang, marker_line, line, body in blocks:
             where = f"{rel}:{line}"
-            if lang in ("cpp", "c++", "cxx"):
+            marker = MARKER.match(marker_line) if marker_line is not None else None
+            excerpt = EXCERPT.match(marker_line) if marker_line is not None else None
+            if lang in ("cpp", "c++", "cxx") and excerpt:
+                checked += 1
+                problem = excerpt_problem(root, excerpt[1], body)
+                if problem:
+                    problems.append(f"{where}: {problem}")
+            elif lang in ("cpp", "c++", "cxx"):
                 if not marker:
-                    problems.append(f"{where}: C++ block without a '<!-- snippet: FILE#REGION -->' line above it")
+                    problems.append(f"{where}: C++ block without a '<!-- snippet: FILE#REGION -->' "
+                                    "(or '<!-- excerpt: HEADER -->') line above it")
                     continue
                 src, region = marker[1], marker[2]
                 path = root / src
@@ -143,7 +182,7 @@ def main():
                 problems.append(f"{rel}#{name}: not shown in any of {', '.join(docs)}")
     for p in problems:
         print("check_snippets: " + p, file=sys.stderr)
-    print(f"check_snippets: {checked} C++ blocks checked against their snippet files; {len(problems)} problems")
+    print(f"check_snippets: {checked} C++ blocks checked against their snippet files and headers; {len(problems)} problems")
     return 1 if problems else 0
 
 
