@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
-#include <expected>
+#include "cachestore/detail/expected.hpp"
 #include <memory>
 #include <optional>
 #include <string>

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <expected>
+#include "cachestore/detail/expected.hpp"
 #include <filesystem>
 #include <fstream>
 #include <functional>
