@@ -11,8 +11,10 @@
 #                ({"name": "clang-tidy", "result": "OK"|"FAIL", "stdout": ...}),
 #                which scripts/summarize.py reads with the test logs
 # Environment: TIDY_JOBS (parallel clang-tidy processes, default: the number of cores)
-#              TIDY_TU_TIMEOUT (seconds one translation unit may take, default 900;
-#              one that takes longer fails the run, named, instead of hanging it)
+#              TIDY_TU_CPU_SECONDS (CPU seconds one translation unit may use,
+#              default 900; one that uses more fails the run, named, instead of
+#              hanging it. CPU time, not wall time: under test.sh, clang-tidy runs
+#              at nice 19 beside the builds and may wait far longer than it computes)
 #
 # clang 16 cannot see std::expected in libstdc++ 12 (it defines __cpp_concepts
 # < 202002L); redefining the macro, as below, is enough for this code base.
@@ -30,7 +32,7 @@ while (($#)); do
       json=$2
       shift 2 ;;
     --json=*) json=${1#--json=}; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; files+=("$@"); break ;;
     -*) echo "tidy.sh: unknown option $1" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
@@ -107,6 +109,8 @@ order() {
 mapfile -t files < <(order "${files[@]}")
 
 jobs=${TIDY_JOBS:-$(nproc)}
+cpu_limit=${TIDY_TU_CPU_SECONDS:-900}
+[[ $cpu_limit =~ ^[1-9][0-9]*$ ]] || { echo "tidy.sh: TIDY_TU_CPU_SECONDS must be a positive number of seconds, got '$cpu_limit'" >&2; exit 2; }
 echo "== tidy.sh: clang-tidy-16 on ${#files[@]} translation units, $jobs at a time"
 i=0
 for f in "${files[@]}"; do
@@ -114,9 +118,12 @@ for f in "${files[@]}"; do
   log=$work/$i.log
   extra_flags "$f"
   ( t0=$(date +%s)
-    timeout "${TIDY_TU_TIMEOUT:-900}" clang-tidy-16 --quiet --config-file="$root/.clang-tidy" "${xchecks[@]}" "$f" -- "${flags[@]}" "${xflags[@]}" >"$log" 2>&1
+    # The limit is on CPU time (SIGXCPU, then SIGKILL): a wall-clock timeout
+    # stopped healthy translation units that were only waiting for a CPU (CI:
+    # the slowest one needs 110 CPU-s, and waited past 900 s of wall time).
+    ( ulimit -t "$cpu_limit" && exec clang-tidy-16 --quiet --config-file="$root/.clang-tidy" "${xchecks[@]}" "$f" -- "${flags[@]}" "${xflags[@]}" ) >"$log" 2>&1
     rc=$?
-    ((rc == 124)) && echo "tidy.sh: clang-tidy did not finish $f in ${TIDY_TU_TIMEOUT:-900} s (stopped)" >>"$log"
+    ((rc == 128 + 24 || rc == 128 + 9)) && echo "tidy.sh: clang-tidy did not finish $f within $cpu_limit CPU seconds (stopped)" >>"$log"
     echo $rc >"$log.rc"
     echo "$(($(date +%s) - t0)) ${f#"$work"/}" >"$log.time" ) &
   while (($(jobs -rp | wc -l) >= jobs)); do wait -n; done
