@@ -57,6 +57,7 @@ struct read_stats {
     std::int64_t chunks_missed = 0;  ///< chunks read whole from the origin (not_found, or a failed store read)
     std::int64_t commits = 0;        ///< misses this call committed
     std::int64_t commits_lost = 0;   ///< misses another filler had committed first: the same bytes, a hit for the store
+    std::int64_t damaged_replaced = 0; ///< damaged chunks (stored shorter than expected_len) removed and committed again; each is also a miss and a commit
     std::int64_t origin_bytes = 0;   ///< bytes read from the origin (whole chunks)
     std::int64_t store_errors = 0;   ///< store reads (other than not_found) and commits (other than commit_lost) that failed
     std::optional<error> store_error; ///< the first of those, to log; the read itself still succeeded
@@ -75,6 +76,13 @@ inline void note_store_error(read_stats& st, error&& e) {
     if (!st.store_error) st.store_error = std::move(e);
 }
 
+/// What read_range does with a chunk's origin bytes besides serving them.
+enum class fill_action : std::uint8_t {
+    serve,   ///< nothing: the store failed, or changed under us
+    commit,  ///< a miss: put_chunk
+    replace, ///< a damaged chunk: remove, then put_chunk
+};
+
 } // namespace detail
 
 /// Serves bytes `[offset, offset + out.size())` of `obj` into `out` through
@@ -92,6 +100,16 @@ inline void note_store_error(read_stats& st, error&& e) {
 ///   range covers the chunk, else into one scratch buffer of that length),
 ///   commits it and serves the slice. `commit_lost` means another filler
 ///   committed the same bytes first: counted in `commits_lost`, served like a hit.
+/// - A damaged chunk, one the store holds shorter than `expected_len(obj.size)`
+///   (committed under a wrong object size; its key names the ETag, which is
+///   strong, so its length is known), is found when a read reaches past its
+///   end: the store answers `out_of_range` and `stat` gives another length.
+///   It is read whole from the origin like a miss, served, then removed and
+///   committed again (counted in `damaged_replaced`), so the next read is a
+///   hit. Only after the origin produced exactly `expected_len` bytes: a
+///   caller's wrong `obj.size` fails the read (`protocol`) and removes
+///   nothing. A failed remove or commit is counted in `store_errors`, never
+///   returned. Bytes it holds are read from it until then.
 /// - A miss (or failed store read) that the range covers only in part, of a
 ///   chunk longer than 1 TiB (detail::max_buffer_bytes) or than the memory
 ///   left, ends the read with `io_error` naming the length, before the origin
@@ -142,11 +160,31 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
             continue;
         }
         if (detail::ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
-        const bool commit = hit.error().code == errc::not_found;
-        if (!commit) detail::note_store_error(st, std::move(hit.error()));
+        const std::int64_t len = key.expected_len(obj.size);
+        detail::fill_action action = detail::fill_action::serve;
+        std::int64_t stored = 0; // a damaged chunk's length
+        if (hit.error().code == errc::not_found) {
+            action = detail::fill_action::commit;
+        } else if (hit.error().code == errc::out_of_range) {
+            // The slice lies within expected_len (<= chunk_size), so the stored
+            // chunk is shorter than this object's chunk: damaged, if stat agrees.
+            auto info = store.stat(ctx, key);
+            if (info) {
+                stored = info->size;
+                if (stored != len) action = detail::fill_action::replace;
+                // else another filler replaced it since the read: serve the origin's bytes this once
+            } else if (info.error().code == errc::not_found) {
+                action = detail::fill_action::commit; // removed since the read: a miss
+            } else if (detail::ends_read(info.error().code)) {
+                return std::unexpected(std::move(info.error()));
+            } else {
+                detail::note_store_error(st, std::move(info.error()));
+            }
+        } else {
+            detail::note_store_error(st, std::move(hit.error()));
+        }
 
         // A miss: the whole chunk from the origin, exactly expected_len bytes.
-        const std::int64_t len = key.expected_len(obj.size);
         std::span<std::byte> chunk = dst;
         if (slice.offset != 0 || slice.length != len) {
             if (auto sized = detail::resize_buffer(scratch, len, "read_range", obj.object_key,
@@ -169,11 +207,30 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
                             "-byte object: it changed or broke; nothing committed");
         ++st.chunks_missed;
         st.origin_bytes += len;
-        if (commit) {
+        const bool damaged = action == detail::fill_action::replace;
+        auto replacing = [&](error&& e) {
+            e.message += " (replacing damaged chunk " + std::to_string(key.index) + ": " + std::to_string(stored) +
+                         " bytes stored, " + std::to_string(len) + " expected)";
+            detail::note_store_error(st, std::move(e));
+        };
+        if (damaged) {
+            // The origin produced exactly len bytes of this (strong) ETag: the
+            // stored chunk is proven damaged. A put onto it would be commit_lost.
+            if (auto rm = store.remove(ctx, key); rm) action = detail::fill_action::commit;
+            else replacing(std::move(rm.error()));
+        }
+        if (action == detail::fill_action::commit) {
             auto put = store.put_chunk(ctx, key, len, std::span<const std::byte>(chunk));
-            if (put) ++st.commits;
-            else if (put.error().code == errc::commit_lost) ++st.commits_lost;
-            else detail::note_store_error(st, std::move(put.error()));
+            if (put) {
+                ++st.commits;
+                if (damaged) ++st.damaged_replaced;
+            } else if (put.error().code == errc::commit_lost) {
+                ++st.commits_lost;
+            } else if (damaged) {
+                replacing(std::move(put.error()));
+            } else {
+                detail::note_store_error(st, std::move(put.error()));
+            }
         }
         if (chunk.data() != dst.data())
             std::memcpy(dst.data(), chunk.data() + slice.offset, dst.size());

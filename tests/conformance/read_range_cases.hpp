@@ -71,12 +71,13 @@ void check_stored_chunks(S& s, const origin_object& obj, const std::vector<std::
     }
 }
 
-/// A store that forwards to another but fails reads and/or commits with `code`.
+/// A store that forwards to another but fails reads, commits and/or removes with `code`.
 template <class S>
 struct failing_store {
     S* inner;
-    errc get_fails = errc::not_found; ///< not_found: forward
-    errc put_fails = errc::not_found; ///< not_found: forward
+    errc get_fails = errc::not_found;    ///< not_found: forward
+    errc put_fails = errc::not_found;    ///< not_found: forward
+    errc remove_fails = errc::not_found; ///< not_found: forward
     template <class Sink>
     result<> get_chunk(const context& ctx, const chunk_key& k, std::int64_t off, std::int64_t n, Sink&& sink) {
         if (get_fails != errc::not_found) return fail(get_fails, "get_chunk", {}, "injected");
@@ -88,9 +89,20 @@ struct failing_store {
         return inner->put_chunk(ctx, k, size, std::forward<Src>(src));
     }
     result<info> stat(const context& ctx, const chunk_key& k) { return inner->stat(ctx, k); }
-    result<> remove(const context& ctx, const chunk_key& k) { return inner->remove(ctx, k); }
+    result<> remove(const context& ctx, const chunk_key& k) {
+        if (remove_fails != errc::not_found) return fail(remove_fails, "remove", {}, "injected");
+        return inner->remove(ctx, k);
+    }
     result<> self_test(const context& ctx) { return inner->self_test(ctx); }
 };
+
+/// Commits `bytes` as chunk `index` of `obj` directly, whatever its expected_len:
+/// a chunk committed under a wrong object size.
+template <class S>
+void commit_damaged(S& s, const origin_object& obj, std::int64_t index, std::span<const std::byte> bytes) {
+    REQUIRE(s.put_chunk({}, obj.chunk(index), static_cast<std::int64_t>(bytes.size()), bytes).has_value());
+    REQUIRE(s.stat({}, obj.chunk(index))->size == static_cast<std::int64_t>(bytes.size()));
+}
 
 } // namespace read_range_test
 
@@ -359,4 +371,175 @@ TEMPLATE_LIST_TEST_CASE("read_range: a partial read of a missed chunk too large 
     CHECK(r->origin_bytes == 100);
     for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == byte_at(cs + 10 + static_cast<std::int64_t>(i)));
     CHECK(s.stat({}, obj.chunk(1))->size == 100);
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: a stored chunk shorter than its expected_len is replaced from the origin; later reads hit",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    constexpr std::int64_t cs = 64, size = 200; // chunks 0..2 of 64 bytes, chunk 3 of 8
+    const auto data = pattern(size, 13);
+    const auto bytes = [&](std::int64_t from, std::int64_t n) {
+        return std::span<const std::byte>(data).subspan(static_cast<std::size_t>(from), static_cast<std::size_t>(n));
+    };
+    SECTION("whole-object reads: the damaged chunk is fetched once, replaced, then hit") {
+        const auto obj = fresh_object(cs, size);
+        commit_damaged(s, obj, 1, bytes(64, 40)); // chunk 1 as if committed for a 104-byte object
+        origin o(data);
+        constexpr int reads = 5;
+        for (int n = 0; n < reads; ++n) {
+            INFO("read " << n);
+            std::vector<std::byte> out(size);
+            auto r = read_range(s, {}, obj, 0, out, o);
+            REQUIRE(r.has_value());
+            CHECK(r->served == size);
+            CHECK(std::equal(out.begin(), out.end(), data.begin()));
+            CHECK(r->store_errors == 0);
+            CHECK(r->chunks_hit == (n == 0 ? 0 : 4));
+            CHECK(r->chunks_missed == (n == 0 ? 4 : 0));
+            CHECK(r->commits == (n == 0 ? 4 : 0));
+            CHECK(r->damaged_replaced == (n == 0 ? 1 : 0));
+            CHECK(s.stat({}, obj.chunk(1))->size == cs);
+        }
+        CHECK(o.calls.size() == 4); // chunks 0..3 in the first read, nothing after
+        check_stored_chunks(s, obj, data);
+    }
+    SECTION("partial reads: within the stored bytes a hit, past them a replacement through the scratch buffer") {
+        const auto obj = fresh_object(cs, size);
+        commit_damaged(s, obj, 3, bytes(192, 5)); // the last chunk holds 8 bytes; 5 stored
+        origin o(data);
+        std::vector<std::byte> out(8);
+        // Bytes the short chunk holds are read from it: the damage is not seen.
+        auto r = read_range(s, {}, obj, 192, std::span(out).first(2), o);
+        REQUIRE(r.has_value());
+        CHECK(r->chunks_hit == 1);
+        CHECK(o.calls.empty());
+        // A read past its end proves it damaged: origin bytes, replaced.
+        r = read_range(s, {}, obj, 195, std::span(out).first(5), o);
+        REQUIRE(r.has_value());
+        CHECK(r->served == 5);
+        CHECK(std::equal(out.begin(), out.begin() + 5, data.begin() + 195));
+        CHECK(r->chunks_missed == 1);
+        CHECK(r->commits == 1);
+        CHECK(r->damaged_replaced == 1);
+        CHECK(r->store_errors == 0);
+        REQUIRE(o.calls.size() == 1);
+        CHECK(o.calls[0] == std::pair<std::int64_t, std::size_t>{192, 8});
+        CHECK(s.stat({}, obj.chunk(3))->size == 8);
+        r = read_range(s, {}, obj, 195, std::span(out).first(5), o);
+        REQUIRE(r.has_value());
+        CHECK(r->chunks_hit == 1);
+        CHECK(r->damaged_replaced == 0);
+        CHECK(o.calls.size() == 1);
+        check_stored_chunks(s, obj, data);
+    }
+    SECTION("the origin decides: a caller's too-large object size removes no good chunk") {
+        const auto obj = fresh_object(cs, size);
+        origin o(data);
+        std::vector<std::byte> out(size + 10);
+        REQUIRE(read_range(s, {}, obj, 0, std::span(out).first(size), o).has_value()); // all 4 chunks, right
+        auto wrong = obj;
+        wrong.size = size + 10; // chunk 3 would hold 18 bytes
+        auto r = read_range(s, {}, wrong, 192, std::span(out).first(18), o);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::protocol); // the origin produced 8 bytes, not 18
+        CHECK(s.stat({}, obj.chunk(3))->size == 8);
+        check_stored_chunks(s, obj, data);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: a damaged chunk that cannot be replaced is served from the origin, the failure counted",
+                        "[conformance][read_range]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    using S = std::remove_cvref_t<decltype(s)>;
+    constexpr std::int64_t cs = 64, size = 200;
+    const auto data = pattern(size, 17);
+    const auto damaged = std::span<const std::byte>(data).subspan(64, 40);
+    std::vector<std::byte> out(cs);
+    SECTION("the remove fails: the damaged chunk stays") {
+        failing_store<S> f{&s, errc::not_found, errc::not_found, errc::transient};
+        const auto obj = fresh_object(cs, size);
+        commit_damaged(s, obj, 1, damaged);
+        origin o(data);
+        auto r = read_range(f, {}, obj, 64, out, o);
+        REQUIRE(r.has_value());
+        CHECK(r->served == cs);
+        CHECK(std::equal(out.begin(), out.end(), data.begin() + 64));
+        CHECK(r->chunks_missed == 1);
+        CHECK(r->commits == 0);
+        CHECK(r->damaged_replaced == 0);
+        CHECK(r->store_errors == 1);
+        REQUIRE(r->store_error.has_value());
+        CHECK(r->store_error->code == errc::transient);
+        CHECK(r->store_error->op == "remove");
+        CHECK(r->store_error->message.find("replacing damaged chunk 1: 40 bytes stored, 64 expected") != std::string::npos);
+        CHECK(s.stat({}, obj.chunk(1))->size == 40);
+    }
+    SECTION("the commit fails: the damaged chunk is gone, the next read fills it") {
+        failing_store<S> f{&s, errc::not_found, errc::auth};
+        const auto obj = fresh_object(cs, size);
+        commit_damaged(s, obj, 1, damaged);
+        origin o(data);
+        auto r = read_range(f, {}, obj, 64, out, o);
+        REQUIRE(r.has_value());
+        CHECK(std::equal(out.begin(), out.end(), data.begin() + 64));
+        CHECK(r->commits == 0);
+        CHECK(r->damaged_replaced == 0);
+        CHECK(r->store_errors == 1);
+        REQUIRE(r->store_error.has_value());
+        CHECK(r->store_error->code == errc::auth);
+        CHECK(r->store_error->op == "put_chunk");
+        conformance::require_absent(s, obj.chunk(1));
+        r = read_range(s, {}, obj, 64, out, o);
+        REQUIRE(r.has_value());
+        CHECK(r->commits == 1);
+        CHECK(o.calls.size() == 2);
+        check_stored_chunks(s, obj, data);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("read_range: racing readers of a damaged chunk each get the origin's bytes; it ends replaced",
+                        "[conformance][read_range][concurrency]", conformance_fixtures) {
+    CONFORMANCE_SETUP();
+    using namespace read_range_test;
+    constexpr std::int64_t cs = 4096, size = 3 * cs; // chunk 1 damaged
+    constexpr int readers = 6;
+    const auto data = pattern(size, 23);
+    const auto obj = fresh_object(cs, size);
+    commit_damaged(s, obj, 1, std::span<const std::byte>(data).subspan(cs, 1000));
+    origin o(data, 2ms);
+    std::atomic<bool> go{false};
+    std::atomic<int> wrong{0};
+    std::vector<read_stats> stats(readers);
+    std::vector<std::thread> threads;
+    threads.reserve(readers);
+    for (int t = 0; t < readers; ++t)
+        threads.emplace_back([&, t] {
+            std::vector<std::byte> out(static_cast<std::size_t>(size));
+            while (!go.load()) std::this_thread::yield();
+            auto r = read_range(s, {}, obj, 0, out, o);
+            if (!r || r->served != size || !std::equal(out.begin(), out.end(), data.begin())) ++wrong;
+            else stats[static_cast<std::size_t>(t)] = *r;
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    CHECK(wrong == 0);
+    std::int64_t errors = 0, replaced = 0;
+    for (const auto& st : stats) {
+        errors += st.store_errors;
+        replaced += st.damaged_replaced;
+        CHECK(st.chunks_hit + st.chunks_missed == 3);
+    }
+    CHECK(errors == 0);
+    CHECK(replaced >= 1); // a racer that stat-ed it before another's replacement landed replaces it again
+    CHECK(s.stat({}, obj.chunk(1))->size == cs);
+    check_stored_chunks(s, obj, data);
+    // Now a hit for everyone.
+    const auto before = o.calls.size();
+    std::vector<std::byte> out(static_cast<std::size_t>(size));
+    auto r = read_range(s, {}, obj, 0, out, o);
+    REQUIRE(r.has_value());
+    CHECK(r->chunks_hit == 3);
+    CHECK(o.calls.size() == before);
 }

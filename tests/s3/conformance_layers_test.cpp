@@ -48,3 +48,4 @@ struct layered_rgw_fixture {
 using conformance_fixtures = std::tuple<layered_rgw_fixture>;
 
 #include "../conformance/conformance.hpp"
+#include "../conformance/read_range_cases.hpp"

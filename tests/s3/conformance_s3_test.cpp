@@ -22,3 +22,4 @@ struct s3_fixture {
 using conformance_fixtures = std::tuple<s3_fixture>;
 
 #include "../conformance/conformance.hpp"
+#include "../conformance/read_range_cases.hpp"
