@@ -18,7 +18,7 @@ and must equal a run of consecutive lines of that file, indentation included
 every ```xml block as XML (the lifecycle rules and IAM policies an operator
 pastes).
 
-Usage: check_snippets.py SOURCE_ROOT [DOC.md ...]
+Usage: check_snippets.py SOURCE_ROOT [DOC.md ...]   (default: README.md and every docs/*.md)
 """
 import difflib
 import json
@@ -27,7 +27,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-DEFAULT_DOCS = ["README.md", "docs/getting-started.md", "docs/operations.md", "docs/errors.md", "docs/layers.md"]
+DEFAULT_DOCS = ["README.md", "docs/*.md"]  # globs, relative to SOURCE_ROOT
 MARKER = re.compile(r"^<!--\s*snippet:\s*(\S+?)#([\w-]+)\s*-->\s*$")
 EXCERPT = re.compile(r"^<!--\s*excerpt:\s*(\S+?)\s*-->\s*$")
 FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
@@ -110,7 +110,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     root = pathlib.Path(sys.argv[1])
-    docs = sys.argv[2:] or DEFAULT_DOCS
+    docs = sys.argv[2:] or [str(p.relative_to(root)) for g in DEFAULT_DOCS for p in sorted(root.glob(g))]
     problems, shown, checked = [], set(), 0
     cache = {}
     for rel in docs:

@@ -3,7 +3,7 @@
 // (validate.hpp) and the loader from the AWS environment / shared credentials
 // file (config_env.hpp). The JSON loader is a header of its own
 // (config_json.hpp), included only where it is used: nlohmann/json costs every
-// translation unit that includes it about 2.5 s of g++ and 11 s of clang-tidy.
+// translation unit that includes it about 1 s of g++ and 6.5 s of clang-tidy.
 //
 // Every problem is reported as `errc::misconfigured` with op "config" and a
 // message that says what to fix. No message and no describe() output ever
