@@ -37,6 +37,45 @@ GOLDEN = {
 }
 
 
+def ci_is_true():
+    """CI=true (or 1/yes): a missing server is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def isolated_env(home):
+    """os.environ without AWS_* or CACHESTORE_URL, with HOME (and so ~/.aws) at `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "CACHESTORE_URL"}
+    env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(home, "no-such-credentials-file")
+    env["HOME"] = home
+    return env
+
+
+def rgw_from_env():
+    """The Ceph RGW that tests/servers/with-servers.sh --rgw started (its CACHESTORE_RGW_*
+    variables), as {endpoint, access_key, secret_key, region, bucket}; None without it."""
+    ep = os.environ.get("CACHESTORE_RGW_ENDPOINT", "")
+    if not ep:
+        return None
+    return {"endpoint": ep,
+            "access_key": os.environ["CACHESTORE_RGW_ACCESS_KEY"],
+            "secret_key": os.environ["CACHESTORE_RGW_SECRET_KEY"],
+            "region": os.environ.get("CACHESTORE_RGW_REGION", "us-east-1"),
+            "bucket": os.environ["CACHESTORE_RGW_BUCKET"]}
+
+
+def no_rgw_exit(what):
+    """The exit status of a test that needs the RGW and has none: 1 under CI=true,
+    otherwise a loud warning and 77 (meson's "skipped")."""
+    msg = (f"CACHESTORE_RGW_ENDPOINT is not set: {what} against Ceph RGW did not run. "
+           "Run them through tests/servers/with-servers.sh --rgw -- meson test ...")
+    if ci_is_true():
+        print(f"ERROR: {msg} (CI={os.environ['CI']}: failing)", file=sys.stderr)
+        return 1
+    bar = "!" * 78
+    print(f"{bar}\n!!! WARNING: {msg}\n!!! Skipping (exit 77).\n{bar}", file=sys.stderr)
+    return 77
+
+
 class Runner:
     def __init__(self, mode, cli, rt, fr):
         self.mode, self.cli, self.rt, self.fr = mode, cli, rt, fr
@@ -44,10 +83,7 @@ class Runner:
         self.outputs = []  # every stdout/stderr, for the secret scan
         self.secrets = []
         self.tmp = tempfile.mkdtemp(prefix="cachestore-examples-test-")
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("AWS_") and k != "CACHESTORE_URL"}
-        self.env["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(self.tmp, "no-such-credentials-file")
-        self.env["HOME"] = self.tmp
+        self.env = isolated_env(self.tmp)
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -95,16 +131,16 @@ class Runner:
             os.mkdir(os.path.join(self.tmp, "store"), 0o700)  # a missing root is not created without create=1
             self.store = "file://" + os.path.join(self.tmp, "store")
             return True
-        ep = os.environ.get("CACHESTORE_RGW_ENDPOINT", "")
-        if not ep:
+        rgw = rgw_from_env()
+        if rgw is None:
             return False
-        self.secret = os.environ["CACHESTORE_RGW_SECRET_KEY"]
+        self.secret = rgw["secret_key"]
         self.secrets.append(self.secret)
-        self.env.update({"AWS_ACCESS_KEY_ID": os.environ["CACHESTORE_RGW_ACCESS_KEY"],
+        self.env.update({"AWS_ACCESS_KEY_ID": rgw["access_key"],
                          "AWS_SECRET_ACCESS_KEY": self.secret,
-                         "AWS_REGION": os.environ.get("CACHESTORE_RGW_REGION", "us-east-1")})
-        self.bucket = os.environ["CACHESTORE_RGW_BUCKET"]
-        self.endpoint = ep
+                         "AWS_REGION": rgw["region"]})
+        self.bucket = rgw["bucket"]
+        self.endpoint = ep = rgw["endpoint"]
         self.ep_enc = urllib.parse.quote(ep, safe="")
         self.store = f"s3://{self.bucket}/examples-test-{run_id}/?endpoint={self.ep_enc}"
         return True
@@ -649,14 +685,7 @@ def main():
     r = Runner(mode, *sys.argv[2:])
     try:
         if not r.setup_store():
-            msg = ("CACHESTORE_RGW_ENDPOINT is not set: the example tests against Ceph RGW did not run. "
-                   "Run them through tests/servers/with-servers.sh --rgw -- meson test ...")
-            if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-                print(f"ERROR: {msg} (CI={os.environ['CI']}: failing)", file=sys.stderr)
-                return 1
-            bar = "!" * 78
-            print(f"{bar}\n!!! WARNING: {msg}\n!!! Skipping (exit 77).\n{bar}", file=sys.stderr)
-            return 77
+            return no_rgw_exit("the example tests")
         print(f"examples against {mode}: store {r.store}", flush=True)
         t0 = time.monotonic()
         tests = [r.test_help_and_usage, r.test_path, r.test_cli_store, r.test_progress, r.test_read_through,
