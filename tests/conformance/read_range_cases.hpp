@@ -205,6 +205,8 @@ TEMPLATE_LIST_TEST_CASE("read_range: a short, long or failing origin is an error
         auto r = read_range(s, {}, obj, 210, std::span(out).first(10), long_origin);
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().code == errc::protocol);
+        CHECK(r.error().op == "read_range");
+        CHECK(r.error().path == obj.object_key); // its own errors name the object (docs/errors.md)
         conformance::require_absent(s, obj.chunk(2));
     }
     SECTION("failing: the origin's own error comes back unchanged") {
@@ -219,6 +221,7 @@ TEMPLATE_LIST_TEST_CASE("read_range: a short, long or failing origin is an error
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().code == errc::transient);
         CHECK(r.error().op == "origin GET");
+        CHECK(r.error().path == "bucket/obj"); // the fetch's own op and path, kept
         CHECK(r.error().message == "503 Slow Down");
         // The first chunk's origin bytes were good and are stored; the rest are not.
         CHECK(s.stat({}, obj.chunk(0))->size == cs);
@@ -360,6 +363,7 @@ TEMPLATE_LIST_TEST_CASE("read_range: a partial read of a missed chunk too large 
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == errc::io_error);
     CHECK(r.error().op == "read_range");
+    CHECK(r.error().path == obj.object_key);
     CHECK(r.error().message.find(std::to_string(cs)) != std::string::npos); // names the size
     CHECK(calls == 0);                                                       // the origin was not asked
     conformance::require_absent(s, obj.chunk(0));
