@@ -118,6 +118,14 @@ public:
         f->publish(std::move(r));
     }
 
+    /// Takes `f`, the flight of `key`, out of the table, its outcome already
+    /// published (a success kept in the table until its commit ends, so that
+    /// callers in between join it instead of fetching again).
+    void retire(const std::string& key, const std::shared_ptr<flight<T>>& f) {
+        const std::lock_guard lk(mu_);
+        if (auto it = flights_.find(key); it != flights_.end() && it->second == f) flights_.erase(it);
+    }
+
     /// Flights in progress (a gauge).
     [[nodiscard]] std::size_t size() const {
         const std::lock_guard lk(mu_);

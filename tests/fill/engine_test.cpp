@@ -1,0 +1,298 @@
+// The read-through engine (docs/fill.md) against a scripted origin, over a
+// memory store and a POSIX store: one origin fetch per cold chunk however many
+// readers ask, each reader on its own context, fills that outlive their
+// callers, exact lengths, the origin cap and its queue timeout.
+#include "cachestore/fill/engine.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "cachestore/memory_store.hpp"
+#include "cachestore/posix_store.hpp"
+#include "temp_dir.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace cachestore;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::byte byte_at(std::int64_t i) { return static_cast<std::byte>((i * 131 + 7) % 251); }
+
+/// An origin serving byte_at(i) for an object of `size` bytes, slowly if asked,
+/// counting calls and the most at once; `short_by` bytes short when set.
+struct scripted_origin {
+    std::int64_t size = 0;
+    std::chrono::milliseconds delay{0};
+    std::int64_t short_by = 0;
+    std::optional<errc> fails;
+    std::atomic<int> calls{0}, in_flight{0}, peak{0};
+    std::atomic<std::int64_t> bytes{0};
+
+    result<std::size_t> get(const context& ctx, const origin_object&, std::int64_t offset, std::span<std::byte> out) {
+        ++calls;
+        const int now = ++in_flight;
+        int p = peak.load();
+        while (now > p && !peak.compare_exchange_weak(p, now)) {
+        }
+        const auto until = std::chrono::steady_clock::now() + delay;
+        while (std::chrono::steady_clock::now() < until && !ctx.stop_requested()) std::this_thread::sleep_for(1ms);
+        --in_flight;
+        if (fails) return fail(*fails, "origin GET", "bucket/obj", "injected");
+        const auto n = std::min<std::int64_t>(static_cast<std::int64_t>(out.size()), size - offset) - short_by;
+        for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = byte_at(offset + i);
+        bytes += n;
+        return static_cast<std::size_t>(n);
+    }
+};
+static_assert(fill::Origin<scripted_origin>);
+
+origin_object object_of(std::int64_t chunk_size, std::int64_t size, const std::string& name) {
+    return origin_object{"dc1", "bucket", name, "\"etag-" + name + "\"", size, chunk_size};
+}
+
+bool exact(const std::vector<std::byte>& out, std::int64_t from, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i)
+        if (out[static_cast<std::size_t>(i)] != byte_at(from + i)) return false;
+    return true;
+}
+
+/// Waits until the engine has no flight left (its commits done), at most 10 s.
+template <class E>
+bool settled(const E& e) {
+    for (int i = 0; i < 1000 && e.flights() != 0; ++i) std::this_thread::sleep_for(10ms);
+    return e.flights() == 0;
+}
+
+template <class S>
+void readers_of_one_cold_object(S& store) {
+    constexpr std::int64_t cs = 8192, size = 8 * cs;
+    constexpr int readers = 16;
+    scripted_origin o;
+    o.size = size;
+    o.delay = 20ms;
+    fill::engine<S, scripted_origin> e(store, o);
+    const auto obj = object_of(cs, size, "one-cold-object");
+    std::atomic<bool> go{false};
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    threads.reserve(readers);
+    for (int t = 0; t < readers; ++t)
+        threads.emplace_back([&] {
+            std::vector<std::byte> out(static_cast<std::size_t>(size));
+            while (!go.load()) std::this_thread::yield();
+            auto r = e.read(context::with_timeout(30s), obj, 0, out);
+            if (!r || r->served != size || !exact(out, 0, size)) ++wrong;
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    CHECK(wrong == 0);
+    CHECK(o.calls == 8); // one origin fetch per chunk, whatever the readers
+    CHECK(o.bytes == size);
+    REQUIRE(settled(e));
+    const auto st = e.stats();
+    CHECK(st.fills_started == 8);
+    CHECK(st.origin_bytes == size);
+    CHECK(st.commits == 8);
+    CHECK(st.commits_failed == 0);
+    for (std::int64_t i = 0; i < 8; ++i) CHECK(store.stat({}, obj.chunk(i))->size == cs);
+    // Warm: hits only.
+    std::vector<std::byte> out(static_cast<std::size_t>(size));
+    auto r = e.read({}, obj, 0, out);
+    REQUIRE(r.has_value());
+    CHECK(r->chunks_hit == 8);
+    CHECK(o.calls == 8);
+}
+
+} // namespace
+
+TEST_CASE("engine: 16 readers of one cold object make one origin fetch per chunk (memory store)", "[fill][engine]") {
+    memory_store s;
+    readers_of_one_cold_object(s);
+}
+
+TEST_CASE("engine: 16 readers of one cold object make one origin fetch per chunk (POSIX store)", "[fill][engine]") {
+    const test_support::temp_dir dir("cachestore-fill-engine");
+    auto s = posix_store::open(dir.path);
+    REQUIRE(s.has_value());
+    readers_of_one_cold_object(*s);
+}
+
+TEST_CASE("engine: a reader that leaves changes nothing for the others; the fill and its commit outlive every caller",
+          "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 4096;
+    scripted_origin o;
+    o.size = cs;
+    o.delay = 2s;
+    fill::engine<memory_store, scripted_origin> e(s, o);
+    const auto obj = object_of(cs, cs, "leaving");
+    std::stop_source leader_stop;
+    std::atomic<int> leader_cancelled{0}, joiner_ok{0};
+    std::thread leader([&] {
+        std::vector<std::byte> out(cs);
+        auto r = e.read(context(leader_stop.get_token()), obj, 0, out);
+        if (!r && r.error().code == errc::cancelled) ++leader_cancelled;
+    });
+    while (o.calls.load() == 0) std::this_thread::sleep_for(1ms); // the leader's fill is at the origin
+    std::thread joiner([&] {
+        std::vector<std::byte> out(cs);
+        auto r = e.read(context::with_timeout(10s), obj, 0, out);
+        if (r && exact(out, 0, cs)) ++joiner_ok;
+    });
+    std::this_thread::sleep_for(20ms);
+    const auto t0 = std::chrono::steady_clock::now();
+    leader_stop.request_stop();
+    leader.join();
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s); // at once, not when the fill ends (2 s)
+    CHECK(leader_cancelled == 1);
+    joiner.join();
+    CHECK(joiner_ok == 1);
+    CHECK(o.calls == 1);
+
+    // Every caller gone: a second object whose only reader leaves at once.
+    const auto lone = object_of(cs, cs, "lone");
+    std::vector<std::byte> out(cs);
+    auto r = e.read(context::with_timeout(10ms), lone, 0, out);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::deadline_exceeded);
+    REQUIRE(settled(e));
+    CHECK(o.calls == 2);
+    CHECK(s.stat({}, lone.chunk(0))->size == cs); // committed anyway
+}
+
+TEST_CASE("engine: a short or failing origin fails every waiter, commits nothing, and is not replayed",
+          "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 4096;
+    scripted_origin o;
+    o.size = cs;
+    o.delay = 50ms;
+    fill::engine<memory_store, scripted_origin> e(s, o);
+    for (const bool short_body : {true, false}) {
+        INFO((short_body ? "short body" : "origin error"));
+        const auto obj = object_of(cs, cs, short_body ? "short" : "failing");
+        o.short_by = short_body ? 10 : 0;
+        o.fails = short_body ? std::nullopt : std::optional<errc>(errc::transient);
+        const int before = o.calls.load();
+        std::atomic<int> right_error{0};
+        std::vector<std::thread> threads;
+        threads.reserve(6);
+        for (int t = 0; t < 6; ++t)
+            threads.emplace_back([&] {
+                std::vector<std::byte> out(cs);
+                auto r = e.read(context::with_timeout(10s), obj, 0, out);
+                if (!r && r.error().code == (short_body ? errc::protocol : errc::transient)) ++right_error;
+            });
+        for (auto& t : threads) t.join();
+        CHECK(right_error == 6);
+        CHECK(o.calls - before == 1);
+        REQUIRE(settled(e));
+        CHECK(s.stat({}, obj.chunk(0)).error().code == errc::not_found);
+        // Healed origin: the next reader fills again, and gets the bytes.
+        o.short_by = 0;
+        o.fails.reset();
+        std::vector<std::byte> out(cs);
+        auto r = e.read(context::with_timeout(10s), obj, 0, out);
+        REQUIRE(r.has_value());
+        CHECK(exact(out, 0, cs));
+        CHECK(o.calls - before == 2);
+    }
+    CHECK(e.stats().fills_failed == 2);
+}
+
+TEST_CASE("engine: the origin cap is never exceeded, and a fill that waits past the queue timeout is unavailable",
+          "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 1024, size = 8 * cs;
+    scripted_origin o;
+    o.size = size;
+    o.delay = 1s;
+    fill::engine_options opt;
+    opt.origin_cap = 2;
+    opt.origin_queue_timeout = 100ms;
+    fill::engine<memory_store, scripted_origin> e(s, o, opt);
+    const auto obj = object_of(cs, size, "capped");
+    std::atomic<int> ok{0}, unavailable{0}, other{0};
+    std::vector<std::thread> threads;
+    threads.reserve(8);
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&, i] {
+            std::vector<std::byte> out(cs);
+            auto r = e.read(context::with_timeout(10s), obj, i * cs, out);
+            if (r && exact(out, i * cs, cs)) ++ok;
+            else if (!r && r.error().code == errc::unavailable) ++unavailable;
+            else ++other;
+        });
+    for (auto& t : threads) t.join();
+    CHECK(o.peak <= 2);
+    CHECK(e.origin_peak() <= 2);
+    CHECK(ok == 2); // the first two took the slots for 1 s; the other six waited 100 ms
+    CHECK(unavailable == 6);
+    CHECK(other == 0);
+    CHECK(e.stats().origin_queue_timeouts == 6);
+}
+
+TEST_CASE("engine: shutting down with fills queued and running ends every waiter", "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 1024, size = 4 * cs;
+    scripted_origin o;
+    o.size = size;
+    o.delay = 2s; // interrupted by the engine's stop token
+    std::atomic<int> ended{0};
+    std::vector<std::thread> threads;
+    {
+        fill::engine_options opt;
+        opt.origin_cap = 1;
+        fill::engine<memory_store, scripted_origin> e(s, o, opt);
+        const auto obj = object_of(cs, size, "shutdown");
+        threads.reserve(4);
+        for (int i = 0; i < 4; ++i)
+            threads.emplace_back([&, i] {
+                std::vector<std::byte> out(cs);
+                auto r = e.read(context::with_timeout(1s), obj, i * cs, out); // 1 s: none waits for the 2 s origin
+                (void)r;
+                ++ended;
+            });
+        while (o.calls.load() == 0) std::this_thread::sleep_for(1ms);
+        for (auto& t : threads) t.join();
+    } // the engine's destructor: the running fill sees its stop token, the queued ones end cancelled
+    CHECK(ended == 4);
+    CHECK(o.calls == 1);
+}
+
+TEST_CASE("engine: an origin the proxy already has, as a callable (origin_function)", "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 100, size = 250;
+    std::atomic<int> calls{0};
+    fill::origin_function origin([&](const context&, const origin_object& obj, std::int64_t offset,
+                                     std::span<std::byte> out) -> result<std::size_t> {
+        ++calls;
+        if (obj.object_key != "callable") return fail(errc::not_found, "origin GET", obj.object_key, "no such object");
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = byte_at(offset + static_cast<std::int64_t>(i));
+        return out.size();
+    });
+    static_assert(fill::Origin<decltype(origin)>);
+    fill::engine e(s, origin);
+    std::vector<std::byte> out(120);
+    auto r = e.read({}, object_of(cs, size, "callable"), 90, out); // [90, 210): chunks 0, 1 and 2 (of 50 bytes)
+    REQUIRE(r.has_value());
+    CHECK(r->served == 120);
+    CHECK(r->chunks_missed == 3);
+    CHECK(exact(out, 90, 120));
+    CHECK(calls == 3);
+    auto missing = e.read({}, object_of(cs, size, "missing"), 0, out);
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == errc::not_found); // the origin's own error, unchanged
+    CHECK(missing.error().path == "missing");
+}
