@@ -36,11 +36,12 @@ struct scripted_origin {
     std::chrono::milliseconds delay{0};
     std::int64_t short_by = 0;
     std::optional<errc> fails;
+    int transient_first = 0; ///< the first this many calls fail `transient`
     std::atomic<int> calls{0}, in_flight{0}, peak{0};
     std::atomic<std::int64_t> bytes{0};
 
     result<std::size_t> get(const context& ctx, const origin_object&, std::int64_t offset, std::span<std::byte> out) {
-        ++calls;
+        const int call = ++calls;
         const int now = ++in_flight;
         int p = peak.load();
         while (now > p && !peak.compare_exchange_weak(p, now)) {
@@ -49,6 +50,7 @@ struct scripted_origin {
         while (std::chrono::steady_clock::now() < until && !ctx.stop_requested()) std::this_thread::sleep_for(1ms);
         --in_flight;
         if (fails) return fail(*fails, "origin GET", "bucket/obj", "injected");
+        if (call <= transient_first) return fail(errc::transient, "origin GET", "bucket/obj", "503 Slow Down");
         const auto n = std::min<std::int64_t>(static_cast<std::int64_t>(out.size()), size - offset) - short_by;
         for (std::int64_t i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = byte_at(offset + i);
         bytes += n;
@@ -183,7 +185,7 @@ TEST_CASE("engine: a short or failing origin fails every waiter, commits nothing
         INFO((short_body ? "short body" : "origin error"));
         const auto obj = object_of(cs, cs, short_body ? "short" : "failing");
         o.short_by = short_body ? 10 : 0;
-        o.fails = short_body ? std::nullopt : std::optional<errc>(errc::transient);
+        o.fails = short_body ? std::nullopt : std::optional<errc>(errc::auth); // final: not tried again
         const int before = o.calls.load();
         std::atomic<int> right_error{0};
         std::vector<std::thread> threads;
@@ -192,7 +194,7 @@ TEST_CASE("engine: a short or failing origin fails every waiter, commits nothing
             threads.emplace_back([&] {
                 std::vector<std::byte> out(cs);
                 auto r = e.read(context::with_timeout(10s), obj, 0, out);
-                if (!r && r.error().code == (short_body ? errc::protocol : errc::transient)) ++right_error;
+                if (!r && r.error().code == (short_body ? errc::protocol : errc::auth)) ++right_error;
             });
         for (auto& t : threads) t.join();
         CHECK(right_error == 6);
@@ -295,4 +297,80 @@ TEST_CASE("engine: an origin the proxy already has, as a callable (origin_functi
     REQUIRE_FALSE(missing.has_value());
     CHECK(missing.error().code == errc::not_found); // the origin's own error, unchanged
     CHECK(missing.error().path == "missing");
+}
+
+TEST_CASE("engine: a transient origin error is tried again before any waiter sees it; other errors are final",
+          "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 512;
+    scripted_origin o;
+    o.size = cs;
+    fill::engine_options opt;
+    opt.origin_backoff_initial = std::chrono::milliseconds(0); // no pause: the test is about counts
+    fill::engine<memory_store, scripted_origin> e(s, o, opt);
+    std::vector<std::byte> out(cs);
+    SECTION("two 503s, then the bytes: one fill, three tries, the readers never see the 503s") {
+        o.transient_first = 2;
+        o.delay = 20ms;
+        std::atomic<int> ok{0};
+        std::vector<std::thread> threads;
+        threads.reserve(4);
+        for (int t = 0; t < 4; ++t)
+            threads.emplace_back([&] {
+                std::vector<std::byte> mine(cs);
+                auto r = e.read(context::with_timeout(10s), object_of(cs, cs, "two-503s"), 0, mine);
+                if (r && exact(mine, 0, cs)) ++ok;
+            });
+        for (auto& t : threads) t.join();
+        CHECK(ok == 4);
+        CHECK(o.calls == 3);
+        CHECK(e.stats().origin_retries == 2);
+        CHECK(e.stats().fills_started == 1);
+    }
+    SECTION("503s past the attempts: the last error, with the tries counted") {
+        o.transient_first = 100;
+        auto r = e.read({}, object_of(cs, cs, "always-503"), 0, out);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::transient);
+        CHECK(r.error().attempts == 3);
+        CHECK(o.calls == 3);
+    }
+    SECTION("not_found, auth and a wrong length are not tried again") {
+        for (const errc code : {errc::not_found, errc::auth}) {
+            o.fails = code;
+            const int before = o.calls.load();
+            auto r = e.read({}, object_of(cs, cs, std::string("final-") + std::string(to_string(code))), 0, out);
+            REQUIRE_FALSE(r.has_value());
+            CHECK(r.error().code == code);
+            CHECK(o.calls - before == 1);
+        }
+        o.fails.reset();
+        o.short_by = 1;
+        auto r = e.read({}, object_of(cs, cs, "short-once"), 0, out);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().code == errc::protocol);
+        CHECK(e.stats().origin_retries == 0);
+    }
+}
+
+TEST_CASE("engine: no try starts after the retry budget", "[fill][engine]") {
+    memory_store s;
+    constexpr std::int64_t cs = 512;
+    scripted_origin o;
+    o.size = cs;
+    o.transient_first = 100;
+    o.delay = 60ms;
+    fill::engine_options opt;
+    opt.origin_attempts = 100;
+    opt.origin_backoff_initial = std::chrono::milliseconds(0);
+    opt.origin_retry_budget = std::chrono::milliseconds(200);
+    fill::engine<memory_store, scripted_origin> e(s, o, opt);
+    std::vector<std::byte> out(cs);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = e.read(context::with_timeout(10s), object_of(cs, cs, "budget"), 0, out);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::transient);
+    CHECK(o.calls >= 2);
+    CHECK(o.calls <= 5); // tries start at 0, 60, 120, 180 ms (+ scheduling): none at or after 200 ms
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
 }

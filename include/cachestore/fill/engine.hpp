@@ -4,18 +4,23 @@
 // Built so far: singleflight per chunk (R1, R2, R4, R5), fills on the
 // engine's threads under their own context with a ceiling (R3), bytes to the
 // waiters before the commit (R6, the commit on the fill's thread), the origin
-// cap and its queue timeout (R8), exact length (R10), memory bounded by the
-// cap (R11). Not yet: the commit queue (R7), retries (R9), streaming and
-// read-ahead (R12, R13), the metadata cache (R14), fork (R15).
+// cap and its queue timeout (R8), retries of transient origin errors (R9),
+// exact length (R10), memory bounded by the cap (R11). Not yet: the commit
+// queue (R7), streaming and read-ahead (R12, R13), the metadata cache (R14),
+// fork (R15).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -35,10 +40,35 @@
 
 namespace cachestore::fill {
 
+namespace detail {
+/// A pause drawn uniformly from [0, ceiling] (full jitter: a herd of proxies
+/// that failed together does not retry together).
+[[nodiscard]] inline std::chrono::milliseconds jittered(std::chrono::milliseconds ceiling) {
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    if (ceiling.count() <= 0) return std::chrono::milliseconds(0);
+    return std::chrono::milliseconds(
+        std::uniform_int_distribution<std::int64_t>(0, static_cast<std::int64_t>(ceiling.count()))(rng));
+}
+
+/// Sleeps `d`, or less if `ctx` stops or expires first; false then.
+inline bool sleep_for(const context& ctx, std::chrono::milliseconds d) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lk(m);
+    const auto until = std::min(context::clock::now() + d, ctx.deadline());
+    cv.wait_until(lk, ctx.stop_token(), until, [] { return false; });
+    return !ctx.stop_requested() && !ctx.expired();
+}
+} // namespace detail
+
 struct engine_options {
     std::size_t origin_cap = 64;                                   ///< fills (origin fetches and their commits) at once; 0 is taken as 1
     std::chrono::milliseconds origin_queue_timeout{5000};          ///< a fill waiting longer for a slot fails: unavailable
     std::chrono::milliseconds fill_timeout{std::chrono::minutes(5)}; ///< the ceiling of a fill's own context
+    int origin_attempts = 3;                                       ///< a `transient` origin error is tried again, up to this many tries in all
+    std::chrono::milliseconds origin_retry_budget{5000};           ///< ... while the next try starts within this of the first
+    std::chrono::milliseconds origin_backoff_initial{100};         ///< the first back-off's ceiling (full jitter: uniform in [0, ceiling])
+    std::chrono::milliseconds origin_backoff_max{2000};            ///< the ceiling doubles up to this
 };
 
 /// The engine's counters since it was made.
@@ -48,6 +78,7 @@ struct engine_stats {
     std::int64_t fills_failed = 0;  ///< flights that ended in an error (every waiter got it)
     std::int64_t origin_bytes = 0;  ///< bytes the origin produced for fills that succeeded
     std::int64_t origin_queue_timeouts = 0;
+    std::int64_t origin_retries = 0; ///< origin tries after a transient error (before any waiter saw it)
     std::int64_t commits = 0;       ///< commits after serve that stored the chunk
     std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
     std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
@@ -112,6 +143,7 @@ public:
         s.fills_failed = c_.fills_failed.load();
         s.origin_bytes = c_.origin_bytes.load();
         s.origin_queue_timeouts = c_.origin_queue_timeouts.load();
+        s.origin_retries = c_.origin_retries.load();
         s.commits = c_.commits.load();
         s.commits_lost = c_.commits_lost.load();
         s.commits_failed = c_.commits_failed.load();
@@ -127,7 +159,7 @@ public:
 private:
     struct counters {
         std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_failed{0}, origin_bytes{0},
-            origin_queue_timeouts{0}, commits{0}, commits_lost{0}, commits_failed{0};
+            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0};
     };
 
     /// The chunk's bytes: from its flight, started here when there is none.
@@ -169,7 +201,7 @@ private:
                   const std::shared_ptr<detail::flight<chunk_bytes>>& f) {
         const std::int64_t len = key.expected_len(obj.size);
         auto buf = std::make_shared<std::vector<std::byte>>();
-        auto fetched = fetch(fctx, obj, key, len, *buf);
+        auto fetched = fetch_with_retries(fctx, obj, key, len, *buf);
         if (!fetched) {
             ++c_.fills_failed;
             flights_.finish(path, f, std::unexpected(std::move(fetched.error())));
@@ -182,6 +214,29 @@ private:
         else if (put.error().code == errc::commit_lost) ++c_.commits_lost;
         else ++c_.commits_failed;
         flights_.retire(path, f); // committed (or not): later callers read the store
+    }
+
+    /// fetch(), tried again after a `transient` error (R9): at most
+    /// `origin_attempts` tries, each starting within `origin_retry_budget` of
+    /// the first, after a back-off drawn uniformly from [0, ceiling], the
+    /// ceiling doubling from `origin_backoff_initial` to `origin_backoff_max`.
+    /// Every other error (not_found, auth, a wrong length, ...) is final.
+    result<> fetch_with_retries(const context& fctx, const origin_object& obj, const chunk_key& key, std::int64_t len,
+                                std::vector<std::byte>& buf) {
+        const auto give_up = context::clock::now() + opt_.origin_retry_budget;
+        auto ceiling = std::max(opt_.origin_backoff_initial, std::chrono::milliseconds(0));
+        for (int attempt = 1;; ++attempt) {
+            auto r = fetch(fctx, obj, key, len, buf);
+            if (r || r.error().code != errc::transient || attempt >= opt_.origin_attempts) {
+                if (!r && attempt > 1) r.error().attempts = attempt;
+                return r;
+            }
+            const auto pause = detail::jittered(ceiling);
+            if (context::clock::now() + pause >= give_up) return r;
+            if (!detail::sleep_for(fctx, pause)) return r; // the engine stops, or the fill's ceiling
+            ceiling = std::min(ceiling * 2, opt_.origin_backoff_max);
+            ++c_.origin_retries;
+        }
     }
 
     result<> fetch(const context& fctx, const origin_object& obj, const chunk_key& key, std::int64_t len,
