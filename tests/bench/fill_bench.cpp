@@ -4,6 +4,9 @@
 //           through read_range (the baseline: every reader fills every chunk
 //           it misses) and through fill::engine (one fill per chunk): origin
 //           fetches, origin bytes and wall time; ratio = engine / read_range.
+//   ahead   one cold reader streaming the whole object (fill::engine::stream)
+//           with read-ahead 8 against read-ahead 0 (one chunk at a time):
+//           throughput ratio (target >= 5).
 //   commit  one cold reader over a store whose commit takes C ms: its time
 //           through the engine (commit after serve) and through read_range
 //           (commit before the next chunk), each against the same chunks read
@@ -57,10 +60,18 @@ struct sim_origin {
     const std::vector<std::byte>* object = nullptr;
     params p;
     std::atomic<std::int64_t> fetches{0}, bytes{0};
+    std::atomic<int> in_flight{0}, peak{0};
 
     cs::result<std::size_t> get(const cs::context& ctx, const cs::origin_object&, std::int64_t offset,
                                 std::span<std::byte> out) {
         ++fetches;
+        const int now = ++in_flight;
+        for (int seen = peak.load(); now > seen && !peak.compare_exchange_weak(seen, now);) {
+        }
+        struct leave {
+            std::atomic<int>& n;
+            ~leave() { --n; }
+        } const on_return{in_flight};
         auto wait = std::chrono::duration<double>(p.first_byte_ms / 1000.0);
         if (p.mib_per_s > 0)
             wait += std::chrono::duration<double>(static_cast<double>(out.size()) / (p.mib_per_s * 1048576.0));
@@ -174,6 +185,41 @@ bool herd(const params& p, const std::vector<std::byte>& object) {
     return ok;
 }
 
+bool read_ahead(const params& p, const std::vector<std::byte>& object) {
+    std::printf("## read-ahead: one cold reader streams the object through fill::engine::stream\n\n");
+    std::printf("| read-ahead | origin fetches | most at once | s | MiB/s | failed |\n|---|---|---|---|---|---|\n");
+    double base_rate = 0;
+    bool ok = true;
+    for (const std::int64_t ra : {std::int64_t{0}, std::int64_t{8}}) {
+        cs::memory_store store;
+        sim_origin o{&object, p};
+        cs::fill::engine_options opt;
+        opt.readahead = ra;
+        cs::fill::engine e(store, o, opt);
+        const auto obj = object_named(p, "ahead-" + std::to_string(ra));
+        std::int64_t pos = 0;
+        bool same = true;
+        const auto t0 = clock_type::now();
+        auto r = e.stream({}, obj, 0, obj.size, [&](std::span<const std::byte> b) {
+            same = same && std::memcmp(b.data(), object.data() + pos, b.size()) == 0;
+            pos += static_cast<std::int64_t>(b.size());
+            return true;
+        });
+        const double secs = secs_since(t0);
+        const bool good = r && same && pos == obj.size;
+        if (!r) std::fprintf(stderr, "stream failed: %s\n", r.error().to_string().c_str());
+        const double rate = static_cast<double>(obj.size) / 1048576.0 / secs;
+        if (ra == 0) base_rate = rate;
+        std::printf("| %lld%s | %lld | %d | %.3f | %.0f | %d |\n", static_cast<long long>(ra),
+                    ra == 0 ? " (baseline)" : "", static_cast<long long>(o.fetches.load()), o.peak.load(), secs, rate,
+                    good ? 0 : 1);
+        if (ra != 0 && base_rate > 0) std::printf("| ratio %lld / 0 | | | | %.2f | |\n", static_cast<long long>(ra), rate / base_rate);
+        ok = ok && good;
+    }
+    std::printf("\n");
+    return ok && base_rate > 0;
+}
+
 bool commit_after_serve(const params& p, const std::vector<std::byte>& object) {
     std::printf("## commit after serve: one cold reader, a store whose commit takes %d ms\n\n", p.commit_ms);
     run_result direct, base, eng;
@@ -257,6 +303,7 @@ int main(int argc, char** argv) {
         }
         std::printf("# Read-through engine benchmark%s\n\n", p.smoke ? " (smoke sizes)" : "");
         bool ok = herd(p, object);
+        ok = read_ahead(p, object) && ok;
         ok = commit_after_serve(p, object) && ok;
         return ok ? 0 : 1;
     } catch (const std::exception& e) {

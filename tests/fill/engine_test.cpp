@@ -374,3 +374,191 @@ TEST_CASE("engine: no try starts after the retry budget", "[fill][engine]") {
     CHECK(o.calls <= 5); // tries start at 0, 60, 120, 180 ms (+ scheduling): none at or after 200 ms
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
 }
+
+namespace {
+
+/// Collects what a stream delivers; stops after `stop_after` bytes when set.
+struct collector {
+    std::vector<std::byte> got;
+    std::int64_t stop_after = -1;
+    bool operator()(std::span<const std::byte> b) {
+        got.insert(got.end(), b.begin(), b.end());
+        return stop_after < 0 || static_cast<std::int64_t>(got.size()) < stop_after;
+    }
+};
+
+bool exact_bytes(const std::vector<std::byte>& got, std::int64_t from) {
+    for (std::size_t i = 0; i < got.size(); ++i)
+        if (got[i] != byte_at(from + static_cast<std::int64_t>(i))) return false;
+    return true;
+}
+
+/// A memory store whose get_chunk of one chunk index delivers half the bytes
+/// asked for, then fails `transient` (a store connection reset midway).
+struct breaks_midway {
+    memory_store inner;
+    std::int64_t index = -1;
+    template <class Sink>
+    result<> get_chunk(const context& ctx, const chunk_key& k, std::int64_t off, std::int64_t n, Sink&& sink) {
+        if (k.index != index) return inner.get_chunk(ctx, k, off, n, std::forward<Sink>(sink));
+        std::vector<std::byte> all(static_cast<std::size_t>(n));
+        if (auto r = cachestore::get_chunk(inner, ctx, k, off, std::span<std::byte>(all)); !r) return r;
+        if (!sink(std::span<const std::byte>(all).first(all.size() / 2)))
+            return fail(errc::cancelled, "get_chunk", {}, "sink");
+        return fail(errc::transient, "get_chunk", {}, "connection reset midway");
+    }
+    template <class Src>
+    result<> put_chunk(const context& ctx, const chunk_key& k, std::int64_t size, Src&& src) {
+        return inner.put_chunk(ctx, k, size, std::forward<Src>(src));
+    }
+    result<info> stat(const context& ctx, const chunk_key& k) { return inner.stat(ctx, k); }
+    result<> remove(const context& ctx, const chunk_key& k) { return inner.remove(ctx, k); }
+    result<> self_test(const context& ctx) { return inner.self_test(ctx); }
+};
+static_assert(CacheStore<breaks_midway>);
+
+} // namespace
+
+TEST_CASE("engine: stream delivers every range in order, each byte once, cold and warm, at every read-ahead",
+          "[fill][engine][stream]") {
+    constexpr std::int64_t cs = 64, size = 4 * cs + 8; // chunks 0..3 of 64 bytes, chunk 4 of 8
+    const std::vector<std::pair<std::int64_t, std::int64_t>> ranges = {
+        {0, size}, {0, 1}, {63, 2}, {64, 64}, {100, 200}, {255, 9}, {256, 8}, {263, 1}, {0, size + 100}, {200, 1000}};
+    for (const std::int64_t ra : {0, 1, 8}) {
+        memory_store s;
+        scripted_origin o;
+        o.size = size;
+        fill::engine_options opt;
+        opt.readahead = ra;
+        fill::engine<memory_store, scripted_origin> e(s, o, opt);
+        int n = 0;
+        for (const auto& [off, len] : ranges) {
+            for (int pass = 0; pass < 2; ++pass) { // a new (cold) object, then the same (warm)
+                INFO("readahead " << ra << ", range [" << off << ", +" << len << "), pass " << pass);
+                const auto obj = object_of(cs, size, "stream-" + std::to_string(ra) + "-" + std::to_string(n));
+                if (pass == 1) REQUIRE(settled(e)); // the first pass's commits have landed
+                const int calls_before = o.calls.load();
+                collector c;
+                auto r = e.stream(context::with_timeout(10s), obj, off, len, c);
+                REQUIRE(r.has_value());
+                const std::int64_t want = std::max<std::int64_t>(0, std::min(len, size - off));
+                CHECK(r->served == want);
+                CHECK(static_cast<std::int64_t>(c.got.size()) == want);
+                CHECK(exact_bytes(c.got, off));
+                if (pass == 1) {
+                    CHECK(r->chunks_missed == 0);
+                    CHECK(o.calls == calls_before);
+                }
+            }
+            ++n;
+        }
+        CHECK(settled(e));
+    }
+    // Past the end: nothing, and no origin call.
+    memory_store s;
+    scripted_origin o;
+    o.size = size;
+    fill::engine<memory_store, scripted_origin> e(s, o);
+    collector c;
+    auto r = e.stream({}, object_of(cs, size, "past"), size, 10, c);
+    REQUIRE(r.has_value());
+    CHECK(r->served == 0);
+    CHECK(c.got.empty());
+    CHECK(o.calls == 0);
+}
+
+TEST_CASE("engine: stream keeps readahead chunks in flight, under the origin cap", "[fill][engine][stream]") {
+    constexpr std::int64_t cs = 1024, size = 8 * cs;
+    for (const std::int64_t ra : {0, 8}) {
+        INFO("readahead " << ra);
+        memory_store s;
+        scripted_origin o;
+        o.size = size;
+        o.delay = 50ms;
+        fill::engine_options opt;
+        opt.readahead = ra;
+        opt.origin_cap = 4;
+        fill::engine<memory_store, scripted_origin> e(s, o, opt);
+        collector c;
+        auto r = e.stream(context::with_timeout(10s), object_of(cs, size, "ahead"), 0, size, c);
+        REQUIRE(r.has_value());
+        CHECK(exact_bytes(c.got, 0));
+        CHECK(o.calls == 8);
+        if (ra == 0) CHECK(o.peak == 1);
+        else CHECK(o.peak > 1);
+        CHECK(o.peak <= 4); // the cap holds for read-ahead too
+    }
+}
+
+TEST_CASE("engine: stream's first chunk is resolved before any byte goes out; a later failure ends it after a prefix",
+          "[fill][engine][stream]") {
+    constexpr std::int64_t cs = 256, size = 3 * cs;
+    memory_store s;
+    scripted_origin o;
+    o.size = size;
+    o.fails = errc::auth;
+    fill::engine_options opt;
+    opt.readahead = 0;
+    fill::engine<memory_store, scripted_origin> e(s, o, opt);
+    collector c;
+    auto r = e.stream({}, object_of(cs, size, "first-fails"), 10, size, c);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::auth);
+    CHECK(c.got.empty()); // a proxy can still answer with an error status
+    // Chunk 0 stored, the origin failing for the rest: the prefix, then the error.
+    const auto obj = object_of(cs, size, "later-fails");
+    o.fails.reset();
+    std::vector<std::byte> out(cs);
+    REQUIRE(e.read({}, obj, 0, out).has_value());
+    o.fails = errc::auth;
+    collector c2;
+    r = e.stream({}, obj, 10, size, c2);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::auth);
+    CHECK(c2.got.size() == cs - 10);
+    CHECK(exact_bytes(c2.got, 10));
+}
+
+TEST_CASE("engine: a sink that stops ends the stream cancelled; the fills it started still commit",
+          "[fill][engine][stream]") {
+    constexpr std::int64_t cs = 256, size = 6 * cs;
+    memory_store s;
+    scripted_origin o;
+    o.size = size;
+    o.delay = 10ms;
+    fill::engine<memory_store, scripted_origin> e(s, o);
+    const auto obj = object_of(cs, size, "sink-stops");
+    collector c;
+    c.stop_after = cs + 1; // inside chunk 1
+    auto r = e.stream(context::with_timeout(10s), obj, 0, size, c);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == errc::cancelled);
+    CHECK(exact_bytes(c.got, 0));
+    REQUIRE(settled(e));
+    for (std::int64_t i = 0; i < 6; ++i) CHECK(s.stat({}, obj.chunk(i))->size == cs); // read-ahead had started them all
+    CHECK(o.calls == 6);
+}
+
+TEST_CASE("engine: a store that fails midway through a chunk: the rest comes from the origin, no byte twice",
+          "[fill][engine][stream]") {
+    constexpr std::int64_t cs = 256, size = 4 * cs;
+    breaks_midway s;
+    s.index = 2;
+    scripted_origin o;
+    o.size = size;
+    fill::engine<breaks_midway, scripted_origin> e(s, o);
+    const auto obj = object_of(cs, size, "midway");
+    std::vector<std::byte> out(size);
+    REQUIRE(e.read({}, obj, 0, out).has_value()); // all four stored (the span read fills chunk 2 from the origin)
+    REQUIRE(settled(e));
+    const int before = o.calls.load();
+    collector c;
+    auto r = e.stream({}, obj, 0, size, c);
+    REQUIRE(r.has_value());
+    CHECK(static_cast<std::int64_t>(c.got.size()) == size);
+    CHECK(exact_bytes(c.got, 0));
+    CHECK(r->chunks_hit == 3);
+    CHECK(r->chunks_missed == 1);
+    CHECK(r->store_errors == 1);
+    CHECK(o.calls - before == 1);
+}

@@ -5,25 +5,24 @@
 // engine's threads under their own context with a ceiling (R3), bytes to the
 // waiters before the commit (R6, the commit on the fill's thread), the origin
 // cap and its queue timeout (R8), retries of transient origin errors (R9),
-// exact length (R10), memory bounded by the cap (R11). Not yet: the commit
-// queue (R7), streaming and read-ahead (R12, R13), the metadata cache (R14),
-// fork (R15).
+// exact length (R10), memory bounded by the cap (R11), streaming in order
+// with read-ahead (R12) and a clean first error (R13). Not yet: the commit
+// queue (R7), the metadata cache (R14), fork (R15).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <memory>
-#include <mutex>
-#include <random>
 #include <span>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -32,57 +31,15 @@
 #include "cachestore/chunk_range.hpp"
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
+#include "cachestore/fill/detail/backoff.hpp"
 #include "cachestore/fill/detail/fill_pool.hpp"
 #include "cachestore/fill/detail/flight.hpp"
+#include "cachestore/fill/engine_options.hpp"
 #include "cachestore/fill/origin.hpp"
 #include "cachestore/read_range.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore::fill {
-
-namespace detail {
-/// A pause drawn uniformly from [0, ceiling] (full jitter: a herd of proxies
-/// that failed together does not retry together).
-[[nodiscard]] inline std::chrono::milliseconds jittered(std::chrono::milliseconds ceiling) {
-    thread_local std::minstd_rand rng{std::random_device{}()};
-    if (ceiling.count() <= 0) return std::chrono::milliseconds(0);
-    return std::chrono::milliseconds(
-        std::uniform_int_distribution<std::int64_t>(0, static_cast<std::int64_t>(ceiling.count()))(rng));
-}
-
-/// Sleeps `d`, or less if `ctx` stops or expires first; false then.
-inline bool sleep_for(const context& ctx, std::chrono::milliseconds d) {
-    std::mutex m;
-    std::condition_variable_any cv;
-    std::unique_lock lk(m);
-    const auto until = std::min(context::clock::now() + d, ctx.deadline());
-    cv.wait_until(lk, ctx.stop_token(), until, [] { return false; });
-    return !ctx.stop_requested() && !ctx.expired();
-}
-} // namespace detail
-
-struct engine_options {
-    std::size_t origin_cap = 64;                                   ///< fills (origin fetches and their commits) at once; 0 is taken as 1
-    std::chrono::milliseconds origin_queue_timeout{5000};          ///< a fill waiting longer for a slot fails: unavailable
-    std::chrono::milliseconds fill_timeout{std::chrono::minutes(5)}; ///< the ceiling of a fill's own context
-    int origin_attempts = 3;                                       ///< a `transient` origin error is tried again, up to this many tries in all
-    std::chrono::milliseconds origin_retry_budget{5000};           ///< ... while the next try starts within this of the first
-    std::chrono::milliseconds origin_backoff_initial{100};         ///< the first back-off's ceiling (full jitter: uniform in [0, ceiling])
-    std::chrono::milliseconds origin_backoff_max{2000};            ///< the ceiling doubles up to this
-};
-
-/// The engine's counters since it was made.
-struct engine_stats {
-    std::int64_t fills_started = 0; ///< origin fetches begun (one per cold chunk per flight)
-    std::int64_t fills_joined = 0;  ///< callers that waited on another's fill
-    std::int64_t fills_failed = 0;  ///< flights that ended in an error (every waiter got it)
-    std::int64_t origin_bytes = 0;  ///< bytes the origin produced for fills that succeeded
-    std::int64_t origin_queue_timeouts = 0;
-    std::int64_t origin_retries = 0; ///< origin tries after a transient error (before any waiter saw it)
-    std::int64_t commits = 0;       ///< commits after serve that stored the chunk
-    std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
-    std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
-};
 
 template <CacheStore S, Origin O>
 class engine {
@@ -104,16 +61,8 @@ public:
     result<read_stats> read(const context& ctx, const origin_object& obj, std::int64_t offset,
                             std::span<std::byte> out) {
         chunk_key key = obj.chunk(0);
-        if (auto v = validate(key, "fill::read"); !v) return std::unexpected(std::move(v.error()));
-        if (obj.etag.starts_with("W/"))
-            return fail(errc::invalid_argument, "fill::read", obj.object_key,
-                        "weak ETag " + obj.etag + ": it does not promise byte-identical content");
-        auto range = range_in_object(obj.chunk_size, obj.size, offset, static_cast<std::int64_t>(out.size()));
-        if (!range) {
-            range.error().op = "fill::read";
-            range.error().path = obj.object_key;
-            return std::unexpected(std::move(range.error()));
-        }
+        auto range = checked_range(obj, offset, static_cast<std::int64_t>(out.size()), "fill::read");
+        if (!range) return std::unexpected(std::move(range.error()));
         read_stats st;
         std::size_t pos = 0;
         for (key.index = range->chunks.first; key.index <= range->chunks.last; ++key.index) {
@@ -133,6 +82,93 @@ public:
             ++st.chunks_missed;
         }
         st.served = static_cast<std::int64_t>(pos);
+        return st;
+    }
+
+    /// Streams object bytes `[offset, offset + length)` of `obj`, clamped to
+    /// `obj.size`, to `sink` in order, each once (R12). The first chunk is
+    /// resolved whole before its first byte goes out, so an error there is a
+    /// clean one (R13); after that an error ends the call, the sink having
+    /// had a prefix. While chunk i goes out, chunks up to i + `readahead` are
+    /// looked up in the store (`stat`) and the missing ones' fills started,
+    /// under the origin cap; a later chunk the store has is streamed from it
+    /// (and filled from the origin, from the byte it stopped at, if the store
+    /// fails midway). A sink returning false ends the call with `cancelled`.
+    template <chunk_sink Sink>
+    result<read_stats> stream(const context& ctx, const origin_object& obj, std::int64_t offset, std::int64_t length,
+                              Sink&& sink) {
+        chunk_key key = obj.chunk(0);
+        auto range = checked_range(obj, offset, length, "fill::stream");
+        if (!range) return std::unexpected(std::move(range.error()));
+        read_stats st;
+        if (range->length == 0) return st;
+        const std::int64_t first = range->chunks.first, last = range->chunks.last;
+        std::deque<flight_ptr> ahead; // chunks planned + 1 .. ; null: the store had it when asked
+        std::int64_t planned = first; // chunks up to here are the current one or in `ahead`
+        std::vector<std::byte> scratch; // the first chunk's slice, resolved before any byte goes out
+        for (key.index = first; key.index <= last; ++key.index) {
+            for (const std::int64_t horizon = std::min(last, key.index + std::max<std::int64_t>(opt_.readahead, 0));
+                 planned < horizon;) {
+                if (++planned <= key.index) { // readahead 0: the current chunk, tried in the store as it comes
+                    ahead.emplace_back();
+                    continue;
+                }
+                auto f = plan(ctx, obj, planned, st);
+                if (!f) return std::unexpected(std::move(f.error()));
+                ahead.push_back(std::move(*f));
+            }
+            flight_ptr f;
+            if (key.index != first && !ahead.empty()) {
+                f = std::move(ahead.front());
+                ahead.pop_front();
+            }
+            const chunk_slice slice = slice_in_chunk(obj.chunk_size, key.index, range->offset, range->length);
+            std::int64_t sent = 0; // bytes of this slice the sink has
+            auto deliver = [&](std::span<const std::byte> b) {
+                sent += static_cast<std::int64_t>(b.size());
+                return static_cast<bool>(sink(b));
+            };
+            if (!f && key.index == first) {
+                if (auto sized = cachestore::detail::resize_buffer(scratch, slice.length, "fill::stream", obj.object_key,
+                                                                   "the first chunk");
+                    !sized)
+                    return std::unexpected(std::move(sized.error()));
+                auto hit = get_chunk(store_, ctx, key, slice.offset, std::span<std::byte>(scratch));
+                if (hit) {
+                    ++st.chunks_hit;
+                    if (!deliver(scratch)) return sink_stopped(obj);
+                    continue;
+                }
+                if (cachestore::detail::ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
+                if (hit.error().code != errc::not_found) cachestore::detail::note_store_error(st, std::move(hit.error()));
+            } else if (!f) {
+                bool stopped = false;
+                auto hit = store_.get_chunk(ctx, key, slice.offset, slice.length, [&](std::span<const std::byte> b) {
+                    if (deliver(b)) return true;
+                    stopped = true;
+                    return false;
+                });
+                if (hit) {
+                    ++st.chunks_hit;
+                    continue;
+                }
+                if (stopped) return sink_stopped(obj);
+                if (cachestore::detail::ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
+                if (hit.error().code != errc::not_found) cachestore::detail::note_store_error(st, std::move(hit.error()));
+            }
+            if (!f) {
+                auto started = join_or_start(obj, key);
+                if (!started) return std::unexpected(std::move(started.error()));
+                f = std::move(*started);
+            }
+            auto bytes = f->wait(ctx, "fill::stream", obj.object_key);
+            if (!bytes) return std::unexpected(std::move(bytes.error()));
+            ++st.chunks_missed;
+            const auto rest = std::span<const std::byte>(**bytes).subspan(static_cast<std::size_t>(slice.offset + sent),
+                                                                          static_cast<std::size_t>(slice.length - sent));
+            if (!deliver(rest)) return sink_stopped(obj);
+        }
+        st.served = range->length;
         return st;
     }
 
@@ -162,8 +198,10 @@ private:
             origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0};
     };
 
-    /// The chunk's bytes: from its flight, started here when there is none.
-    result<chunk_bytes> fill_chunk(const context& ctx, const origin_object& obj, const chunk_key& key) {
+    using flight_ptr = std::shared_ptr<detail::flight<chunk_bytes>>;
+
+    /// The chunk's flight: joined, or made and its fill started.
+    result<flight_ptr> join_or_start(const origin_object& obj, const chunk_key& key) {
         auto path = storage_path(key);
         if (!path) return std::unexpected(std::move(path.error()));
         auto tk = flights_.join(*path);
@@ -173,7 +211,44 @@ private:
         } else {
             ++c_.fills_joined;
         }
-        return tk.f->wait(ctx, "fill::read", obj.object_key);
+        return std::move(tk.f);
+    }
+
+    /// The chunk's bytes: from its flight, started here when there is none.
+    result<chunk_bytes> fill_chunk(const context& ctx, const origin_object& obj, const chunk_key& key) {
+        auto f = join_or_start(obj, key);
+        if (!f) return std::unexpected(std::move(f.error()));
+        return (*f)->wait(ctx, "fill::read", obj.object_key);
+    }
+
+    /// Read-ahead of chunk `index`: null when the store has it, else its
+    /// flight (its fill started, under the origin cap).
+    result<flight_ptr> plan(const context& ctx, const origin_object& obj, std::int64_t index, read_stats& st) {
+        const chunk_key key = obj.chunk(index);
+        auto info = store_.stat(ctx, key);
+        if (info) return flight_ptr{};
+        if (cachestore::detail::ends_read(info.error().code)) return std::unexpected(std::move(info.error()));
+        if (info.error().code != errc::not_found) cachestore::detail::note_store_error(st, std::move(info.error()));
+        return join_or_start(obj, key);
+    }
+
+    /// The range clamped to the object, after the checks read_range makes.
+    static result<object_range> checked_range(const origin_object& obj, std::int64_t offset, std::int64_t length,
+                                              std::string_view op) {
+        if (auto v = validate(obj.chunk(0), op); !v) return std::unexpected(std::move(v.error()));
+        if (obj.etag.starts_with("W/"))
+            return fail(errc::invalid_argument, std::string(op), obj.object_key,
+                        "weak ETag " + obj.etag + ": it does not promise byte-identical content");
+        auto range = range_in_object(obj.chunk_size, obj.size, offset, length);
+        if (!range) {
+            range.error().op = op;
+            range.error().path = obj.object_key;
+        }
+        return range;
+    }
+
+    static std::unexpected<error> sink_stopped(const origin_object& obj) {
+        return fail(errc::cancelled, "fill::stream", obj.object_key, "the sink asked to stop");
     }
 
     void start_fill(std::string path, const origin_object& obj, const chunk_key& key,

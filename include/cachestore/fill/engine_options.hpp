@@ -1,0 +1,35 @@
+// cachestore/fill/engine_options.hpp - what a read-through engine is told,
+// and what it counts (docs/fill.md).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace cachestore::fill {
+
+struct engine_options {
+    std::size_t origin_cap = 64;                                   ///< fills (origin fetches and their commits) at once; 0 is taken as 1
+    std::chrono::milliseconds origin_queue_timeout{5000};          ///< a fill waiting longer for a slot fails: unavailable
+    std::chrono::milliseconds fill_timeout{std::chrono::minutes(5)}; ///< the ceiling of a fill's own context
+    int origin_attempts = 3;                                       ///< a `transient` origin error is tried again, up to this many tries in all
+    std::chrono::milliseconds origin_retry_budget{5000};           ///< ... while the next try starts within this of the first
+    std::chrono::milliseconds origin_backoff_initial{100};         ///< the first back-off's ceiling (full jitter: uniform in [0, ceiling])
+    std::chrono::milliseconds origin_backoff_max{2000};            ///< the ceiling doubles up to this
+    std::int64_t readahead = 8; ///< stream(): chunks looked up (and their fills started) beyond the one going out; 0: one at a time
+};
+
+/// The engine's counters since it was made.
+struct engine_stats {
+    std::int64_t fills_started = 0; ///< origin fetches begun (one per cold chunk per flight)
+    std::int64_t fills_joined = 0;  ///< callers that waited on another's fill
+    std::int64_t fills_failed = 0;  ///< flights that ended in an error (every waiter got it)
+    std::int64_t origin_bytes = 0;  ///< bytes the origin produced for fills that succeeded
+    std::int64_t origin_queue_timeouts = 0;
+    std::int64_t origin_retries = 0; ///< origin tries after a transient error (before any waiter saw it)
+    std::int64_t commits = 0;       ///< commits after serve that stored the chunk
+    std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
+    std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
+};
+
+} // namespace cachestore::fill
