@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -83,6 +84,65 @@ enum class fill_action : std::uint8_t {
     replace, ///< a damaged chunk: remove, then put_chunk
 };
 
+/// The checks every read-through call makes before any I/O (a valid key, a
+/// strong ETag), and the range clamped to the object; errors name `op` and
+/// the object key.
+[[nodiscard]] inline result<object_range> checked_range(const origin_object& obj, std::int64_t offset,
+                                                        std::int64_t length, std::string_view op) {
+    if (auto v = validate(obj.chunk(0), op); !v) return std::unexpected(std::move(v.error()));
+    if (obj.etag.starts_with("W/"))
+        return fail(errc::invalid_argument, std::string(op), obj.object_key,
+                    "weak ETag " + obj.etag + ": it does not promise byte-identical content; serve the object "
+                                              "from the origin without caching it");
+    auto range = range_in_object(obj.chunk_size, obj.size, offset, length);
+    if (!range) {
+        range.error().op = op;
+        range.error().path = obj.object_key;
+    }
+    return range;
+}
+
+/// An origin that produced `got` bytes of chunk `key.index` instead of its
+/// expected_len: `protocol`, nothing committed.
+[[nodiscard]] inline std::unexpected<error> origin_length_error(std::string_view op, const origin_object& obj,
+                                                                const chunk_key& key, std::size_t got) {
+    const std::int64_t at = key.index * obj.chunk_size;
+    return fail(errc::protocol, std::string(op), obj.object_key,
+                "the origin produced " + std::to_string(got) + " bytes for chunk " + std::to_string(key.index) +
+                    " (object bytes " + std::to_string(at) + "..), expected " +
+                    std::to_string(key.expected_len(obj.size)) + " of a " + std::to_string(obj.size) +
+                    "-byte object: it changed or broke; nothing committed");
+}
+
+/// The read-through loop, one for read_range and fill::engine: the range's
+/// chunks in order, hits read straight into `out`; for any other outcome
+/// (unless it ends the read) `miss(key, slice, dst, error, stats)` fills
+/// `dst` (the slice's place in `out`) or returns the read's error.
+template <CacheStore S, class Miss>
+result<read_stats> read_chunks(S& store, const context& ctx, const origin_object& obj, std::int64_t offset,
+                               std::span<std::byte> out, std::string_view op, Miss&& miss) {
+    auto range = checked_range(obj, offset, static_cast<std::int64_t>(out.size()), op);
+    if (!range) return std::unexpected(std::move(range.error()));
+    read_stats st;
+    chunk_key key = obj.chunk(0);
+    std::size_t pos = 0; // bytes of `out` filled so far
+    for (key.index = range->chunks.first; key.index <= range->chunks.last; ++key.index) {
+        const chunk_slice slice = slice_in_chunk(obj.chunk_size, key.index, range->offset, range->length);
+        const std::span<std::byte> dst = out.subspan(pos, static_cast<std::size_t>(slice.length));
+        pos += dst.size();
+        auto hit = get_chunk(store, ctx, key, slice.offset, dst);
+        if (hit) {
+            ++st.chunks_hit;
+            continue;
+        }
+        if (ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
+        if (auto m = miss(std::as_const(key), slice, dst, std::move(hit.error()), st); !m)
+            return std::unexpected(std::move(m.error()));
+    }
+    st.served = range->length;
+    return st;
+}
+
 } // namespace detail
 
 /// Serves bytes `[offset, offset + out.size())` of `obj` into `out` through
@@ -135,37 +195,15 @@ enum class fill_action : std::uint8_t {
 template <CacheStore S, origin_fetch F>
 result<read_stats> read_range(S& store, const context& ctx, const origin_object& obj, std::int64_t offset,
                               std::span<std::byte> out, F&& fetch) {
-    chunk_key key = obj.chunk(0);
-    if (auto v = validate(key, "read_range"); !v) return std::unexpected(std::move(v.error()));
-    if (obj.etag.starts_with("W/"))
-        return fail(errc::invalid_argument, "read_range", obj.object_key,
-                    "weak ETag " + obj.etag + ": it does not promise byte-identical content; serve the object "
-                                              "from the origin without caching it");
-    auto range = range_in_object(obj.chunk_size, obj.size, offset, static_cast<std::int64_t>(out.size()));
-    if (!range) {
-        range.error().op = "read_range";
-        range.error().path = obj.object_key;
-        return std::unexpected(std::move(range.error()));
-    }
-    read_stats st;
     std::vector<std::byte> scratch; // one chunk, for misses the range covers only in part
-    std::size_t pos = 0;            // bytes of `out` filled so far
-    for (key.index = range->chunks.first; key.index <= range->chunks.last; ++key.index) {
-        const chunk_slice slice = slice_in_chunk(obj.chunk_size, key.index, range->offset, range->length);
-        const std::span<std::byte> dst = out.subspan(pos, static_cast<std::size_t>(slice.length));
-        auto hit = get_chunk(store, ctx, key, slice.offset, dst);
-        if (hit) {
-            ++st.chunks_hit;
-            pos += dst.size();
-            continue;
-        }
-        if (detail::ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
+    auto miss = [&](const chunk_key& key, const chunk_slice& slice, std::span<std::byte> dst, error&& hit_error,
+                    read_stats& st) -> result<> {
         const std::int64_t len = key.expected_len(obj.size);
         detail::fill_action action = detail::fill_action::serve;
         std::int64_t stored = 0; // a damaged chunk's length
-        if (hit.error().code == errc::not_found) {
+        if (hit_error.code == errc::not_found) {
             action = detail::fill_action::commit;
-        } else if (hit.error().code == errc::out_of_range) {
+        } else if (hit_error.code == errc::out_of_range) {
             // The slice lies within expected_len (<= chunk_size), so the stored
             // chunk is shorter than this object's chunk: damaged, if stat agrees.
             auto info = store.stat(ctx, key);
@@ -181,7 +219,7 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
                 detail::note_store_error(st, std::move(info.error()));
             }
         } else {
-            detail::note_store_error(st, std::move(hit.error()));
+            detail::note_store_error(st, std::move(hit_error));
         }
 
         // A miss: the whole chunk from the origin, exactly expected_len bytes.
@@ -192,19 +230,14 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
                                                        ", to fill it for a read of part of it (use a smaller chunk_size, "
                                                        "or read whole chunks into your own buffer)");
                 !sized)
-                return std::unexpected(std::move(sized.error()));
+                return sized;
             chunk = std::span<std::byte>(scratch);
         }
-        if (auto c = ctx.check("read_range", obj.object_key); !c) return std::unexpected(std::move(c.error()));
+        if (auto c = ctx.check("read_range", obj.object_key); !c) return c;
         const std::int64_t at = key.index * obj.chunk_size; // < obj.size: no overflow
         result<std::size_t> got = fetch(at, chunk);
         if (!got) return std::unexpected(std::move(got.error()));
-        if (*got != chunk.size())
-            return fail(errc::protocol, "read_range", obj.object_key,
-                        "the origin produced " + std::to_string(*got) + " bytes for chunk " +
-                            std::to_string(key.index) + " (object bytes " + std::to_string(at) + "..), expected " +
-                            std::to_string(len) + " of a " + std::to_string(obj.size) +
-                            "-byte object: it changed or broke; nothing committed");
+        if (*got != chunk.size()) return detail::origin_length_error("read_range", obj, key, *got);
         ++st.chunks_missed;
         st.origin_bytes += len;
         const bool damaged = action == detail::fill_action::replace;
@@ -232,12 +265,10 @@ result<read_stats> read_range(S& store, const context& ctx, const origin_object&
                 detail::note_store_error(st, std::move(put.error()));
             }
         }
-        if (chunk.data() != dst.data())
-            std::memcpy(dst.data(), chunk.data() + slice.offset, dst.size());
-        pos += dst.size();
-    }
-    st.served = range->length;
-    return st;
+        if (chunk.data() != dst.data()) std::memcpy(dst.data(), chunk.data() + slice.offset, dst.size());
+        return {};
+    };
+    return detail::read_chunks(store, ctx, obj, offset, out, "read_range", miss);
 }
 
 } // namespace cachestore

@@ -60,29 +60,16 @@ public:
     /// `unavailable` when no slot freed within the queue timeout).
     result<read_stats> read(const context& ctx, const origin_object& obj, std::int64_t offset,
                             std::span<std::byte> out) {
-        chunk_key key = obj.chunk(0);
-        auto range = checked_range(obj, offset, static_cast<std::int64_t>(out.size()), "fill::read");
-        if (!range) return std::unexpected(std::move(range.error()));
-        read_stats st;
-        std::size_t pos = 0;
-        for (key.index = range->chunks.first; key.index <= range->chunks.last; ++key.index) {
-            const chunk_slice slice = slice_in_chunk(obj.chunk_size, key.index, range->offset, range->length);
-            const std::span<std::byte> dst = out.subspan(pos, static_cast<std::size_t>(slice.length));
-            pos += dst.size();
-            auto hit = get_chunk(store_, ctx, key, slice.offset, dst);
-            if (hit) {
-                ++st.chunks_hit;
-                continue;
-            }
-            if (cachestore::detail::ends_read(hit.error().code)) return std::unexpected(std::move(hit.error()));
-            if (hit.error().code != errc::not_found) cachestore::detail::note_store_error(st, std::move(hit.error()));
+        auto miss = [&](const chunk_key& key, const chunk_slice& slice, std::span<std::byte> dst, error&& hit_error,
+                        read_stats& st) -> result<> {
+            if (hit_error.code != errc::not_found) cachestore::detail::note_store_error(st, std::move(hit_error));
             auto bytes = fill_chunk(ctx, obj, key);
             if (!bytes) return std::unexpected(std::move(bytes.error()));
             std::memcpy(dst.data(), (*bytes)->data() + slice.offset, dst.size());
             ++st.chunks_missed;
-        }
-        st.served = static_cast<std::int64_t>(pos);
-        return st;
+            return {};
+        };
+        return cachestore::detail::read_chunks(store_, ctx, obj, offset, out, "fill::read", miss);
     }
 
     /// Streams object bytes `[offset, offset + length)` of `obj`, clamped to
@@ -98,7 +85,7 @@ public:
     result<read_stats> stream(const context& ctx, const origin_object& obj, std::int64_t offset, std::int64_t length,
                               Sink&& sink) {
         chunk_key key = obj.chunk(0);
-        auto range = checked_range(obj, offset, length, "fill::stream");
+        auto range = cachestore::detail::checked_range(obj, offset, length, "fill::stream");
         if (!range) return std::unexpected(std::move(range.error()));
         read_stats st;
         if (range->length == 0) return st;
@@ -232,21 +219,6 @@ private:
         return join_or_start(obj, key);
     }
 
-    /// The range clamped to the object, after the checks read_range makes.
-    static result<object_range> checked_range(const origin_object& obj, std::int64_t offset, std::int64_t length,
-                                              std::string_view op) {
-        if (auto v = validate(obj.chunk(0), op); !v) return std::unexpected(std::move(v.error()));
-        if (obj.etag.starts_with("W/"))
-            return fail(errc::invalid_argument, std::string(op), obj.object_key,
-                        "weak ETag " + obj.etag + ": it does not promise byte-identical content");
-        auto range = range_in_object(obj.chunk_size, obj.size, offset, length);
-        if (!range) {
-            range.error().op = op;
-            range.error().path = obj.object_key;
-        }
-        return range;
-    }
-
     static std::unexpected<error> sink_stopped(const origin_object& obj) {
         return fail(errc::cancelled, "fill::stream", obj.object_key, "the sink asked to stop");
     }
@@ -328,11 +300,7 @@ private:
             return fail(errc::io_error, "fill", obj.object_key, "the origin threw");
         }
         if (!got) return std::unexpected(std::move(got.error()));
-        if (*got != buf.size())
-            return fail(errc::protocol, "fill", obj.object_key,
-                        "the origin produced " + std::to_string(*got) + " bytes of chunk " + std::to_string(key.index) +
-                            " where the " + std::to_string(obj.size) + "-byte object has " + std::to_string(len) +
-                            ": it changed or broke; nothing committed");
+        if (*got != buf.size()) return cachestore::detail::origin_length_error("fill", obj, key, *got);
         return {};
     }
 
