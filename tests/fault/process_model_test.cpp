@@ -16,6 +16,7 @@
 
 #include <sys/wait.h>
 
+#include "cachestore/fill/engine.hpp"
 #include "cachestore/layers.hpp"
 #include "cachestore/posix_store.hpp"
 #include "../temp_dir.hpp"
@@ -260,4 +261,82 @@ TEST_CASE("process model: an S3 store (pool, TLS share, signing keys, credential
     REQUIRE(s.has_value());
     every_stack(*s);
     CHECK(fetches.load() > 0);
+}
+
+namespace {
+
+/// An origin of `size` bytes (pattern(size, 11)), 20 ms to answer.
+struct slow_origin {
+    std::vector<std::byte> bytes;
+    result<std::size_t> get(const context& ctx, const origin_object&, std::int64_t offset, std::span<std::byte> out) {
+        std::this_thread::sleep_for(20ms);
+        if (auto c = ctx.check("origin GET"); !c) return std::unexpected(std::move(c.error()));
+        const auto n = std::min<std::size_t>(out.size(), bytes.size() - static_cast<std::size_t>(offset));
+        std::memcpy(out.data(), bytes.data() + offset, n);
+        return n;
+    }
+};
+
+/// A cold read of a new object through the engine: every byte right.
+template <class E>
+bool engine_round_trip(E& e, const std::vector<std::byte>& bytes, const std::string& name, std::string& why) {
+    const origin_object obj{"fork", "b", name, "\"e\"", static_cast<std::int64_t>(bytes.size()), 4096};
+    std::vector<std::byte> out(bytes.size());
+    auto r = e.read(context::with_timeout(10s), obj, 0, out);
+    if (!r) return why = name + ": " + r.error().to_string(), false;
+    if (out != bytes) return why = name + ": wrong bytes", false;
+    return true;
+}
+
+} // namespace
+
+TEST_CASE("process model: the read-through engine (fill threads, flights) across fork() with readers busy",
+          "[fork][process]") {
+    memory_store m;
+    slow_origin o{pattern(3 * 4096 + 100, 11)};
+    auto e = std::make_unique<fill::engine<memory_store, slow_origin>>(m, o);
+    std::string why;
+    REQUIRE(engine_round_trip(*e, o.bytes, "parent-before", why));
+    std::atomic<bool> stop{false};
+    std::atomic<int> busy_failures{0};
+    std::vector<std::thread> busy;
+    busy.reserve(2);
+    for (int t = 0; t < 2; ++t)
+        busy.emplace_back([&, t] {
+            for (int i = 0; !stop.load(); ++i) {
+                std::string w;
+                if (!engine_round_trip(*e, o.bytes, "busy-" + std::to_string(t) + "-" + std::to_string(i), w))
+                    ++busy_failures;
+            }
+        });
+    std::this_thread::sleep_for(30ms); // fills queued and running at the forks
+    for (int f = 0; f < 3; ++f) {
+        std::fflush(nullptr);
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::alarm(15);
+            int rc = 0;
+            try {
+                std::string w;
+                const auto t0 = sclock::now();
+                if (!engine_round_trip(*e, o.bytes, "child-" + std::to_string(f), w) || ms_since(t0) > 5000) {
+                    std::fprintf(stderr, "child: %s (%.0f ms)\n", w.c_str(), ms_since(t0));
+                    rc = 10;
+                }
+                e.reset(); // the child's own fill threads joined; the parent's left alone
+            } catch (...) {
+                rc = 12;
+            }
+            ::_exit(rc);
+        }
+        REQUIRE(pid > 0);
+        const std::string how = wait_child(pid, 30s);
+        INFO("fork " << f << ": the child " << how);
+        CHECK(how.empty());
+    }
+    stop = true;
+    for (auto& t : busy) t.join();
+    CHECK(busy_failures.load() == 0);
+    CHECK(engine_round_trip(*e, o.bytes, "parent-after", why));
+    e.reset();
 }

@@ -6,8 +6,9 @@
 // waiters before the commit (R6, the commit on the fill's thread), the origin
 // cap and its queue timeout (R8), retries of transient origin errors (R9),
 // exact length (R10), memory bounded by the cap (R11), streaming in order
-// with read-ahead (R12) and a clean first error (R13). Not yet: the commit
-// queue (R7), the metadata cache (R14), fork (R15).
+// with read-ahead (R12) and a clean first error (R13), shutdown and fork
+// (R15: the threads and flights are per process). Not yet: the commit queue
+// (R7), the metadata cache (R14).
 #pragma once
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 #include "cachestore/chunk_key.hpp"
 #include "cachestore/chunk_range.hpp"
 #include "cachestore/context.hpp"
+#include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/fill/detail/backoff.hpp"
 #include "cachestore/fill/detail/fill_pool.hpp"
@@ -46,11 +48,12 @@ class engine {
 public:
     using chunk_bytes = std::shared_ptr<const std::vector<std::byte>>;
 
-    engine(S& store, O& origin, engine_options opt = {})
-        : store_(store), origin_(origin), opt_(opt), pool_(opt.origin_cap, opt.origin_queue_timeout) {}
+    engine(S& store, O& origin, engine_options opt = {}) : store_(store), origin_(origin), opt_(opt) {
+        proc_.get().pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
+    }
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
-    ~engine() = default; // the pool first (declared last): queued fills fail `cancelled`, running ones end
+    ~engine() = default; // this process's threads first (declared last): queued fills fail `cancelled`, running ones end
 
     /// Serves object bytes `[offset, offset + out.size())` of `obj`, clamped to
     /// `obj.size`, into `out`, like read_range: hits from the store; a miss
@@ -174,10 +177,10 @@ public:
     }
 
     /// Flights in the table (fills running or queued, and successes whose commit runs).
-    [[nodiscard]] std::size_t flights() const { return flights_.size(); }
+    [[nodiscard]] std::size_t flights() const { return here().flights.size(); }
     /// Fills running now and queued for a slot, and the most that ever ran at once.
-    [[nodiscard]] detail::fill_pool::gauges origin_gauges() const { return pool_.now(); }
-    [[nodiscard]] std::size_t origin_peak() const { return pool_.peak_running(); }
+    [[nodiscard]] detail::fill_pool::gauges origin_gauges() const { return here().pool->now(); }
+    [[nodiscard]] std::size_t origin_peak() const { return here().pool->peak_running(); }
 
 private:
     struct counters {
@@ -191,7 +194,7 @@ private:
     result<flight_ptr> join_or_start(const origin_object& obj, const chunk_key& key) {
         auto path = storage_path(key);
         if (!path) return std::unexpected(std::move(path.error()));
-        auto tk = flights_.join(*path);
+        auto tk = here().flights.join(*path);
         if (tk.leader) {
             ++c_.fills_started;
             start_fill(std::move(*path), obj, key, tk.f);
@@ -232,14 +235,14 @@ private:
         j.expired = [this, path, obj, f](bool stopping) {
             ++c_.fills_failed;
             if (!stopping) ++c_.origin_queue_timeouts;
-            flights_.finish(path, f,
+            here().flights.finish(path, f,
                             stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
                                      : fail(errc::unavailable, "fill", obj.object_key,
                                             "origin cap: " + std::to_string(opt_.origin_cap) +
                                                 " fills in flight, none freed a slot within " +
                                                 std::to_string(opt_.origin_queue_timeout.count()) + " ms"));
         };
-        pool_.submit(std::move(j));
+        here().pool->submit(std::move(j));
     }
 
     /// On a pool thread: fetch exactly expected_len bytes, release the
@@ -251,7 +254,7 @@ private:
         auto fetched = fetch_with_retries(fctx, obj, key, len, *buf);
         if (!fetched) {
             ++c_.fills_failed;
-            flights_.finish(path, f, std::unexpected(std::move(fetched.error())));
+            here().flights.finish(path, f, std::unexpected(std::move(fetched.error())));
             return;
         }
         c_.origin_bytes += len;
@@ -260,7 +263,7 @@ private:
         if (put) ++c_.commits;
         else if (put.error().code == errc::commit_lost) ++c_.commits_lost;
         else ++c_.commits_failed;
-        flights_.retire(path, f); // committed (or not): later callers read the store
+        here().flights.retire(path, f); // committed (or not): later callers read the store
     }
 
     /// fetch(), tried again after a `transient` error (R9): at most
@@ -304,12 +307,25 @@ private:
         return {};
     }
 
+    /// What belongs to one process: the flights (their fills run on this
+    /// process's threads) and the threads. A child forked from a process
+    /// using the engine gets its own on first use, empty; the parent's are
+    /// left alone there, never used nor destroyed (fork_generation.hpp).
+    struct proc {
+        detail::flight_table<chunk_bytes> flights;
+        std::unique_ptr<detail::fill_pool> pool;
+    };
+    proc& here() const {
+        return proc_.get([this](proc&, proc& fresh) {
+            fresh.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
+        });
+    }
+
     S& store_;
     O& origin_;
     const engine_options opt_;
     counters c_;
-    detail::flight_table<chunk_bytes> flights_;
-    detail::fill_pool pool_; // last: destroyed first, so its threads end before what they use
+    mutable cachestore::detail::per_process<proc> proc_; // last: destroyed first, so its threads end before what they use
 };
 
 } // namespace cachestore::fill
