@@ -562,3 +562,76 @@ TEST_CASE("engine: a store that fails midway through a chunk: the rest comes fro
     CHECK(r->store_errors == 1);
     CHECK(o.calls - before == 1);
 }
+
+namespace {
+
+/// A memory store whose commits take `commit_ms` (a slow shared store).
+struct slow_commits {
+    memory_store inner;
+    std::chrono::milliseconds commit{0};
+    template <class Sink>
+    result<> get_chunk(const context& ctx, const chunk_key& k, std::int64_t off, std::int64_t n, Sink&& sink) {
+        return inner.get_chunk(ctx, k, off, n, std::forward<Sink>(sink));
+    }
+    template <class Src>
+    result<> put_chunk(const context& ctx, const chunk_key& k, std::int64_t size, Src&& src) {
+        std::this_thread::sleep_for(commit);
+        return inner.put_chunk(ctx, k, size, std::forward<Src>(src));
+    }
+    result<info> stat(const context& ctx, const chunk_key& k) { return inner.stat(ctx, k); }
+    result<> remove(const context& ctx, const chunk_key& k) { return inner.remove(ctx, k); }
+    result<> self_test(const context& ctx) { return inner.self_test(ctx); }
+};
+static_assert(CacheStore<slow_commits>);
+
+} // namespace
+
+TEST_CASE("engine: commits wait on a bounded queue; one that does not fit is dropped, never a reader's wait (R7)",
+          "[fill][engine]") {
+    constexpr std::int64_t cs = 4096, size = 6 * cs;
+    slow_commits s;
+    s.commit = 1s;
+    scripted_origin o;
+    o.size = size;
+    fill::engine_options opt;
+    opt.commit_queue_bytes = 2 * cs; // the running commit's chunk counts until it is done
+    fill::engine<slow_commits, scripted_origin> e(s, o, opt);
+    const auto obj = object_of(cs, size, "queued");
+    std::vector<std::byte> out(size);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = e.read(context::with_timeout(10s), obj, 0, out);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    REQUIRE(r.has_value());
+    CHECK(exact(out, 0, size));
+    CHECK(took < 1s); // no reader waits for a commit (each takes 1 s): the counts below rely on it
+    REQUIRE(settled(e));
+    const auto st = e.stats();
+    CHECK(st.commits == 2); // chunks 0 and 1 fitted; 2..5 came while both were queued or running
+    CHECK(st.commits_dropped == 4);
+    CHECK(st.commits + st.commits_dropped == 6);
+    CHECK(s.stat({}, obj.chunk(0))->size == cs);
+    CHECK(s.stat({}, obj.chunk(5)).error().code == errc::not_found);
+    // The next read fills the dropped ones again (one origin fetch each), and commits them as room allows.
+    const int before = o.calls.load();
+    REQUIRE(e.read(context::with_timeout(10s), obj, 0, out).has_value());
+    CHECK(o.calls - before == 4);
+    CHECK(exact(out, 0, size));
+}
+
+TEST_CASE("engine: commit_queue_bytes 0 commits on the fill's thread, every chunk", "[fill][engine]") {
+    constexpr std::int64_t cs = 4096, size = 4 * cs;
+    slow_commits s;
+    s.commit = 20ms;
+    scripted_origin o;
+    o.size = size;
+    fill::engine_options opt;
+    opt.commit_queue_bytes = 0;
+    fill::engine<slow_commits, scripted_origin> e(s, o, opt);
+    const auto obj = object_of(cs, size, "inline");
+    std::vector<std::byte> out(size);
+    REQUIRE(e.read(context::with_timeout(10s), obj, 0, out).has_value());
+    REQUIRE(settled(e));
+    CHECK(e.stats().commits == 4);
+    CHECK(e.stats().commits_dropped == 0);
+    for (std::int64_t i = 0; i < 4; ++i) CHECK(s.stat({}, obj.chunk(i))->size == cs);
+}

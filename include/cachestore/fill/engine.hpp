@@ -7,8 +7,8 @@
 // cap and its queue timeout (R8), retries of transient origin errors (R9),
 // exact length (R10), memory bounded by the cap (R11), streaming in order
 // with read-ahead (R12) and a clean first error (R13), shutdown and fork
-// (R15: the threads and flights are per process). Not yet: the commit queue
-// (R7), the metadata cache (R14).
+// (R15: the threads and flights are per process), the commit queue (R7).
+// Not yet: the metadata cache (R14).
 #pragma once
 
 #include <algorithm>
@@ -34,6 +34,7 @@
 #include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/fill/detail/backoff.hpp"
+#include "cachestore/fill/detail/commit_queue.hpp"
 #include "cachestore/fill/detail/fill_pool.hpp"
 #include "cachestore/fill/detail/flight.hpp"
 #include "cachestore/fill/engine_options.hpp"
@@ -49,7 +50,7 @@ public:
     using chunk_bytes = std::shared_ptr<const std::vector<std::byte>>;
 
     engine(S& store, O& origin, engine_options opt = {}) : store_(store), origin_(origin), opt_(opt) {
-        proc_.get().pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
+        make_threads(proc_.get());
     }
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -173,6 +174,7 @@ public:
         s.commits = c_.commits.load();
         s.commits_lost = c_.commits_lost.load();
         s.commits_failed = c_.commits_failed.load();
+        s.commits_dropped = c_.commits_dropped.load();
         return s;
     }
 
@@ -185,7 +187,7 @@ public:
 private:
     struct counters {
         std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_failed{0}, origin_bytes{0},
-            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0};
+            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0};
     };
 
     using flight_ptr = std::shared_ptr<detail::flight<chunk_bytes>>;
@@ -226,44 +228,70 @@ private:
         return fail(errc::cancelled, "fill::stream", obj.object_key, "the sink asked to stop");
     }
 
+    struct proc;
+
     void start_fill(std::string path, const origin_object& obj, const chunk_key& key,
                     std::shared_ptr<detail::flight<chunk_bytes>> f) {
+        proc& p = here(); // outlives its pool's and commit queue's jobs: they capture it, never here()
         detail::fill_pool::job j;
-        j.run = [this, path, obj, key, f](std::stop_token stop) {
-            run_fill(context(std::move(stop), context::clock::now() + opt_.fill_timeout), path, obj, key, f);
+        j.run = [this, &p, path, obj, key, f](std::stop_token stop) {
+            run_fill(p, context(std::move(stop), context::clock::now() + opt_.fill_timeout), path, obj, key, f);
         };
-        j.expired = [this, path, obj, f](bool stopping) {
+        j.expired = [this, &p, path, obj, f](bool stopping) {
             ++c_.fills_failed;
             if (!stopping) ++c_.origin_queue_timeouts;
-            here().flights.finish(path, f,
-                            stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
-                                     : fail(errc::unavailable, "fill", obj.object_key,
-                                            "origin cap: " + std::to_string(opt_.origin_cap) +
-                                                " fills in flight, none freed a slot within " +
-                                                std::to_string(opt_.origin_queue_timeout.count()) + " ms"));
+            p.flights.finish(path, f,
+                             stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
+                                      : fail(errc::unavailable, "fill", obj.object_key,
+                                             "origin cap: " + std::to_string(opt_.origin_cap) +
+                                                 " fills in flight, none freed a slot within " +
+                                                 std::to_string(opt_.origin_queue_timeout.count()) + " ms"));
         };
-        here().pool->submit(std::move(j));
+        p.pool->submit(std::move(j));
     }
 
     /// On a pool thread: fetch exactly expected_len bytes, release the
-    /// waiters, then commit (the slot is held through the commit: R11).
-    void run_fill(const context& fctx, const std::string& path, const origin_object& obj, const chunk_key& key,
-                  const std::shared_ptr<detail::flight<chunk_bytes>>& f) {
+    /// waiters, then commit: on the commit queue (the slot is free at once),
+    /// or here when there is none (`commit_queue_bytes` 0: the slot is held
+    /// through the commit).
+    void run_fill(proc& p, const context& fctx, const std::string& path, const origin_object& obj,
+                  const chunk_key& key, const std::shared_ptr<detail::flight<chunk_bytes>>& f) {
         const std::int64_t len = key.expected_len(obj.size);
         auto buf = std::make_shared<std::vector<std::byte>>();
         auto fetched = fetch_with_retries(fctx, obj, key, len, *buf);
         if (!fetched) {
             ++c_.fills_failed;
-            here().flights.finish(path, f, std::unexpected(std::move(fetched.error())));
+            p.flights.finish(path, f, std::unexpected(std::move(fetched.error())));
             return;
         }
         c_.origin_bytes += len;
         f->publish(chunk_bytes(buf)); // served: every waiter has the bytes; callers from now on join a done flight
-        auto put = store_.put_chunk(fctx, key, len, std::span<const std::byte>(*buf));
+        if (!p.commits) {
+            commit(fctx, key, len, *buf);
+            p.flights.retire(path, f); // committed (or not): later callers read the store
+            return;
+        }
+        detail::commit_queue::job cj;
+        cj.bytes = static_cast<std::size_t>(len);
+        cj.run = [this, &p, path, key, len, buf, f](std::stop_token stop) {
+            commit(context(std::move(stop), context::clock::now() + opt_.fill_timeout), key, len, *buf);
+            p.flights.retire(path, f);
+        };
+        cj.drop = [this, &p, path, f] {
+            ++c_.commits_dropped;
+            p.flights.retire(path, f);
+        };
+        if (!p.commits->push(std::move(cj))) {
+            ++c_.commits_dropped; // the queue is full: the next miss fills the chunk again
+            p.flights.retire(path, f);
+        }
+    }
+
+    void commit(const context& ctx, const chunk_key& key, std::int64_t len, const std::vector<std::byte>& bytes) {
+        auto put = store_.put_chunk(ctx, key, len, std::span<const std::byte>(bytes));
         if (put) ++c_.commits;
         else if (put.error().code == errc::commit_lost) ++c_.commits_lost;
         else ++c_.commits_failed;
-        here().flights.retire(path, f); // committed (or not): later callers read the store
     }
 
     /// fetch(), tried again after a `transient` error (R9): at most
@@ -311,14 +339,19 @@ private:
     /// process's threads) and the threads. A child forked from a process
     /// using the engine gets its own on first use, empty; the parent's are
     /// left alone there, never used nor destroyed (fork_generation.hpp).
+    /// (Destroyed in reverse: the pool's threads end, then the commit
+    /// queue's, then the flights go.)
     struct proc {
         detail::flight_table<chunk_bytes> flights;
+        std::unique_ptr<detail::commit_queue> commits; ///< null: commits run on the fill's thread
         std::unique_ptr<detail::fill_pool> pool;
     };
+    void make_threads(proc& p) const {
+        if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<detail::commit_queue>(opt_.commit_queue_bytes);
+        p.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
+    }
     proc& here() const {
-        return proc_.get([this](proc&, proc& fresh) {
-            fresh.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
-        });
+        return proc_.get([this](proc&, proc& fresh) { make_threads(fresh); });
     }
 
     S& store_;

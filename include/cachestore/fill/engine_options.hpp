@@ -16,6 +16,7 @@ struct engine_options {
     std::chrono::milliseconds origin_retry_budget{5000};           ///< ... while the next try starts within this of the first
     std::chrono::milliseconds origin_backoff_initial{100};         ///< the first back-off's ceiling (full jitter: uniform in [0, ceiling])
     std::chrono::milliseconds origin_backoff_max{2000};            ///< the ceiling doubles up to this
+    std::size_t commit_queue_bytes = std::size_t{256} << 20; ///< commits after serve waiting for the store, in bytes; a chunk that does not fit is not committed (commits_dropped); 0: each commit runs on its fill's thread, holding the origin slot
     std::int64_t readahead = 8; ///< stream(): chunks looked up (and their fills started) beyond the one going out; 0: one at a time
 };
 
@@ -30,6 +31,7 @@ struct engine_stats {
     std::int64_t commits = 0;       ///< commits after serve that stored the chunk
     std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
     std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
+    std::int64_t commits_dropped = 0; ///< ... not made: the commit queue was full (or the engine was destroyed first)
 };
 
 } // namespace cachestore::fill
