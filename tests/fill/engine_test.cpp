@@ -3,11 +3,13 @@
 // readers ask, each reader on its own context, fills that outlive their
 // callers, exact lengths, the origin cap and its queue timeout.
 #include "cachestore/fill/engine.hpp"
+#include "cachestore/fill/metrics.hpp"
 
 #include <catch2/catch.hpp>
 
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
+#include "layers/prom_check.hpp"
 #include "temp_dir.hpp"
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -634,4 +637,43 @@ TEST_CASE("engine: commit_queue_bytes 0 commits on the fill's thread, every chun
     CHECK(e.stats().commits == 4);
     CHECK(e.stats().commits_dropped == 0);
     for (std::int64_t i = 0; i < 4; ++i) CHECK(s.stat({}, obj.chunk(i))->size == cs);
+}
+
+TEST_CASE("engine: its metrics in the Prometheus text parse back and agree with its counters", "[fill][engine][prometheus]") {
+    constexpr std::int64_t cs = 512, size = 4 * cs;
+    memory_store s;
+    scripted_origin o;
+    o.size = size;
+    fill::engine_options opt;
+    opt.name = "edge \"1\"";
+    opt.origin_backoff_initial = std::chrono::milliseconds(0);
+    fill::engine<memory_store, scripted_origin> e(s, o, opt);
+    std::vector<std::byte> out(size);
+    REQUIRE(e.read({}, object_of(cs, size, "metrics"), 0, out).has_value()); // 4 fills
+    o.fails = errc::auth;
+    REQUIRE_FALSE(e.read({}, object_of(cs, size, "metrics-denied"), 0, out).has_value()); // 1 fill fails: auth
+    REQUIRE(settled(e));
+    const auto snap = e.snapshot();
+    std::string text;
+    fill::write_prometheus(text, snap);
+    INFO(text);
+    const auto p = layertest::parse_prometheus(text);
+    for (const auto& problem : p.problems) FAIL_CHECK(problem);
+    const std::map<std::string, std::string> l{{"engine", "edge \"1\""}};
+    auto with = [&](const char* k, const char* v) {
+        auto m = l;
+        m[k] = v;
+        return m;
+    };
+    CHECK(p.value("cachestore_fill_started_total", l) == 5);
+    CHECK(p.value("cachestore_fill_joined_total", l) == 0);
+    CHECK(p.value("cachestore_fill_origin_bytes_total", l) == size);
+    CHECK(p.value("cachestore_fill_failed_total", with("class", "auth")) == 1);
+    CHECK(p.value("cachestore_fill_failed_total", with("class", "transient")) == 0);
+    CHECK(p.value("cachestore_fill_commits_total", with("outcome", "ok")) == 4);
+    CHECK(p.value("cachestore_fill_commits_total", with("outcome", "dropped")) == 0);
+    CHECK(p.value("cachestore_fill_flights", l) == 0);
+    CHECK(p.value("cachestore_fill_origin_inflight", l) == 0);
+    CHECK(p.value("cachestore_fill_commit_queue_bytes", l) == 0);
+    CHECK(snap.stats.fills_failed == 1);
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -49,7 +50,7 @@ class engine {
 public:
     using chunk_bytes = std::shared_ptr<const std::vector<std::byte>>;
 
-    engine(S& store, O& origin, engine_options opt = {}) : store_(store), origin_(origin), opt_(opt) {
+    engine(S& store, O& origin, engine_options opt = {}) : store_(store), origin_(origin), opt_(std::move(opt)) {
         make_threads(proc_.get());
     }
     engine(const engine&) = delete;
@@ -163,6 +164,20 @@ public:
         return st;
     }
 
+    /// The counters and gauges, for a metrics scrape (fill/metrics.hpp).
+    [[nodiscard]] engine_snapshot snapshot() const {
+        engine_snapshot snap;
+        snap.name = opt_.name;
+        snap.stats = stats();
+        proc& p = here();
+        snap.flights = p.flights.size();
+        const auto g = p.pool->now();
+        snap.origin_running = g.running;
+        snap.origin_queued = g.queued;
+        snap.commit_queue_bytes = p.commits ? p.commits->queued_bytes() : 0;
+        return snap;
+    }
+
     [[nodiscard]] engine_stats stats() const {
         engine_stats s;
         s.fills_started = c_.fills_started.load();
@@ -175,6 +190,7 @@ public:
         s.commits_lost = c_.commits_lost.load();
         s.commits_failed = c_.commits_failed.load();
         s.commits_dropped = c_.commits_dropped.load();
+        for (std::size_t i = 0; i < s.fills_failed_by.size(); ++i) s.fills_failed_by[i] = c_.failed_by[i].load();
         return s;
     }
 
@@ -188,6 +204,11 @@ private:
     struct counters {
         std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_failed{0}, origin_bytes{0},
             origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0};
+        std::array<std::atomic<std::int64_t>, 16> failed_by{};
+        void failed(errc code) {
+            ++fills_failed;
+            ++failed_by[static_cast<std::size_t>(code) % failed_by.size()];
+        }
     };
 
     using flight_ptr = std::shared_ptr<detail::flight<chunk_bytes>>;
@@ -238,7 +259,7 @@ private:
             run_fill(p, context(std::move(stop), context::clock::now() + opt_.fill_timeout), path, obj, key, f);
         };
         j.expired = [this, &p, path, obj, f](bool stopping) {
-            ++c_.fills_failed;
+            c_.failed(stopping ? errc::cancelled : errc::unavailable);
             if (!stopping) ++c_.origin_queue_timeouts;
             p.flights.finish(path, f,
                              stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
@@ -260,7 +281,7 @@ private:
         auto buf = std::make_shared<std::vector<std::byte>>();
         auto fetched = fetch_with_retries(fctx, obj, key, len, *buf);
         if (!fetched) {
-            ++c_.fills_failed;
+            c_.failed(fetched.error().code);
             p.flights.finish(path, f, std::unexpected(std::move(fetched.error())));
             return;
         }

@@ -2,9 +2,11 @@
 // and what it counts (docs/fill.md).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace cachestore::fill {
 
@@ -17,6 +19,7 @@ struct engine_options {
     std::chrono::milliseconds origin_backoff_initial{100};         ///< the first back-off's ceiling (full jitter: uniform in [0, ceiling])
     std::chrono::milliseconds origin_backoff_max{2000};            ///< the ceiling doubles up to this
     std::size_t commit_queue_bytes = std::size_t{256} << 20; ///< commits after serve waiting for the store, in bytes; a chunk that does not fit is not committed (commits_dropped); 0: each commit runs on its fill's thread, holding the origin slot
+    std::string name; ///< the Prometheus `engine` label (none when empty)
     std::int64_t readahead = 8; ///< stream(): chunks looked up (and their fills started) beyond the one going out; 0: one at a time
 };
 
@@ -25,6 +28,7 @@ struct engine_stats {
     std::int64_t fills_started = 0; ///< origin fetches begun (one per cold chunk per flight)
     std::int64_t fills_joined = 0;  ///< callers that waited on another's fill
     std::int64_t fills_failed = 0;  ///< flights that ended in an error (every waiter got it)
+    std::array<std::int64_t, 16> fills_failed_by{}; ///< the same by error class: [static_cast<int>(errc)]
     std::int64_t origin_bytes = 0;  ///< bytes the origin produced for fills that succeeded
     std::int64_t origin_queue_timeouts = 0;
     std::int64_t origin_retries = 0; ///< origin tries after a transient error (before any waiter saw it)
@@ -32,6 +36,16 @@ struct engine_stats {
     std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
     std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
     std::int64_t commits_dropped = 0; ///< ... not made: the commit queue was full (or the engine was destroyed first)
+};
+
+/// The engine's state for a metrics scrape (fill/metrics.hpp writes it).
+struct engine_snapshot {
+    std::string name;                   ///< engine_options::name
+    engine_stats stats;                 ///< the counters
+    std::size_t flights = 0;            ///< flights in the table: fills running or queued, and commits pending
+    std::size_t origin_running = 0;     ///< fills running now (origin fetches, and commits when there is no queue)
+    std::size_t origin_queued = 0;      ///< fills waiting for an origin slot
+    std::size_t commit_queue_bytes = 0; ///< bytes waiting for, or in, a commit
 };
 
 } // namespace cachestore::fill
