@@ -104,6 +104,33 @@ void commit_damaged(S& s, const origin_object& obj, std::int64_t index, std::spa
     REQUIRE(s.stat({}, obj.chunk(index))->size == static_cast<std::int64_t>(bytes.size()));
 }
 
+/// `readers` threads started together, each reading `[from(t), size)` of
+/// `obj` through read_range: the stats of those that got exactly the
+/// origin's bytes, and how many did not (a failure or another byte).
+template <class S, class From>
+std::pair<std::vector<read_stats>, int> race_readers(S& s, const origin_object& obj, const std::vector<std::byte>& data,
+                                                     origin& o, int readers, From from) {
+    std::atomic<bool> go{false};
+    std::atomic<int> wrong{0};
+    std::vector<read_stats> stats(static_cast<std::size_t>(readers));
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(readers));
+    for (int t = 0; t < readers; ++t)
+        threads.emplace_back([&, t] {
+            const std::int64_t at = from(t);
+            std::vector<std::byte> out(static_cast<std::size_t>(obj.size));
+            while (!go.load()) std::this_thread::yield();
+            auto r = read_range(s, {}, obj, at, out, o);
+            if (!r || r->served != obj.size - at ||
+                !std::equal(out.begin(), out.begin() + (obj.size - at), data.begin() + at))
+                ++wrong;
+            else stats[static_cast<std::size_t>(t)] = *r;
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    return {std::move(stats), wrong.load()};
+}
+
 } // namespace read_range_test
 
 TEMPLATE_LIST_TEST_CASE("read_range: ranges at every edge of every chunk, past the end, cold and warm",
@@ -240,24 +267,8 @@ TEMPLATE_LIST_TEST_CASE("read_range: racing fillers each get the origin's bytes;
     const auto data = pattern(size, 21);
     const auto obj = fresh_object(cs, size);
     origin o(data, 2ms);
-    std::atomic<bool> go{false};
-    std::atomic<int> wrong{0};
-    std::vector<read_stats> stats(readers);
-    std::vector<std::thread> threads;
-    threads.reserve(readers);
-    for (int t = 0; t < readers; ++t)
-        threads.emplace_back([&, t] {
-            // Readers start at different points so fills overlap in several ways.
-            const std::int64_t from = t % 2 == 0 ? 0 : 100;
-            std::vector<std::byte> out(static_cast<std::size_t>(size));
-            while (!go.load()) std::this_thread::yield();
-            auto r = read_range(s, {}, obj, from, out, o);
-            if (!r || r->served != size - from || !std::equal(out.begin(), out.begin() + (size - from), data.begin() + from))
-                ++wrong;
-            else stats[static_cast<std::size_t>(t)] = *r;
-        });
-    go = true;
-    for (auto& t : threads) t.join();
+    // Readers start at different points so fills overlap in several ways.
+    const auto [stats, wrong] = race_readers(s, obj, data, o, readers, [](int t) { return t % 2 == 0 ? 0 : 100; });
     CHECK(wrong == 0);
     std::int64_t commits = 0, lost = 0, missed = 0, hit = 0, errors = 0;
     for (const auto& st : stats) {
@@ -513,21 +524,7 @@ TEMPLATE_LIST_TEST_CASE("read_range: racing readers of a damaged chunk each get 
     const auto obj = fresh_object(cs, size);
     commit_damaged(s, obj, 1, std::span<const std::byte>(data).subspan(cs, 1000));
     origin o(data, 2ms);
-    std::atomic<bool> go{false};
-    std::atomic<int> wrong{0};
-    std::vector<read_stats> stats(readers);
-    std::vector<std::thread> threads;
-    threads.reserve(readers);
-    for (int t = 0; t < readers; ++t)
-        threads.emplace_back([&, t] {
-            std::vector<std::byte> out(static_cast<std::size_t>(size));
-            while (!go.load()) std::this_thread::yield();
-            auto r = read_range(s, {}, obj, 0, out, o);
-            if (!r || r->served != size || !std::equal(out.begin(), out.end(), data.begin())) ++wrong;
-            else stats[static_cast<std::size_t>(t)] = *r;
-        });
-    go = true;
-    for (auto& t : threads) t.join();
+    const auto [stats, wrong] = race_readers(s, obj, data, o, readers, [](int) { return std::int64_t{0}; });
     CHECK(wrong == 0);
     std::int64_t errors = 0, replaced = 0;
     for (const auto& st : stats) {

@@ -127,6 +127,59 @@ std::string wait_child(pid_t pid, std::chrono::seconds limit) {
 /// Exit codes a child uses to say what went wrong (it cannot use Catch2).
 enum child_exit : int { ok = 0, round_trip_failed = 10, hedge_slow = 11, destroy_failed = 12 };
 
+/// Two threads calling `work(thread, iteration)` until end(), which joins
+/// them and returns how many calls failed: the store busy at every fork.
+class busy_threads {
+public:
+    template <class F>
+    explicit busy_threads(F work) {
+        threads_.reserve(2);
+        for (int t = 0; t < 2; ++t)
+            threads_.emplace_back([this, work, t] {
+                for (int i = 0; !stop_.load(); ++i)
+                    if (!work(t, i)) ++failures_;
+            });
+    }
+    busy_threads(const busy_threads&) = delete;
+    busy_threads& operator=(const busy_threads&) = delete;
+    ~busy_threads() { (void)end(); }
+    int end() {
+        stop_ = true;
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+        return failures_.load();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> failures_{0};
+    std::vector<std::thread> threads_;
+};
+
+/// Forks three children, one after another; each runs `child(f)` under
+/// alarm(15) and exits with what it returns (destroy_failed if it throws).
+/// Checks that each ended with 0 within 30 s.
+template <class F>
+void fork_children(F child) {
+    for (int f = 0; f < 3; ++f) {
+        std::fflush(nullptr);
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::alarm(15);
+            int rc = child_exit::destroy_failed;
+            try {
+                rc = child(f);
+            } catch (...) {
+            }
+            ::_exit(rc);
+        }
+        REQUIRE(pid > 0);
+        const std::string how = wait_child(pid, 30s);
+        INFO("fork " << f << ": the child " << how);
+        CHECK(how.empty());
+    }
+}
+
 /// The row: `Stack` over stall_once over `driver`.
 template <class Stack, class Driver>
 void fork_row(Driver& driver, bool hedges) {
@@ -139,64 +192,41 @@ void fork_row(Driver& driver, bool hedges) {
 
     // Two threads keep the store busy (its locks taken and released, its
     // pool and scheduler in use) while the main thread forks.
-    std::atomic<bool> stop{false};
-    std::atomic<int> busy_failures{0};
-    std::vector<std::thread> busy;
-    busy.reserve(2);
-    for (int t = 0; t < 2; ++t)
-        busy.emplace_back([&, t] {
-            for (int i = 0; !stop.load(); ++i) {
-                std::string w;
-                if (!round_trip(s, "busy-" + std::to_string(t) + "-" + std::to_string(i % 4), w)) ++busy_failures;
-            }
-        });
+    busy_threads busy([&s](int t, int i) {
+        std::string w;
+        return round_trip(s, "busy-" + std::to_string(t) + "-" + std::to_string(i % 4), w);
+    });
     std::this_thread::sleep_for(20ms);
 
-    for (int f = 0; f < 3; ++f) {
-        std::fflush(nullptr);
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            ::alarm(15);
-            int rc = child_exit::ok;
-            try {
-                std::string w;
-                if (!round_trip(s, "child", w)) {
-                    std::fprintf(stderr, "child: %s\n", w.c_str());
-                    rc = child_exit::round_trip_failed;
-                }
-                if (rc == 0 && hedges) {
-                    // Stored first, then read with a stalled first attempt.
-                    const chunk_key k{"fork", "b", "hedge-child", "\"e\"", std::int64_t{64} * 1024, 0};
-                    const auto bytes = pattern(1000, 7);
-                    (void)s.put_chunk(context::with_timeout(10s), k, 1000, std::span<const std::byte>(bytes));
-                    stall->arm();
-                    std::vector<std::byte> out(1000);
-                    span_sink sink(out);
-                    const auto t0 = sclock::now();
-                    auto g = s.get_chunk(context::with_timeout(10s), k, 0, 1000, sink);
-                    if (!g || out != bytes || ms_since(t0) > 1500) {
-                        std::fprintf(stderr, "child: hedged read took %.0f ms (%s)\n", ms_since(t0),
-                                     g ? "ok" : g.error().to_string().c_str());
-                        rc = child_exit::hedge_slow;
-                    }
-                }
-                st.reset(); // the child's own threads joined; the parent's left alone
-                stall.reset();
-                std::destroy_at(&driver); // the child never touches it again: _exit below
-
-            } catch (...) {
-                rc = child_exit::destroy_failed;
-            }
-            ::_exit(rc);
+    fork_children([&](int) {
+        int rc = child_exit::ok;
+        std::string w;
+        if (!round_trip(s, "child", w)) {
+            std::fprintf(stderr, "child: %s\n", w.c_str());
+            rc = child_exit::round_trip_failed;
         }
-        REQUIRE(pid > 0);
-        const std::string how = wait_child(pid, 30s);
-        INFO("fork " << f << ": the child " << how);
-        CHECK(how.empty());
-    }
-    stop = true;
-    for (auto& t : busy) t.join();
-    CHECK(busy_failures.load() == 0);
+        if (rc == 0 && hedges) {
+            // Stored first, then read with a stalled first attempt.
+            const chunk_key k{"fork", "b", "hedge-child", "\"e\"", std::int64_t{64} * 1024, 0};
+            const auto bytes = pattern(1000, 7);
+            (void)s.put_chunk(context::with_timeout(10s), k, 1000, std::span<const std::byte>(bytes));
+            stall->arm();
+            std::vector<std::byte> out(1000);
+            span_sink sink(out);
+            const auto t0 = sclock::now();
+            auto g = s.get_chunk(context::with_timeout(10s), k, 0, 1000, sink);
+            if (!g || out != bytes || ms_since(t0) > 1500) {
+                std::fprintf(stderr, "child: hedged read took %.0f ms (%s)\n", ms_since(t0),
+                             g ? "ok" : g.error().to_string().c_str());
+                rc = child_exit::hedge_slow;
+            }
+        }
+        st.reset(); // the child's own threads joined; the parent's left alone
+        stall.reset();
+        std::destroy_at(&driver); // the child never touches it again: _exit follows
+        return rc;
+    });
+    CHECK(busy.end() == 0);
     CHECK(round_trip(s, "parent-after", why));
     st.reset();
     stall.reset();
@@ -297,46 +327,23 @@ TEST_CASE("process model: the read-through engine (fill threads, flights) across
     auto e = std::make_unique<fill::engine<memory_store, slow_origin>>(m, o);
     std::string why;
     REQUIRE(engine_round_trip(*e, o.bytes, "parent-before", why));
-    std::atomic<bool> stop{false};
-    std::atomic<int> busy_failures{0};
-    std::vector<std::thread> busy;
-    busy.reserve(2);
-    for (int t = 0; t < 2; ++t)
-        busy.emplace_back([&, t] {
-            for (int i = 0; !stop.load(); ++i) {
-                std::string w;
-                if (!engine_round_trip(*e, o.bytes, "busy-" + std::to_string(t) + "-" + std::to_string(i), w))
-                    ++busy_failures;
-            }
-        });
+    busy_threads busy([&](int t, int i) {
+        std::string w;
+        return engine_round_trip(*e, o.bytes, "busy-" + std::to_string(t) + "-" + std::to_string(i), w);
+    });
     std::this_thread::sleep_for(30ms); // fills queued and running at the forks
-    for (int f = 0; f < 3; ++f) {
-        std::fflush(nullptr);
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            ::alarm(15);
-            int rc = 0;
-            try {
-                std::string w;
-                const auto t0 = sclock::now();
-                if (!engine_round_trip(*e, o.bytes, "child-" + std::to_string(f), w) || ms_since(t0) > 5000) {
-                    std::fprintf(stderr, "child: %s (%.0f ms)\n", w.c_str(), ms_since(t0));
-                    rc = 10;
-                }
-                e.reset(); // the child's own fill threads joined; the parent's left alone
-            } catch (...) {
-                rc = 12;
-            }
-            ::_exit(rc);
+    fork_children([&](int f) {
+        std::string w;
+        const auto t0 = sclock::now();
+        int rc = child_exit::ok;
+        if (!engine_round_trip(*e, o.bytes, "child-" + std::to_string(f), w) || ms_since(t0) > 5000) {
+            std::fprintf(stderr, "child: %s (%.0f ms)\n", w.c_str(), ms_since(t0));
+            rc = child_exit::round_trip_failed;
         }
-        REQUIRE(pid > 0);
-        const std::string how = wait_child(pid, 30s);
-        INFO("fork " << f << ": the child " << how);
-        CHECK(how.empty());
-    }
-    stop = true;
-    for (auto& t : busy) t.join();
-    CHECK(busy_failures.load() == 0);
+        e.reset(); // the child's own fill threads joined; the parent's left alone
+        return rc;
+    });
+    CHECK(busy.end() == 0);
     CHECK(engine_round_trip(*e, o.bytes, "parent-after", why));
     e.reset();
 }

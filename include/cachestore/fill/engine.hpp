@@ -35,7 +35,6 @@
 #include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/fill/detail/backoff.hpp"
-#include "cachestore/fill/detail/commit_queue.hpp"
 #include "cachestore/fill/detail/fill_pool.hpp"
 #include "cachestore/fill/detail/flight.hpp"
 #include "cachestore/fill/engine_options.hpp"
@@ -174,7 +173,7 @@ public:
         const auto g = p.pool->now();
         snap.origin_running = g.running;
         snap.origin_queued = g.queued;
-        snap.commit_queue_bytes = p.commits ? p.commits->queued_bytes() : 0;
+        snap.commit_queue_bytes = p.commit_bytes.load();
         return snap;
     }
 
@@ -292,20 +291,29 @@ private:
             p.flights.retire(path, f); // committed (or not): later callers read the store
             return;
         }
-        detail::commit_queue::job cj;
-        cj.bytes = static_cast<std::size_t>(len);
+        // Room on the commit queue (bounded in bytes: a chunk counts until the
+        // store has answered), or the commit is dropped.
+        const auto bytes = static_cast<std::size_t>(len);
+        for (std::size_t queued = p.commit_bytes.load();;) {
+            if (bytes > opt_.commit_queue_bytes - std::min(opt_.commit_queue_bytes, queued)) {
+                ++c_.commits_dropped; // full: the next miss fills the chunk again
+                p.flights.retire(path, f);
+                return;
+            }
+            if (p.commit_bytes.compare_exchange_weak(queued, queued + bytes)) break;
+        }
+        detail::fill_pool::job cj;
         cj.run = [this, &p, path, key, len, buf, f](std::stop_token stop) {
             commit(context(std::move(stop), context::clock::now() + opt_.fill_timeout), key, len, *buf);
             p.flights.retire(path, f);
+            p.commit_bytes -= static_cast<std::size_t>(len);
         };
-        cj.drop = [this, &p, path, f] {
+        cj.expired = [this, &p, path, len, f](bool) { // the engine is destroyed first
             ++c_.commits_dropped;
             p.flights.retire(path, f);
+            p.commit_bytes -= static_cast<std::size_t>(len);
         };
-        if (!p.commits->push(std::move(cj))) {
-            ++c_.commits_dropped; // the queue is full: the next miss fills the chunk again
-            p.flights.retire(path, f);
-        }
+        p.commits->submit(std::move(cj));
     }
 
     void commit(const context& ctx, const chunk_key& key, std::int64_t len, const std::vector<std::byte>& bytes) {
@@ -360,15 +368,16 @@ private:
     /// process's threads) and the threads. A child forked from a process
     /// using the engine gets its own on first use, empty; the parent's are
     /// left alone there, never used nor destroyed (fork_generation.hpp).
-    /// (Destroyed in reverse: the pool's threads end, then the commit
-    /// queue's, then the flights go.)
+    /// (Destroyed in reverse: the fill threads end, then the commit thread
+    /// (dropping what is queued), then the flights go.)
     struct proc {
         detail::flight_table<chunk_bytes> flights;
-        std::unique_ptr<detail::commit_queue> commits; ///< null: commits run on the fill's thread
+        std::atomic<std::size_t> commit_bytes{0};     ///< on the commit queue, or being committed
+        std::unique_ptr<detail::fill_pool> commits; ///< one thread, no queue timeout; null: commits run on the fill's thread
         std::unique_ptr<detail::fill_pool> pool;
     };
     void make_threads(proc& p) const {
-        if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<detail::commit_queue>(opt_.commit_queue_bytes);
+        if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<detail::fill_pool>(1, detail::fill_pool::no_timeout);
         p.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
     }
     proc& here() const {

@@ -12,7 +12,7 @@ namespace cachestore::fill {
 
 struct engine_options {
     std::size_t origin_cap = 64;                                   ///< fills (origin fetches and their commits) at once; 0 is taken as 1
-    std::chrono::milliseconds origin_queue_timeout{5000};          ///< a fill waiting longer for a slot fails: unavailable
+    std::chrono::milliseconds origin_queue_timeout{5000};          ///< a fill waiting longer for a slot fails: unavailable; 0: no limit
     std::chrono::milliseconds fill_timeout{std::chrono::minutes(5)}; ///< the ceiling of a fill's own context
     int origin_attempts = 3;                                       ///< a `transient` origin error is tried again, up to this many tries in all
     std::chrono::milliseconds origin_retry_budget{5000};           ///< ... while the next try starts within this of the first

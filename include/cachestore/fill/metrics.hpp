@@ -3,7 +3,6 @@
 // (docs/fill.md, "Metrics"; the writer of layers/detail/prometheus.hpp).
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -27,27 +26,23 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
         if (!e.name.empty()) prom::append_label(l, "engine", e.name);
         return l;
     };
-    struct counter {
-        std::string_view name, help;
-        std::int64_t engine_stats::*field;
+    // One family: its HELP and TYPE, then `value(engine)` for each engine.
+    const auto family = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+        prom::family(out, name, type, help);
+        for (const auto& e : engines) prom::sample(out, name, labels(e), value(e));
     };
-    static constexpr std::array<counter, 5> counters{{
-        {"cachestore_fill_started_total", "Fills begun: one origin fetch per cold chunk per flight.",
-         &engine_stats::fills_started},
-        {"cachestore_fill_joined_total", "Readers that waited on a fill another reader started.",
-         &engine_stats::fills_joined},
-        {"cachestore_fill_origin_bytes_total", "Bytes the origin produced for fills that succeeded.",
-         &engine_stats::origin_bytes},
-        {"cachestore_fill_origin_retries_total", "Origin tries after a transient error, before any reader saw it.",
-         &engine_stats::origin_retries},
-        {"cachestore_fill_origin_queue_timeouts_total",
-         "Fills that waited longer than origin_queue_timeout for an origin slot (unavailable).",
-         &engine_stats::origin_queue_timeouts},
-    }};
-    for (const auto& c : counters) {
-        prom::family(out, c.name, "counter", c.help);
-        for (const auto& e : engines) prom::sample(out, c.name, labels(e), e.stats.*(c.field));
-    }
+    family("cachestore_fill_started_total", "counter", "Fills begun: one origin fetch per cold chunk per flight.",
+           [](const engine_snapshot& e) { return e.stats.fills_started; });
+    family("cachestore_fill_joined_total", "counter", "Readers that waited on a fill another reader started.",
+           [](const engine_snapshot& e) { return e.stats.fills_joined; });
+    family("cachestore_fill_origin_bytes_total", "counter", "Bytes the origin produced for fills that succeeded.",
+           [](const engine_snapshot& e) { return e.stats.origin_bytes; });
+    family("cachestore_fill_origin_retries_total", "counter",
+           "Origin tries after a transient error, before any reader saw it.",
+           [](const engine_snapshot& e) { return e.stats.origin_retries; });
+    family("cachestore_fill_origin_queue_timeouts_total", "counter",
+           "Fills that waited longer than origin_queue_timeout for an origin slot (unavailable).",
+           [](const engine_snapshot& e) { return e.stats.origin_queue_timeouts; });
     prom::family(out, "cachestore_fill_failed_total", "counter",
                  "Fills that ended in an error, by its class (every reader of the fill got it).");
     for (const auto& e : engines)
@@ -65,23 +60,17 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
                                          {"failed", e.stats.commits_failed},
                                          {"dropped", e.stats.commits_dropped}})
             prom::sample(out, "cachestore_fill_commits_total", prom::with_label(labels(e), "outcome", outcome), v);
-    struct gauge {
-        std::string_view name, help;
-        std::size_t engine_snapshot::*field;
+    const auto gauge = [](std::size_t engine_snapshot::*field) {
+        return [field](const engine_snapshot& e) { return static_cast<std::uint64_t>(e.*field); };
     };
-    static constexpr std::array<gauge, 4> gauges{{
-        {"cachestore_fill_flights", "Fills in progress, and served fills whose commit is pending.",
-         &engine_snapshot::flights},
-        {"cachestore_fill_origin_inflight", "Fills holding an origin slot now.", &engine_snapshot::origin_running},
-        {"cachestore_fill_origin_queued", "Fills waiting for an origin slot.", &engine_snapshot::origin_queued},
-        {"cachestore_fill_commit_queue_bytes", "Bytes waiting for, or in, a commit after serve.",
-         &engine_snapshot::commit_queue_bytes},
-    }};
-    for (const auto& g : gauges) {
-        prom::family(out, g.name, "gauge", g.help);
-        for (const auto& e : engines)
-            prom::sample(out, g.name, labels(e), static_cast<std::uint64_t>(e.*(g.field)));
-    }
+    family("cachestore_fill_flights", "gauge", "Fills in progress, and served fills whose commit is pending.",
+           gauge(&engine_snapshot::flights));
+    family("cachestore_fill_origin_inflight", "gauge", "Fills holding an origin slot now.",
+           gauge(&engine_snapshot::origin_running));
+    family("cachestore_fill_origin_queued", "gauge", "Fills waiting for an origin slot.",
+           gauge(&engine_snapshot::origin_queued));
+    family("cachestore_fill_commit_queue_bytes", "gauge", "Bytes waiting for, or in, a commit after serve.",
+           gauge(&engine_snapshot::commit_queue_bytes));
 }
 
 /// One engine's metrics.

@@ -7,7 +7,8 @@
 // submitted is not run: its `expired` callback runs instead, on the pool's
 // timer thread (which sleeps until the oldest queued job's time is up), so the
 // job can fail its flight with `unavailable` on time even while every thread
-// is busy. Destroying the pool runs `expired`
+// is busy. With `no_timeout` a job waits as long as it takes (no timer thread:
+// the engine's commit queue is such a pool, of one thread). Destroying the pool runs `expired`
 // for every queued job (with `stopping` true) and joins the threads after
 // their running jobs end; a job sees the pool stopping through the stop token
 // it is given.
@@ -41,6 +42,9 @@ public:
         std::size_t threads = 0;
     };
 
+    static constexpr clock::duration no_timeout = clock::duration::zero();
+
+    /// `queue_timeout` <= 0 is no_timeout.
     fill_pool(std::size_t cap, clock::duration queue_timeout) : cap_(cap == 0 ? 1 : cap), timeout_(queue_timeout) {}
     fill_pool(const fill_pool&) = delete;
     fill_pool& operator=(const fill_pool&) = delete;
@@ -72,7 +76,7 @@ public:
         j.queued = clock::now();
         queue_.push_back(std::move(j));
         if (idle_ == 0 && threads_.size() < cap_) threads_.emplace_back([this] { work(); });
-        if (!timer_.joinable()) timer_ = std::thread([this] { expire(); });
+        if (!timer_.joinable() && timeout_ > no_timeout) timer_ = std::thread([this] { expire(); });
         lk.unlock();
         cv_.notify_one();
         timer_cv_.notify_one();
