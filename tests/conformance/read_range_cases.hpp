@@ -533,7 +533,10 @@ TEMPLATE_LIST_TEST_CASE("read_range: racing readers of a damaged chunk each get 
         CHECK(st.chunks_hit + st.chunks_missed == 3);
     }
     CHECK(errors == 0);
-    CHECK(replaced >= 1); // a racer that stat-ed it before another's replacement landed replaces it again
+    // Not replaced >= 1: a racer that removed the damaged chunk can lose its
+    // commit (commit_lost) to another that found it absent meanwhile; the
+    // end state is what matters.
+    CHECK(replaced <= readers);
     CHECK(s.stat({}, obj.chunk(1))->size == cs);
     check_stored_chunks(s, obj, data);
     // Now a hit for everyone.

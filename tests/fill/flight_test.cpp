@@ -38,6 +38,7 @@ TEST_CASE("flight: one leader per key; every joiner gets the leader's bytes, the
     std::atomic<bool> go{false};
     std::shared_ptr<fill::detail::flight<bytes_ptr>> led;
     std::atomic<bool> led_ready{false};
+    std::atomic<int> joined{0};
     threads.reserve(callers);
     for (int i = 0; i < callers; ++i)
         threads.emplace_back([&, i] {
@@ -48,11 +49,15 @@ TEST_CASE("flight: one leader per key; every joiner gets the leader's bytes, the
                 led = tk.f;
                 led_ready = true;
             }
+            ++joined;
             auto r = tk.f->wait({}, "get", "origin/ab/cd/0");
             if (r) got[static_cast<std::size_t>(i)] = *r;
         });
     go = true;
-    while (!led_ready.load()) std::this_thread::yield();
+    // Every caller has joined before the flight ends (one joining after it
+    // would lead a new flight that nobody ends).
+    while (joined.load() < callers) std::this_thread::yield();
+    REQUIRE(led_ready.load());
     settle();
     CHECK(t.size() == 1);
     const auto bytes = make_bytes(1000, std::byte{7});
@@ -84,17 +89,19 @@ TEST_CASE("flight: a waiter whose context ends leaves alone; the others get the 
     auto lead = t.join("k");
     REQUIRE(lead.leader);
     std::stop_source cancel;
-    std::atomic<int> cancelled_ok{0}, deadline_ok{0}, served{0};
+    std::atomic<int> cancelled_ok{0}, deadline_ok{0}, served{0}, joined{0};
     std::vector<std::thread> threads;
     threads.reserve(6);
     threads.emplace_back([&] { // cancelled through its stop token
         auto tk = t.join("k");
+        ++joined;
         const auto t0 = std::chrono::steady_clock::now();
         auto r = tk.f->wait(context(cancel.get_token()), "get", "k");
         if (!r && r.error().code == errc::cancelled && std::chrono::steady_clock::now() - t0 < 2s) ++cancelled_ok;
     });
     threads.emplace_back([&] { // its deadline passes
         auto tk = t.join("k");
+        ++joined;
         const auto t0 = std::chrono::steady_clock::now();
         auto r = tk.f->wait(context::with_timeout(50ms), "get", "k");
         const auto took = std::chrono::steady_clock::now() - t0;
@@ -103,9 +110,11 @@ TEST_CASE("flight: a waiter whose context ends leaves alone; the others get the 
     for (int i = 0; i < 4; ++i)
         threads.emplace_back([&] {
             auto tk = t.join("k");
+            ++joined;
             auto r = tk.f->wait(context::with_timeout(30s), "get", "k");
             if (r && (*r)->size() == 10) ++served;
         });
+    while (joined.load() < 6) std::this_thread::yield(); // all in the flight before it ends
     settle();
     cancel.request_stop();
     threads[0].join();
@@ -124,13 +133,15 @@ TEST_CASE("flight: an error reaches every waiter and is never replayed to a late
     auto lead = t.join("k");
     std::vector<std::thread> threads;
     threads.reserve(4);
-    std::atomic<int> saw_error{0};
+    std::atomic<int> saw_error{0}, joined{0};
     for (int i = 0; i < 4; ++i)
         threads.emplace_back([&] {
             auto tk = t.join("k");
+            ++joined;
             auto r = tk.f->wait({}, "get", "k");
             if (!r && r.error().code == errc::transient && r.error().message == "503 Slow Down") ++saw_error;
         });
+    while (joined.load() < 4) std::this_thread::yield(); // all in the flight before it ends
     settle();
     t.finish("k", lead.f, fail(errc::transient, "origin GET", "b/k", "503 Slow Down"));
     for (auto& th : threads) th.join();

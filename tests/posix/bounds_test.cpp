@@ -382,10 +382,12 @@ TEST_CASE("bounds: options out of range are misconfigured", "[posix][bounds]") {
 }
 
 TEST_CASE("bounds: a child forked from a process with a sweeper makes room itself and exits cleanly", "[posix][bounds][fork]") {
-#if defined(__SANITIZE_THREAD__)
-    // ThreadSanitizer's runtime may deadlock in a child forked from a process
-    // with running threads (its own locks): this case runs in the other builds.
-    WARN("skipped under ThreadSanitizer (fork of a multi-threaded process)");
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    // The sanitizer runtimes (GCC 12) take no fork handlers: a child forked
+    // from a process with running threads can inherit their allocator's lock
+    // held and hang in its first malloc (seen under ASan in a CI dry run, as
+    // for process-model): this case runs in the plain build.
+    WARN("skipped under a sanitizer (fork of a multi-threaded process)");
     return;
 #endif
     temp_dir tmp;
