@@ -49,6 +49,7 @@ enum exit_code : int {
     exit_transient = 5,     ///< transient (the driver already retried)
     exit_commit_lost = 6,   ///< commit_lost
     exit_misconfigured = 7, ///< misconfigured
+    exit_changed = 8,       ///< changed: the origin object changed while it was read
 };
 
 [[nodiscard]] constexpr int exit_code_for(errc e) noexcept {
@@ -58,6 +59,7 @@ enum exit_code : int {
     case errc::transient: return exit_transient;
     case errc::commit_lost: return exit_commit_lost;
     case errc::misconfigured: return exit_misconfigured;
+    case errc::changed: return exit_changed;
     case errc::invalid_argument: return exit_usage;
     default: return exit_other;
     }
@@ -74,7 +76,8 @@ inline constexpr std::string_view exit_code_help =
     "  4  auth: credentials, permissions or clock refused\n"
     "  5  transient: the store failed in a way worth retrying later (already retried)\n"
     "  6  commit_lost: another writer had already committed the chunk (it is stored)\n"
-    "  7  misconfigured: the store is unusable as configured (bucket, endpoint, region, root)\n";
+    "  7  misconfigured: the store is unusable as configured (bucket, endpoint, region, root)\n"
+    "  8  changed: the origin object changed (its ETag) while it was read\n";
 
 // ---- the environment and errno ----------------------------------------------------
 

@@ -221,6 +221,8 @@ TEST_CASE("errors print with their context and a stable name", "[error]") {
     CHECK(to_string(errc::deadline_exceeded) == "deadline_exceeded");
     CHECK(to_string(errc::unavailable) == "unavailable");
     CHECK_FALSE(is_retryable(errc::unavailable));
+    CHECK(to_string(errc::changed) == "changed");
+    CHECK_FALSE(is_retryable(errc::changed));
     CHECK(is_retryable(errc::transient));
     CHECK_FALSE(is_retryable(errc::not_found));
 }

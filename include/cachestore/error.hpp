@@ -26,6 +26,7 @@ enum class errc : std::uint8_t {
     io_error,              ///< a local I/O failure that retrying will not fix (EIO, ENOSPC, EROFS)
     protocol,              ///< the server broke the protocol in a way retrying will not fix
     unavailable,           ///< refused without I/O: a circuit breaker (cachestore::breaker) is open
+    changed,               ///< the origin object changed: its ETag is no longer the one asked for (412 to If-Match)
 };
 
 /// The stable lowercase name of an errc, e.g. "not_found".
@@ -43,6 +44,7 @@ enum class errc : std::uint8_t {
     case errc::io_error: return "io_error";
     case errc::protocol: return "protocol";
     case errc::unavailable: return "unavailable";
+    case errc::changed: return "changed";
     }
     return "unknown";
 }

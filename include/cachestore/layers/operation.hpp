@@ -35,7 +35,7 @@ inline constexpr std::size_t store_op_count = 5;
 }
 
 /// Outcomes of a call: index 0 is success, index k is `static_cast<errc>(k)`.
-inline constexpr std::size_t outcome_count = static_cast<std::size_t>(errc::unavailable) + 1;
+inline constexpr std::size_t outcome_count = static_cast<std::size_t>(errc::changed) + 1;
 static_assert(to_string(static_cast<errc>(outcome_count)) == "unknown",
               "a new errc value: raise outcome_count to cover it (layers/operation.hpp)");
 
