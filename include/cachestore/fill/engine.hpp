@@ -7,8 +7,8 @@
 // cap and its queue timeout (R8), retries of transient origin errors (R9),
 // exact length (R10), memory bounded by the cap (R11), streaming in order
 // with read-ahead (R12) and a clean first error (R13), shutdown and fork
-// (R15: the threads and flights are per process), the commit queue (R7).
-// Not yet: the metadata cache (R14).
+// (R15: the threads and flights are per process), the commit queue (R7),
+// and head() through the metadata cache (R14).
 #pragma once
 
 #include <algorithm>
@@ -38,6 +38,7 @@
 #include "cachestore/fill/detail/fill_pool.hpp"
 #include "cachestore/fill/detail/flight.hpp"
 #include "cachestore/fill/engine_options.hpp"
+#include "cachestore/fill/metadata_cache.hpp"
 #include "cachestore/fill/origin.hpp"
 #include "cachestore/read_range.hpp"
 #include "cachestore/store.hpp"
@@ -163,6 +164,32 @@ public:
         return st;
     }
 
+    /// The object's size and strong ETag (R14), from the metadata cache, or
+    /// from one origin HEAD however many callers ask at once (they join it,
+    /// each waiting on its own context). Kept `metadata_ttl`; `not_found` and
+    /// a missing or weak ETag (`misconfigured`: nothing can be cached by
+    /// content) kept `metadata_negative_ttl`; other errors not kept. The HEAD
+    /// runs on a fill thread under the origin cap, retried as a fill is (R9).
+    result<object_meta> head(const context& ctx, const object_ref& ref)
+        requires MetadataOrigin<O>
+    {
+        proc& p = here();
+        const std::string k = metadata_cache::key_of(ref);
+        if (auto hit = p.meta->find(k)) {
+            ++c_.metadata_hits;
+            return std::move(*hit);
+        }
+        ++c_.metadata_misses;
+        auto tk = p.heads.join(k);
+        if (tk.leader) {
+            if (auto hit = p.meta->find(k)) // kept between the look and the join: no HEAD
+                p.heads.finish(k, tk.f, std::move(*hit));
+            else
+                start_head(p, k, ref, tk.f);
+        }
+        return tk.f->wait(ctx, "fill::head", ref.object_key);
+    }
+
     /// The counters and gauges, for a metrics scrape (fill/metrics.hpp).
     [[nodiscard]] engine_snapshot snapshot() const {
         engine_snapshot snap;
@@ -174,6 +201,7 @@ public:
         snap.origin_running = g.running;
         snap.origin_queued = g.queued;
         snap.commit_queue_bytes = p.commit_bytes.load();
+        snap.metadata_entries = p.meta->size();
         return snap;
     }
 
@@ -189,6 +217,10 @@ public:
         s.commits_lost = c_.commits_lost.load();
         s.commits_failed = c_.commits_failed.load();
         s.commits_dropped = c_.commits_dropped.load();
+        s.metadata_hits = c_.metadata_hits.load();
+        s.metadata_misses = c_.metadata_misses.load();
+        s.metadata_heads = c_.metadata_heads.load();
+        s.fills_found_stored = c_.fills_found_stored.load();
         for (std::size_t i = 0; i < s.fills_failed_by.size(); ++i) s.fills_failed_by[i] = c_.failed_by[i].load();
         return s;
     }
@@ -202,7 +234,8 @@ public:
 private:
     struct counters {
         std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_failed{0}, origin_bytes{0},
-            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0};
+            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0},
+            metadata_hits{0}, metadata_misses{0}, metadata_heads{0}, fills_found_stored{0};
         std::array<std::atomic<std::int64_t>, 16> failed_by{};
         void failed(errc code) {
             ++fills_failed;
@@ -262,12 +295,57 @@ private:
             if (!stopping) ++c_.origin_queue_timeouts;
             p.flights.finish(path, f,
                              stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
-                                      : fail(errc::unavailable, "fill", obj.object_key,
-                                             "origin cap: " + std::to_string(opt_.origin_cap) +
-                                                 " fills in flight, none freed a slot within " +
-                                                 std::to_string(opt_.origin_queue_timeout.count()) + " ms"));
+                                      : fail(errc::unavailable, "fill", obj.object_key, cap_message()));
         };
         p.pool->submit(std::move(j));
+    }
+
+    /// The object's HEAD, on a pool thread like a fill (under the origin cap,
+    /// its own context, retried), its answer kept before the waiters have it.
+    void start_head(proc& p, const std::string& k, const object_ref& ref,
+                    const std::shared_ptr<detail::flight<object_meta>>& f) {
+        ++c_.metadata_heads;
+        detail::fill_pool::job j;
+        j.run = [this, &p, k, ref, f](std::stop_token stop) {
+            const context hctx(std::move(stop), context::clock::now() + opt_.fill_timeout);
+            auto r = detail::retry_transient(
+                hctx, opt_, [&] { return guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
+                [this] { ++c_.origin_retries; });
+            bool negative = !r && r.error().code == errc::not_found;
+            if (r && (r->etag.empty() || r->etag.starts_with("W/"))) {
+                r = fail(errc::misconfigured, "fill::head", ref.object_key,
+                         "the origin gives no strong ETag (" + (r->etag.empty() ? std::string("none") : r->etag) +
+                             "): nothing can be cached by content");
+                negative = true;
+            }
+            if (r) p.meta->put(k, *r);
+            else if (negative) p.meta->put_negative(k, r.error());
+            p.heads.finish(k, f, std::move(r));
+        };
+        j.expired = [this, &p, k, ref, f](bool stopping) {
+            if (!stopping) ++c_.origin_queue_timeouts;
+            p.heads.finish(k, f, stopping ? fail(errc::cancelled, "fill::head", ref.object_key, "the engine is shutting down")
+                                          : fail(errc::unavailable, "fill::head", ref.object_key, cap_message()));
+        };
+        p.pool->submit(std::move(j));
+    }
+
+    std::string cap_message() const {
+        return "origin cap: " + std::to_string(opt_.origin_cap) + " fills in flight, none freed a slot within " +
+               std::to_string(opt_.origin_queue_timeout.count()) + " ms";
+    }
+
+    /// An origin call on a pool thread, where no caller can receive an
+    /// exception: one becomes `io_error` ("the origin threw: ...").
+    template <class F>
+    static auto guarded(const char* op, const std::string& path, F&& f) -> decltype(f()) {
+        try {
+            return f();
+        } catch (const std::exception& e) {
+            return fail(errc::io_error, op, path, std::string("the origin threw: ") + e.what());
+        } catch (...) {
+            return fail(errc::io_error, op, path, "the origin threw");
+        }
     }
 
     /// On a pool thread: fetch exactly expected_len bytes, release the
@@ -278,9 +356,21 @@ private:
                   const chunk_key& key, const std::shared_ptr<detail::flight<chunk_bytes>>& f) {
         const std::int64_t len = key.expected_len(obj.size);
         auto buf = std::make_shared<std::vector<std::byte>>();
-        auto fetched = fetch_with_retries(fctx, obj, key, len, *buf);
+        // The store once more: a reader that found it without the chunk may
+        // have joined just after the flight that committed it retired (or
+        // another process committed it). Then no origin fetch.
+        if (cachestore::detail::resize_buffer(*buf, len, "fill", obj.object_key, "a chunk") &&
+            get_chunk(store_, fctx, key, 0, std::span<std::byte>(*buf))) {
+            ++c_.fills_found_stored;
+            f->publish(chunk_bytes(buf));
+            p.flights.retire(path, f);
+            return;
+        }
+        auto fetched = detail::retry_transient(
+            fctx, opt_, [&] { return fetch(fctx, obj, key, len, *buf); }, [this] { ++c_.origin_retries; });
         if (!fetched) {
             c_.failed(fetched.error().code);
+            if (fetched.error().code == errc::changed) p.meta->drop(metadata_cache::key_of({obj.origin_id, obj.bucket, obj.object_key}));
             p.flights.finish(path, f, std::unexpected(std::move(fetched.error())));
             return;
         }
@@ -323,42 +413,12 @@ private:
         else ++c_.commits_failed;
     }
 
-    /// fetch(), tried again after a `transient` error (R9): at most
-    /// `origin_attempts` tries, each starting within `origin_retry_budget` of
-    /// the first, after a back-off drawn uniformly from [0, ceiling], the
-    /// ceiling doubling from `origin_backoff_initial` to `origin_backoff_max`.
-    /// Every other error (not_found, auth, a wrong length, ...) is final.
-    result<> fetch_with_retries(const context& fctx, const origin_object& obj, const chunk_key& key, std::int64_t len,
-                                std::vector<std::byte>& buf) {
-        const auto give_up = context::clock::now() + opt_.origin_retry_budget;
-        auto ceiling = std::max(opt_.origin_backoff_initial, std::chrono::milliseconds(0));
-        for (int attempt = 1;; ++attempt) {
-            auto r = fetch(fctx, obj, key, len, buf);
-            if (r || r.error().code != errc::transient || attempt >= opt_.origin_attempts) {
-                if (!r && attempt > 1) r.error().attempts = attempt;
-                return r;
-            }
-            const auto pause = detail::jittered(ceiling);
-            if (context::clock::now() + pause >= give_up) return r;
-            if (!detail::sleep_for(fctx, pause)) return r; // the engine stops, or the fill's ceiling
-            ceiling = std::min(ceiling * 2, opt_.origin_backoff_max);
-            ++c_.origin_retries;
-        }
-    }
-
     result<> fetch(const context& fctx, const origin_object& obj, const chunk_key& key, std::int64_t len,
                    std::vector<std::byte>& buf) {
         if (auto sized = cachestore::detail::resize_buffer(buf, len, "fill", obj.object_key, "a chunk"); !sized)
             return sized;
         const std::int64_t at = key.index * obj.chunk_size;
-        result<std::size_t> got = fail(errc::io_error, "fill", obj.object_key, "the origin did not answer");
-        try {
-            got = origin_.get(fctx, obj, at, std::span<std::byte>(buf));
-        } catch (const std::exception& e) { // on a pool thread: no caller to rethrow to
-            return fail(errc::io_error, "fill", obj.object_key, std::string("the origin threw: ") + e.what());
-        } catch (...) {
-            return fail(errc::io_error, "fill", obj.object_key, "the origin threw");
-        }
+        auto got = guarded("fill", obj.object_key, [&] { return origin_.get(fctx, obj, at, std::span<std::byte>(buf)); });
         if (!got) return std::unexpected(std::move(got.error()));
         if (*got != buf.size()) return cachestore::detail::origin_length_error("fill", obj, key, *got);
         return {};
@@ -372,11 +432,14 @@ private:
     /// (dropping what is queued), then the flights go.)
     struct proc {
         detail::flight_table<chunk_bytes> flights;
+        detail::flight_table<object_meta> heads; ///< origin HEADs in flight, by metadata_cache::key_of
+        std::unique_ptr<metadata_cache> meta;
         std::atomic<std::size_t> commit_bytes{0};     ///< on the commit queue, or being committed
         std::unique_ptr<detail::fill_pool> commits; ///< one thread, no queue timeout; null: commits run on the fill's thread
         std::unique_ptr<detail::fill_pool> pool;
     };
     void make_threads(proc& p) const {
+        p.meta = std::make_unique<metadata_cache>(opt_.metadata_entries, opt_.metadata_ttl, opt_.metadata_negative_ttl);
         if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<detail::fill_pool>(1, detail::fill_pool::no_timeout);
         p.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
     }

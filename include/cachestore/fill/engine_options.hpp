@@ -21,12 +21,16 @@ struct engine_options {
     std::size_t commit_queue_bytes = std::size_t{256} << 20; ///< commits after serve waiting for the store, in bytes; a chunk that does not fit is not committed (commits_dropped); 0: each commit runs on its fill's thread, holding the origin slot
     std::string name; ///< the Prometheus `engine` label (none when empty)
     std::int64_t readahead = 8; ///< stream(): chunks looked up (and their fills started) beyond the one going out; 0: one at a time
+    std::chrono::milliseconds metadata_ttl{std::chrono::minutes(5)}; ///< head(): an object's size and ETag are kept this long; 0: not kept
+    std::chrono::milliseconds metadata_negative_ttl{60000}; ///< ... not-found and a missing or weak ETag this long; 0: not kept
+    std::size_t metadata_entries = 100000; ///< objects whose metadata is kept at most (least recently used dropped first)
 };
 
 /// The engine's counters since it was made.
 struct engine_stats {
-    std::int64_t fills_started = 0; ///< origin fetches begun (one per cold chunk per flight)
+    std::int64_t fills_started = 0; ///< flights begun (one per cold chunk per flight; an origin fetch unless found stored)
     std::int64_t fills_joined = 0;  ///< callers that waited on another's fill
+    std::int64_t fills_found_stored = 0; ///< fills that found their chunk stored when they ran (committed meanwhile): no origin fetch
     std::int64_t fills_failed = 0;  ///< flights that ended in an error (every waiter got it)
     std::array<std::int64_t, 16> fills_failed_by{}; ///< the same by error class: [static_cast<int>(errc)]
     std::int64_t origin_bytes = 0;  ///< bytes the origin produced for fills that succeeded
@@ -36,6 +40,9 @@ struct engine_stats {
     std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
     std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
     std::int64_t commits_dropped = 0; ///< ... not made: the commit queue was full (or the engine was destroyed first)
+    std::int64_t metadata_hits = 0;   ///< head() calls answered from the metadata cache
+    std::int64_t metadata_misses = 0; ///< ... that waited for an origin HEAD (their own or another caller's)
+    std::int64_t metadata_heads = 0;  ///< origin HEADs begun (one per object per TTL however many callers)
 };
 
 /// The engine's state for a metrics scrape (fill/metrics.hpp writes it).
@@ -46,6 +53,7 @@ struct engine_snapshot {
     std::size_t origin_running = 0;     ///< fills running now (origin fetches, and commits when there is no queue)
     std::size_t origin_queued = 0;      ///< fills waiting for an origin slot
     std::size_t commit_queue_bytes = 0; ///< bytes waiting for, or in, a commit
+    std::size_t metadata_entries = 0;   ///< objects in the metadata cache
 };
 
 } // namespace cachestore::fill

@@ -35,6 +35,9 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
            [](const engine_snapshot& e) { return e.stats.fills_started; });
     family("cachestore_fill_joined_total", "counter", "Readers that waited on a fill another reader started.",
            [](const engine_snapshot& e) { return e.stats.fills_joined; });
+    family("cachestore_fill_found_stored_total", "counter",
+           "Fills that found their chunk stored when they ran (committed meanwhile): no origin fetch.",
+           [](const engine_snapshot& e) { return e.stats.fills_found_stored; });
     family("cachestore_fill_origin_bytes_total", "counter", "Bytes the origin produced for fills that succeeded.",
            [](const engine_snapshot& e) { return e.stats.origin_bytes; });
     family("cachestore_fill_origin_retries_total", "counter",
@@ -60,6 +63,15 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
                                          {"failed", e.stats.commits_failed},
                                          {"dropped", e.stats.commits_dropped}})
             prom::sample(out, "cachestore_fill_commits_total", prom::with_label(labels(e), "outcome", outcome), v);
+    prom::family(out, "cachestore_fill_metadata_total", "counter",
+                 "head() calls, by result (hit: from the metadata cache; miss: waited for an origin HEAD).");
+    for (const auto& e : engines)
+        for (const auto& [result, v] : {std::pair<std::string_view, std::int64_t>{"hit", e.stats.metadata_hits},
+                                        {"miss", e.stats.metadata_misses}})
+            prom::sample(out, "cachestore_fill_metadata_total", prom::with_label(labels(e), "result", result), v);
+    family("cachestore_fill_metadata_heads_total", "counter",
+           "Origin HEADs begun: one per object per TTL however many callers ask.",
+           [](const engine_snapshot& e) { return e.stats.metadata_heads; });
     const auto gauge = [](std::size_t engine_snapshot::*field) {
         return [field](const engine_snapshot& e) { return static_cast<std::uint64_t>(e.*field); };
     };
@@ -71,6 +83,8 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
            gauge(&engine_snapshot::origin_queued));
     family("cachestore_fill_commit_queue_bytes", "gauge", "Bytes waiting for, or in, a commit after serve.",
            gauge(&engine_snapshot::commit_queue_bytes));
+    family("cachestore_fill_metadata_entries", "gauge", "Objects in the metadata cache.",
+           gauge(&engine_snapshot::metadata_entries));
 }
 
 /// One engine's metrics.

@@ -33,6 +33,7 @@
 #include "cachestore/s3/detail/crypto.hpp"
 #include "cachestore/s3/detail/exchange.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
+#include "cachestore/s3/detail/open_state.hpp"
 #include "cachestore/s3/detail/request.hpp"
 #include "cachestore/s3/detail/self_test.hpp"
 #include "cachestore/s3/detail/state.hpp"
@@ -51,29 +52,10 @@ public:
     /// Validates `cfg` (every problem is `misconfigured`, reported here and
     /// not at the first request) and prepares the connection pool.
     static result<store> create(config cfg) {
-        if (auto v = validate(cfg); !v) return std::unexpected(std::move(v.error()));
-        auto ep = parse_endpoint(cfg);
-        if (!ep) return std::unexpected(std::move(ep.error()));
-        if (cfg.credentials_source) { // the first credentials now, not at the first request
-            if (auto c = cfg.credentials_source->current(); !c) {
-                error e = std::move(c.error());
-                e.op = "config";
-                return std::unexpected(std::move(e));
-            }
-        }
-        detail::curl_global();
-        auto st = std::make_unique<detail::store_state>(std::move(cfg), std::move(*ep));
-        const auto& e = st->endpoint;
-        std::string host = e.host;
-        if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]"; // IPv6 literal
-        if (st->cfg.addressing_style == addressing::virtual_hosted) host = st->cfg.bucket + "." + host;
-        std::string hostport = host;
-        if (!e.default_port) hostport += ":" + std::to_string(e.port);
-        st->host_header = hostport;
-        st->url_base = e.scheme + "://" + hostport;
-        st->path_base = st->cfg.addressing_style == addressing::path ? "/" + st->cfg.bucket : "";
-        if (st->cfg.commit == commit_mode::if_none_match) st->conditional_put = true;
-        return store(std::move(st));
+        auto st = detail::open_state(std::move(cfg));
+        if (!st) return std::unexpected(std::move(st.error()));
+        if ((*st)->cfg.commit == commit_mode::if_none_match) (*st)->conditional_put = true;
+        return store(std::move(*st));
     }
 
     store(store&&) noexcept = default;

@@ -1,5 +1,5 @@
-// cachestore/fill/detail/backoff.hpp - the pauses between a fill's origin
-// tries (docs/fill.md, R9).
+// cachestore/fill/detail/backoff.hpp - when and after what pause an origin
+// request is tried again (docs/fill.md, R9).
 #pragma once
 
 #include <algorithm>
@@ -10,6 +10,8 @@
 #include <random>
 
 #include "cachestore/context.hpp"
+#include "cachestore/error.hpp"
+#include "cachestore/fill/engine_options.hpp"
 
 namespace cachestore::fill::detail {
 
@@ -30,6 +32,31 @@ inline bool sleep_for(const context& ctx, std::chrono::milliseconds d) {
     const auto until = std::min(context::clock::now() + d, ctx.deadline());
     cv.wait_until(lk, ctx.stop_token(), until, [] { return false; });
     return !ctx.stop_requested() && !ctx.expired();
+}
+
+/// `once()` (returning a result), tried again after a `transient` error: at
+/// most `opt.origin_attempts` tries, each starting within
+/// `opt.origin_retry_budget` of the first, after a back-off drawn uniformly
+/// from [0, ceiling], the ceiling doubling from `origin_backoff_initial` to
+/// `origin_backoff_max`; `retried()` is called before each new try. Every
+/// other error (changed, not_found, auth, a wrong length, ...) is final; the
+/// last error carries the tries in `attempts`.
+template <class Once, class Retried>
+auto retry_transient(const context& fctx, const engine_options& opt, Once&& once, Retried&& retried) -> decltype(once()) {
+    const auto give_up = context::clock::now() + opt.origin_retry_budget;
+    auto ceiling = std::max(opt.origin_backoff_initial, std::chrono::milliseconds(0));
+    for (int attempt = 1;; ++attempt) {
+        auto r = once();
+        if (r || r.error().code != errc::transient || attempt >= opt.origin_attempts) {
+            if (!r && attempt > 1) r.error().attempts = attempt;
+            return r;
+        }
+        const auto pause = jittered(ceiling);
+        if (context::clock::now() + pause >= give_up) return r;
+        if (!sleep_for(fctx, pause)) return r; // the engine stops, or the fill's ceiling
+        ceiling = std::min(ceiling * 2, opt.origin_backoff_max);
+        retried();
+    }
 }
 
 } // namespace cachestore::fill::detail

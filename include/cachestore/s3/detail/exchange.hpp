@@ -77,6 +77,7 @@ inline result<> attempt_once(store_state& st, const credentials& creds, const co
     req.ca_file = st.cfg.tls.ca_file.empty() ? nullptr : st.cfg.tls.ca_file.c_str();
     req.ca_dir = st.cfg.tls.ca_dir.empty() ? nullptr : st.cfg.tls.ca_dir.c_str();
     req.share = st.endpoint.scheme == "https" ? st.tls_share.get() : nullptr;
+    req.keep_etag = spec.keep_etag;
     const bool reusable = perform(*conn, req, res, ctx, ctx.deadline());
     request_event ev;
     if (observed) ev = observe(*conn, t0, t_conn);

@@ -99,9 +99,11 @@ inline result<> outcome(const request_spec& spec, response& res, const error* re
     }
     const auto doc = parse_error_xml(res.error_body);
     errc code = classify_http(res.status, doc.code);
-    // Only a (conditional) PUT can lose a commit; a 412 to anything else
-    // answers a condition we never sent.
-    if (code == errc::commit_lost && std::string_view(spec.method) != "PUT") code = errc::protocol;
+    // Only a (conditional) PUT can lose a commit; a 412 to a read that sent
+    // If-Match is a changed object; to anything else it answers a condition
+    // we never sent.
+    if (code == errc::commit_lost && std::string_view(spec.method) != "PUT")
+        code = spec.if_match ? errc::changed : errc::protocol;
     std::string msg = doc.message;
     if (msg.empty()) msg = "HTTP " + std::to_string(res.status) + (doc.code.empty() ? "" : " " + doc.code);
     if (doc.code == "NoSuchBucket" || (code == errc::misconfigured && doc.code.empty()))

@@ -48,6 +48,8 @@ struct request_spec {
     body_source body;
     body_sink sink;
     bool body_replayable = true;   ///< false once a streaming source has been read
+    bool if_match = false;         ///< sends If-Match: a 412 means the object changed (errc::changed)
+    bool keep_etag = false;        ///< keep the response's ETag (response::etag)
     /// Called after each signing with the x-amz-date, the request's signature
     /// and the credentials used (a streaming body chains its frame signatures
     /// to them); the credentials outlive the attempt.

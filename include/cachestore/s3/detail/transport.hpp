@@ -87,6 +87,7 @@ struct response {
     std::string request_id;
     std::string bucket_region;               ///< x-amz-bucket-region (AWS names the bucket's region on redirects)
     std::string amz_id_2;                    ///< x-amz-id-2
+    std::string etag;                        ///< ETag, as sent (only when the request asked: http_request::keep_etag)
     std::string error_body;                  ///< non-2xx body, capped
     std::int64_t delivered = 0;              ///< 2xx body bytes handed to the sink
     bool accepted = false;                   ///< the sink's accept() ran
@@ -110,6 +111,7 @@ struct http_request {
     const char* ca_file = nullptr;
     const char* ca_dir = nullptr;
     CURLSH* share = nullptr;       ///< the store's TLS session cache (https only)
+    bool keep_etag = false;        ///< record the ETag header in response::etag (origin reads; chunk reads skip it)
 };
 
 inline constexpr std::size_t max_error_body = std::size_t{64} * 1024;
@@ -155,6 +157,7 @@ struct exchange {
             x.res.request_id.clear();
             x.res.bucket_region.clear();
             x.res.amz_id_2.clear();
+            x.res.etag.clear();
             const auto sp = line.find(' ');
             x.res.status = sp == std::string_view::npos ? 0 : static_cast<long>(parse_i64(line.substr(sp + 1, 3)).value_or(0));
         } else if (header_is(line, "content-length")) {
@@ -169,6 +172,8 @@ struct exchange {
             x.res.request_id = std::string(value("x-amz-request-id").substr(0, 128));
         } else if (header_is(line, "x-amz-id-2")) {
             x.res.amz_id_2 = std::string(value("x-amz-id-2").substr(0, 256));
+        } else if (x.req.keep_etag && header_is(line, "etag")) {
+            x.res.etag = std::string(value("etag").substr(0, 256));
         } else if (header_is(line, "x-amz-bucket-region")) {
             x.res.bucket_region = std::string(value("x-amz-bucket-region").substr(0, 64));
         }
