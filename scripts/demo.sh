@@ -10,6 +10,9 @@
 #   2. read_through, cold      a 48 MiB origin object in 8 MiB chunks: every chunk a miss
 #   3. read_through, warm      the same range again: every chunk a hit
 #   4. fill_race               16 writers in 2 processes race to fill the same chunks
+#   5. range_proxy             (RGW only) 32 clients at once on a cold 64 MiB object in
+#                              the bucket, through the S3-compatible proxy: the origin's
+#                              request count (1 HEAD, 1 GET per chunk)
 # and prints a summary. The origin is a local file made to behave like a
 # remote object store (50 ms to first byte, 100 MiB/s per stream), so the
 # cold/warm difference is what a proxy in front of a cloud origin would see.
@@ -22,7 +25,7 @@ mode=rgw
 case ${1:-} in
   "") ;;
   --posix) mode=posix ;;
-  -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo.sh: unknown argument '$1' (use --posix or nothing)" >&2; exit 2 ;;
 esac
 
@@ -62,7 +65,7 @@ if [ ! -f build-demo/build.ninja ]; then
   meson setup build-demo -Dtests=false -Dexamples=true -Doptimization=1 -Ddebug=false \
     >"$work/setup.log" 2>&1 || { cat "$work/setup.log"; exit 1; }
 fi
-meson compile -C build-demo examples/cachestore examples/read_through examples/fill_race
+meson compile -C build-demo examples/cachestore examples/read_through examples/fill_race examples/range_proxy
 bin=$root/build-demo/examples
 
 if [ "$mode" = rgw ]; then
@@ -104,6 +107,56 @@ step "4. fill_race: 2 processes x 8 threads race to fill 4 chunks, 2 rounds"
 "$bin/fill_race" --store "$store" --processes 2 --threads 8 --chunks 4 --rounds 2 --chunk-size 1M \
   --json-file "$work/race.json"
 
+if [ "$mode" = rgw ]; then
+  step "5. range_proxy: 32 clients at once on a cold 64 MiB object, through the proxy"
+  key="demo-$$/origin/model.bin"
+  head -c $((64 << 20)) /dev/urandom >"$work/model.bin"
+  # The origin object goes into the bucket with curl's own SigV4 signing.
+  curl -sSf --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -T "$work/model.bin" "$CACHESTORE_RGW_ENDPOINT/$CACHESTORE_RGW_BUCKET/$key" -o /dev/null
+  "$bin/range_proxy" --listen 127.0.0.1:0 --metrics-port 0 --chunk-size "$chunk" --store "$store" \
+    --origin "s3://$CACHESTORE_RGW_BUCKET?endpoint=$endpoint_enc" >"$work/proxy.out" 2>"$work/proxy.err" &
+  proxy_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/proxy.out")
+  mport=$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$work/proxy.out")
+  [ -n "$port" ] || { cat "$work/proxy.err"; exit 1; }
+  echo "range_proxy listening on http://127.0.0.1:$port (origin: bucket $CACHESTORE_RGW_BUCKET; cache: the store above)"
+  want=$(sha256sum <"$work/model.bin" | cut -d' ' -f1)
+  p0=$(date +%s.%N)
+  clients=()
+  for i in $(seq 32); do
+    { curl -sS "http://127.0.0.1:$port/$CACHESTORE_RGW_BUCKET/$key" | sha256sum | cut -d' ' -f1 >"$work/client.$i"; } &
+    clients+=($!)
+  done
+  wait "${clients[@]}"
+  p1=$(date +%s.%N)
+  curl -sS "http://127.0.0.1:$mport/metrics" >"$work/proxy.prom"
+  kill -TERM "$proxy_pid"
+  wait "$proxy_pid" || true
+  python3 - "$work" "$want" "$p0" "$p1" "$chunk" <<'EOF'
+import json, re, sys, glob
+work, want, p0, p1, chunk = sys.argv[1:6]
+prom = open(f"{work}/proxy.prom").read()
+num = lambda name: int(re.search("^" + re.escape(name) + r" (\d+)$", prom, re.M).group(1))
+ok = sum(open(f).read().strip() == want for f in glob.glob(f"{work}/client.*"))
+unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+cbytes = int(chunk[:-1]) * unit[chunk[-1]] if chunk[-1] in unit else int(chunk)
+r = {"clients": 32, "ok": ok, "chunks": -(-(64 << 20) // cbytes), "seconds": float(p1) - float(p0),
+     "heads": num('range_proxy_origin_requests_total{method="HEAD"}'),
+     "gets": num('range_proxy_origin_requests_total{method="GET"}'),
+     "joined": num('cachestore_fill_joined_total{engine="range_proxy"}')}
+json.dump(r, open(f"{work}/proxy.json", "w"))
+print(f"{ok}/32 clients got every byte of the 64 MiB object in {r['seconds']:.2f} s; "
+      f"the origin saw {r['heads']} HEAD and {r['gets']} GETs for {r['chunks']} chunks "
+      f"({r['joined']} chunk reads joined another client's fill)")
+for line in prom.splitlines():
+    if line.startswith(("cachestore_fill_started_total", "cachestore_fill_joined_total", "cachestore_fill_commits_total{",
+                        "cachestore_fill_metadata_total", "range_proxy_origin_requests_total")):
+        print("  " + line)
+EOF
+fi
+
 step "Summary"
 python3 - "$work" "$where" "$(elapsed)" <<'EOF'
 import json, sys
@@ -141,8 +194,15 @@ elif race["ok"]:
 else:
     verdict = "VIOLATIONS: " + "; ".join(race["violations"])
 print(f"  fill race:  {race['writers']} writers ({race['processes']} processes x {race['threads']} threads): {verdict}")
+import os
+proxy_ok = True
+if os.path.exists(f"{work}/proxy.json"):
+    px = load("proxy")
+    proxy_ok = px["ok"] == px["clients"] and px["heads"] == 1 and px["gets"] == px["chunks"]
+    print(f"  range proxy: {px['ok']}/{px['clients']} clients served a cold 64 MiB object in {px['seconds']:.2f} s; "
+          f"origin requests: {px['heads']} HEAD + {px['gets']} GET ({px['chunks']} chunks)")
 print(f"  wall time:  {wall} s (including the build)")
-ok = cold["ok"] and warm["ok"] and race["ok"] and warm["hits"] == warm["chunks"]
+ok = cold["ok"] and warm["ok"] and race["ok"] and warm["hits"] == warm["chunks"] and proxy_ok
 sys.exit(0 if ok else 1)
 EOF
 step "Done"
