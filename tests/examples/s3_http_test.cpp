@@ -1,6 +1,6 @@
 // examples/s3_http.hpp, case by case: what range_proxy answers to each Range
 // header (as S3 reads it) and to each error class.
-#include "s3_http.hpp"
+#include "examples/s3_http.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,8 +1,7 @@
 // ODR check: this TU and its twin include every header; both are linked into
 // one program, so any non-inline definition in a header fails to link.
 #include "cachestore/cachestore.hpp"
-#include "cachestore/fill/engine.hpp" // the engine (docs/fill.md), not in the umbrella until it is built
-#include "cachestore/fill/metrics.hpp"
+#include "cachestore/fill.hpp"
 #ifdef CACHESTORE_TEST_S3
 #include "cachestore/s3.hpp"
 #endif

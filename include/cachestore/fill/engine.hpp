@@ -1,25 +1,18 @@
 // cachestore/fill/engine.hpp - the read-through engine: one origin fetch per
 // cold chunk however many callers ask (docs/fill.md).
 //
-// Built so far: singleflight per chunk (R1, R2, R4, R5), fills on the
-// engine's threads under their own context with a ceiling (R3), bytes to the
-// waiters before the commit (R6, the commit on the fill's thread), the origin
-// cap and its queue timeout (R8), retries of transient origin errors (R9),
-// exact length (R10), memory bounded by the cap (R11), streaming in order
-// with read-ahead (R12) and a clean first error (R13), shutdown and fork
-// (R15: the threads and flights are per process), the commit queue (R7),
-// and head() through the metadata cache (R14).
+// Requirements R1-R15 of docs/fill.md; the counters it keeps are in
+// engine_options.hpp, how an origin call is guarded and retried in
+// detail/backoff.hpp.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <deque>
-#include <exception>
 #include <memory>
 #include <span>
 #include <stop_token>
@@ -205,25 +198,7 @@ public:
         return snap;
     }
 
-    [[nodiscard]] engine_stats stats() const {
-        engine_stats s;
-        s.fills_started = c_.fills_started.load();
-        s.fills_joined = c_.fills_joined.load();
-        s.fills_failed = c_.fills_failed.load();
-        s.origin_bytes = c_.origin_bytes.load();
-        s.origin_queue_timeouts = c_.origin_queue_timeouts.load();
-        s.origin_retries = c_.origin_retries.load();
-        s.commits = c_.commits.load();
-        s.commits_lost = c_.commits_lost.load();
-        s.commits_failed = c_.commits_failed.load();
-        s.commits_dropped = c_.commits_dropped.load();
-        s.metadata_hits = c_.metadata_hits.load();
-        s.metadata_misses = c_.metadata_misses.load();
-        s.metadata_heads = c_.metadata_heads.load();
-        s.fills_found_stored = c_.fills_found_stored.load();
-        for (std::size_t i = 0; i < s.fills_failed_by.size(); ++i) s.fills_failed_by[i] = c_.failed_by[i].load();
-        return s;
-    }
+    [[nodiscard]] engine_stats stats() const { return c_.load(); }
 
     /// Flights in the table (fills running or queued, and successes whose commit runs).
     [[nodiscard]] std::size_t flights() const { return here().flights.size(); }
@@ -232,17 +207,6 @@ public:
     [[nodiscard]] std::size_t origin_peak() const { return here().pool->peak_running(); }
 
 private:
-    struct counters {
-        std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_failed{0}, origin_bytes{0},
-            origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0},
-            metadata_hits{0}, metadata_misses{0}, metadata_heads{0}, fills_found_stored{0};
-        std::array<std::atomic<std::int64_t>, 16> failed_by{};
-        void failed(errc code) {
-            ++fills_failed;
-            ++failed_by[static_cast<std::size_t>(code) % failed_by.size()];
-        }
-    };
-
     using flight_ptr = std::shared_ptr<detail::flight<chunk_bytes>>;
 
     /// The chunk's flight: joined, or made and its fill started.
@@ -309,7 +273,7 @@ private:
         j.run = [this, &p, k, ref, f](std::stop_token stop) {
             const context hctx(std::move(stop), context::clock::now() + opt_.fill_timeout);
             auto r = detail::retry_transient(
-                hctx, opt_, [&] { return guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
+                hctx, opt_, [&] { return detail::guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
                 [this] { ++c_.origin_retries; });
             bool negative = !r && r.error().code == errc::not_found;
             if (r && (r->etag.empty() || r->etag.starts_with("W/"))) {
@@ -333,19 +297,6 @@ private:
     std::string cap_message() const {
         return "origin cap: " + std::to_string(opt_.origin_cap) + " fills in flight, none freed a slot within " +
                std::to_string(opt_.origin_queue_timeout.count()) + " ms";
-    }
-
-    /// An origin call on a pool thread, where no caller can receive an
-    /// exception: one becomes `io_error` ("the origin threw: ...").
-    template <class F>
-    static auto guarded(const char* op, const std::string& path, F&& f) -> decltype(f()) {
-        try {
-            return f();
-        } catch (const std::exception& e) {
-            return fail(errc::io_error, op, path, std::string("the origin threw: ") + e.what());
-        } catch (...) {
-            return fail(errc::io_error, op, path, "the origin threw");
-        }
     }
 
     /// On a pool thread: fetch exactly expected_len bytes, release the
@@ -418,7 +369,7 @@ private:
         if (auto sized = cachestore::detail::resize_buffer(buf, len, "fill", obj.object_key, "a chunk"); !sized)
             return sized;
         const std::int64_t at = key.index * obj.chunk_size;
-        auto got = guarded("fill", obj.object_key, [&] { return origin_.get(fctx, obj, at, std::span<std::byte>(buf)); });
+        auto got = detail::guarded("fill", obj.object_key, [&] { return origin_.get(fctx, obj, at, std::span<std::byte>(buf)); });
         if (!got) return std::unexpected(std::move(got.error()));
         if (*got != buf.size()) return cachestore::detail::origin_length_error("fill", obj, key, *got);
         return {};
@@ -450,7 +401,7 @@ private:
     S& store_;
     O& origin_;
     const engine_options opt_;
-    counters c_;
+    detail::engine_counters c_;
     mutable cachestore::detail::per_process<proc> proc_; // last: destroyed first, so its threads end before what they use
 };
 

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "cachestore/error.hpp"
 
 namespace cachestore::fill {
 
@@ -55,5 +58,42 @@ struct engine_snapshot {
     std::size_t commit_queue_bytes = 0; ///< bytes waiting for, or in, a commit
     std::size_t metadata_entries = 0;   ///< objects in the metadata cache
 };
+
+namespace detail {
+
+/// engine_stats as the engine's threads count it.
+struct engine_counters {
+    std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_found_stored{0}, fills_failed{0}, origin_bytes{0},
+        origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0},
+        metadata_hits{0}, metadata_misses{0}, metadata_heads{0};
+    std::array<std::atomic<std::int64_t>, 16> failed_by{};
+
+    void failed(errc code) {
+        ++fills_failed;
+        ++failed_by[static_cast<std::size_t>(code) % failed_by.size()];
+    }
+
+    [[nodiscard]] engine_stats load() const {
+        engine_stats s;
+        s.fills_started = fills_started.load();
+        s.fills_joined = fills_joined.load();
+        s.fills_found_stored = fills_found_stored.load();
+        s.fills_failed = fills_failed.load();
+        s.origin_bytes = origin_bytes.load();
+        s.origin_queue_timeouts = origin_queue_timeouts.load();
+        s.origin_retries = origin_retries.load();
+        s.commits = commits.load();
+        s.commits_lost = commits_lost.load();
+        s.commits_failed = commits_failed.load();
+        s.commits_dropped = commits_dropped.load();
+        s.metadata_hits = metadata_hits.load();
+        s.metadata_misses = metadata_misses.load();
+        s.metadata_heads = metadata_heads.load();
+        for (std::size_t i = 0; i < s.fills_failed_by.size(); ++i) s.fills_failed_by[i] = failed_by[i].load();
+        return s;
+    }
+};
+
+} // namespace detail
 
 } // namespace cachestore::fill

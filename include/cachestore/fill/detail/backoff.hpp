@@ -1,13 +1,16 @@
-// cachestore/fill/detail/backoff.hpp - when and after what pause an origin
-// request is tried again (docs/fill.md, R9).
+// cachestore/fill/detail/backoff.hpp - how the engine calls its origin: on a
+// fill thread, exceptions turned into errors, and when and after what pause
+// a request is tried again (docs/fill.md, R9).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <random>
+#include <string>
 
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
@@ -32,6 +35,19 @@ inline bool sleep_for(const context& ctx, std::chrono::milliseconds d) {
     const auto until = std::min(context::clock::now() + d, ctx.deadline());
     cv.wait_until(lk, ctx.stop_token(), until, [] { return false; });
     return !ctx.stop_requested() && !ctx.expired();
+}
+
+/// An origin call on a fill thread, where no caller can receive an
+/// exception: one becomes `io_error` ("the origin threw: ...").
+template <class F>
+auto guarded(const char* op, const std::string& path, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const std::exception& e) {
+        return fail(errc::io_error, op, path, std::string("the origin threw: ") + e.what());
+    } catch (...) {
+        return fail(errc::io_error, op, path, "the origin threw");
+    }
 }
 
 /// `once()` (returning a result), tried again after a `transient` error: at
