@@ -235,6 +235,10 @@ std::string metrics_text(const Stack& stack, const Engine& e, proxy_counters& c)
 void tune(httplib::Server& svr, int threads) {
     svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
     svr.set_keep_alive_max_count(1000);
+    // The headers and the body go out in separate writes: with Nagle's
+    // algorithm, a small answer waited for the client's delayed ACK (40 ms
+    // per 4 KiB GET: 23 requests/s against nginx's 4,109; tests/bench/proxy_bench.py).
+    svr.set_tcp_nodelay(true);
     svr.set_keep_alive_timeout(30);
 }
 

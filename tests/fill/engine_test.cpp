@@ -668,3 +668,36 @@ TEST_CASE("engine: its metrics in the Prometheus text parse back and agree with 
     CHECK(p.value("cachestore_fill_commit_queue_bytes", l) == 0);
     CHECK(snap.stats.fills_failed == 1);
 }
+
+TEST_CASE("engine: a chunk stored shorter than expected is served from the origin and replaced", "[fill][engine]") {
+    constexpr std::int64_t cs = 1024, size = 3 * cs;
+    memory_store s;
+    scripted_origin o;
+    o.size = size;
+    fill::engine<memory_store, scripted_origin> e(s, o);
+    const auto obj = object_of(cs, size, "damaged");
+    // Chunk 1 committed under a wrong object size: 100 bytes where 1024 belong.
+    std::vector<std::byte> short_bytes(100);
+    for (std::int64_t i = 0; i < 100; ++i) short_bytes[static_cast<std::size_t>(i)] = byte_at(cs + i);
+    REQUIRE(s.put_chunk({}, obj.chunk(1), 100, std::span<const std::byte>(short_bytes)).has_value());
+    for (const bool streamed : {false, true}) {
+        INFO((streamed ? "stream" : "read"));
+        std::vector<std::byte> out(static_cast<std::size_t>(size));
+        if (streamed) {
+            out.clear();
+            auto r = e.stream({}, obj, 0, size, [&](std::span<const std::byte> b) {
+                out.insert(out.end(), b.begin(), b.end());
+                return true;
+            });
+            REQUIRE(r.has_value());
+        } else {
+            REQUIRE(e.read({}, obj, 0, out).has_value());
+        }
+        CHECK(out.size() == static_cast<std::size_t>(size));
+        CHECK(exact(out, 0, size));
+        REQUIRE(settled(e));
+        CHECK(s.stat({}, obj.chunk(1))->size == cs); // replaced by the first read; the second finds it whole
+    }
+    CHECK(e.stats().damaged_removed == 1);
+    CHECK(o.calls == 3); // chunks 0, 2 and the damaged 1, once each
+}

@@ -103,6 +103,7 @@ TEST_CASE("engine::head: one origin HEAD per object however many callers, then h
     std::atomic<bool> go{false};
     std::atomic<int> wrong{0};
     std::vector<std::thread> callers;
+    callers.reserve(32);
     for (int t = 0; t < 32; ++t)
         callers.emplace_back([&] {
             while (!go.load()) std::this_thread::yield();

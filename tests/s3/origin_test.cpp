@@ -149,6 +149,7 @@ TEST_CASE("engine over s3::origin and a POSIX store: one GET per cold chunk, one
     std::atomic<bool> go{false};
     std::atomic<int> wrong{0};
     std::vector<std::thread> readers;
+    readers.reserve(16);
     for (int t = 0; t < 16; ++t)
         readers.emplace_back([&] {
             while (!go.load()) std::this_thread::yield();

@@ -310,12 +310,19 @@ private:
         // The store once more: a reader that found it without the chunk may
         // have joined just after the flight that committed it retired (or
         // another process committed it). Then no origin fetch.
-        if (cachestore::detail::resize_buffer(*buf, len, "fill", obj.object_key, "a chunk") &&
-            get_chunk(store_, fctx, key, 0, std::span<std::byte>(*buf))) {
-            ++c_.fills_found_stored;
-            f->publish(chunk_bytes(buf));
-            p.flights.retire(path, f);
-            return;
+        // A chunk stored shorter than expected_len (committed under a wrong
+        // object size) answers out_of_range: damaged, if the origin's bytes
+        // prove it below.
+        bool damaged = false;
+        if (cachestore::detail::resize_buffer(*buf, len, "fill", obj.object_key, "a chunk")) {
+            auto stored = get_chunk(store_, fctx, key, 0, std::span<std::byte>(*buf));
+            if (stored) {
+                ++c_.fills_found_stored;
+                f->publish(chunk_bytes(buf));
+                p.flights.retire(path, f);
+                return;
+            }
+            damaged = stored.error().code == errc::out_of_range;
         }
         auto fetched = detail::retry_transient(
             fctx, opt_, [&] { return fetch(fctx, obj, key, len, *buf); }, [this] { ++c_.origin_retries; });
@@ -327,6 +334,7 @@ private:
         }
         c_.origin_bytes += len;
         f->publish(chunk_bytes(buf)); // served: every waiter has the bytes; callers from now on join a done flight
+        if (damaged) remove_damaged(fctx, key, len);
         if (!p.commits) {
             commit(fctx, key, len, *buf);
             p.flights.retire(path, f); // committed (or not): later callers read the store
@@ -355,6 +363,14 @@ private:
             p.commit_bytes -= static_cast<std::size_t>(len);
         };
         p.commits->submit(std::move(cj));
+    }
+
+    /// The origin produced exactly `len` bytes of this (strong) ETag: a
+    /// stored chunk of another length is proven damaged. Removed, so that the
+    /// commit replaces it (a put onto it would be commit_lost).
+    void remove_damaged(const context& ctx, const chunk_key& key, std::int64_t len) {
+        auto info = store_.stat(ctx, key);
+        if (info && info->size != len && store_.remove(ctx, key)) ++c_.damaged_removed;
     }
 
     void commit(const context& ctx, const chunk_key& key, std::int64_t len, const std::vector<std::byte>& bytes) {

@@ -43,6 +43,7 @@ struct engine_stats {
     std::int64_t commits_lost = 0;  ///< ... that found it already stored (a success)
     std::int64_t commits_failed = 0; ///< ... that failed (never seen by a reader)
     std::int64_t commits_dropped = 0; ///< ... not made: the commit queue was full (or the engine was destroyed first)
+    std::int64_t damaged_removed = 0; ///< chunks stored shorter than expected_len, removed so the commit replaces them
     std::int64_t metadata_hits = 0;   ///< head() calls answered from the metadata cache
     std::int64_t metadata_misses = 0; ///< ... that waited for an origin HEAD (their own or another caller's)
     std::int64_t metadata_heads = 0;  ///< origin HEADs begun (one per object per TTL however many callers)
@@ -65,7 +66,7 @@ namespace detail {
 struct engine_counters {
     std::atomic<std::int64_t> fills_started{0}, fills_joined{0}, fills_found_stored{0}, fills_failed{0}, origin_bytes{0},
         origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0},
-        metadata_hits{0}, metadata_misses{0}, metadata_heads{0};
+        metadata_hits{0}, metadata_misses{0}, metadata_heads{0}, damaged_removed{0};
     std::array<std::atomic<std::int64_t>, 16> failed_by{};
 
     void failed(errc code) {
@@ -86,6 +87,7 @@ struct engine_counters {
         s.commits_lost = commits_lost.load();
         s.commits_failed = commits_failed.load();
         s.commits_dropped = commits_dropped.load();
+        s.damaged_removed = damaged_removed.load();
         s.metadata_hits = metadata_hits.load();
         s.metadata_misses = metadata_misses.load();
         s.metadata_heads = metadata_heads.load();

@@ -38,6 +38,9 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
     family("cachestore_fill_found_stored_total", "counter",
            "Fills that found their chunk stored when they ran (committed meanwhile): no origin fetch.",
            [](const engine_snapshot& e) { return e.stats.fills_found_stored; });
+    family("cachestore_fill_damaged_removed_total", "counter",
+           "Chunks stored shorter than their expected length, removed so that the commit replaces them.",
+           [](const engine_snapshot& e) { return e.stats.damaged_removed; });
     family("cachestore_fill_origin_bytes_total", "counter", "Bytes the origin produced for fills that succeeded.",
            [](const engine_snapshot& e) { return e.stats.origin_bytes; });
     family("cachestore_fill_origin_retries_total", "counter",

@@ -122,9 +122,9 @@ private:
 
     template <class G>
     static bool accept(G& g, const detail::response& r) {
-        auto refuse = [&g](errc code, std::string msg) {
+        auto refuse = [&g](errc code, const std::string& msg) {
             g.refusal.code = code;
-            g.refusal.message = std::move(msg);
+            g.refusal.message = msg;
             return false;
         };
         if (!r.etag.empty() && r.etag != *g.etag)
