@@ -251,6 +251,10 @@ TEST_CASE("engine: the origin cap is never exceeded, and a fill that waits past 
     CHECK(unavailable == 6);
     CHECK(other == 0);
     CHECK(e.stats().origin_queue_timeouts == 6);
+    const auto wait = e.snapshot().origin_queue_wait;
+    CHECK(wait.count() == 8); // 2 that ran at once, 6 that waited the timeout
+    CHECK(wait.quantile_bound(0.5) >= 100ms); // the six waited at least the 100 ms timeout
+    CHECK(wait.sum_seconds >= 0.6);
 }
 
 TEST_CASE("engine: shutting down with fills queued and running ends every waiter", "[fill][engine]") {
@@ -666,6 +670,9 @@ TEST_CASE("engine: its metrics in the Prometheus text parse back and agree with 
     CHECK(p.value("cachestore_fill_flights", l) == 0);
     CHECK(p.value("cachestore_fill_origin_inflight", l) == 0);
     CHECK(p.value("cachestore_fill_commit_queue_bytes", l) == 0);
+    CHECK(p.value("cachestore_fill_origin_queue_wait_seconds_count", l) == 5); // every fill waited for a slot, if briefly
+    CHECK(p.value("cachestore_fill_origin_queue_wait_seconds_bucket", with("le", "+Inf")) == 5);
+    CHECK(snap.origin_queue_wait.count() == 5);
     CHECK(snap.stats.fills_failed == 1);
 }
 

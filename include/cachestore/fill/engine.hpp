@@ -195,6 +195,7 @@ public:
         snap.origin_queued = g.queued;
         snap.commit_queue_bytes = p.commit_bytes.load();
         snap.metadata_entries = p.meta->size();
+        snap.origin_queue_wait = c_.queue_wait_histogram();
         return snap;
     }
 
@@ -251,12 +252,16 @@ private:
                     std::shared_ptr<detail::flight<chunk_bytes>> f) {
         proc& p = here(); // outlives its pool's and commit queue's jobs: they capture it, never here()
         detail::fill_pool::job j;
-        j.run = [this, &p, path, obj, key, f](std::stop_token stop) {
+        j.run = [this, &p, path, obj, key, f, submitted = context::clock::now()](std::stop_token stop) {
+            c_.waited(context::clock::now() - submitted);
             run_fill(p, context(std::move(stop), context::clock::now() + opt_.fill_timeout), path, obj, key, f);
         };
-        j.expired = [this, &p, path, obj, f](bool stopping) {
+        j.expired = [this, &p, path, obj, f, submitted = context::clock::now()](bool stopping) {
             c_.failed(stopping ? errc::cancelled : errc::unavailable);
-            if (!stopping) ++c_.origin_queue_timeouts;
+            if (!stopping) {
+                ++c_.origin_queue_timeouts;
+                c_.waited(context::clock::now() - submitted);
+            }
             p.flights.finish(path, f,
                              stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
                                       : fail(errc::unavailable, "fill", obj.object_key, cap_message()));
@@ -270,7 +275,8 @@ private:
                     const std::shared_ptr<detail::flight<object_meta>>& f) {
         ++c_.metadata_heads;
         detail::fill_pool::job j;
-        j.run = [this, &p, k, ref, f](std::stop_token stop) {
+        j.run = [this, &p, k, ref, f, submitted = context::clock::now()](std::stop_token stop) {
+            c_.waited(context::clock::now() - submitted);
             const context hctx(std::move(stop), context::clock::now() + opt_.fill_timeout);
             auto r = detail::retry_transient(
                 hctx, opt_, [&] { return detail::guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
@@ -286,8 +292,11 @@ private:
             else if (negative) p.meta->put_negative(k, r.error());
             p.heads.finish(k, f, std::move(r));
         };
-        j.expired = [this, &p, k, ref, f](bool stopping) {
-            if (!stopping) ++c_.origin_queue_timeouts;
+        j.expired = [this, &p, k, ref, f, submitted = context::clock::now()](bool stopping) {
+            if (!stopping) {
+                ++c_.origin_queue_timeouts;
+                c_.waited(context::clock::now() - submitted);
+            }
             p.heads.finish(k, f, stopping ? fail(errc::cancelled, "fill::head", ref.object_key, "the engine is shutting down")
                                           : fail(errc::unavailable, "fill::head", ref.object_key, cap_message()));
         };

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cachestore/error.hpp"
+#include "cachestore/layers/histogram.hpp"
 
 namespace cachestore::fill {
 
@@ -58,6 +59,7 @@ struct engine_snapshot {
     std::size_t origin_queued = 0;      ///< fills waiting for an origin slot
     std::size_t commit_queue_bytes = 0; ///< bytes waiting for, or in, a commit
     std::size_t metadata_entries = 0;   ///< objects in the metadata cache
+    histogram_snapshot origin_queue_wait; ///< how long fills and HEADs waited for an origin slot (those that timed out too)
 };
 
 namespace detail {
@@ -68,6 +70,22 @@ struct engine_counters {
         origin_queue_timeouts{0}, origin_retries{0}, commits{0}, commits_lost{0}, commits_failed{0}, commits_dropped{0},
         metadata_hits{0}, metadata_misses{0}, metadata_heads{0}, damaged_removed{0};
     std::array<std::atomic<std::int64_t>, 16> failed_by{};
+    std::array<std::atomic<std::uint64_t>, latency_bucket_count> queue_wait{};
+    std::atomic<std::int64_t> queue_wait_ns{0};
+
+    /// A fill or HEAD waited `d` for an origin slot.
+    void waited(std::chrono::steady_clock::duration d) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+        ++queue_wait[cachestore::detail::latency_bucket(ns)];
+        queue_wait_ns += ns;
+    }
+
+    [[nodiscard]] histogram_snapshot queue_wait_histogram() const {
+        histogram_snapshot h;
+        for (std::size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] = queue_wait[i].load();
+        h.sum_seconds = static_cast<double>(queue_wait_ns.load()) / 1e9;
+        return h;
+    }
 
     void failed(errc code) {
         ++fills_failed;

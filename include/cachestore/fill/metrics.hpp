@@ -13,6 +13,7 @@
 #include "cachestore/error.hpp"
 #include "cachestore/fill/engine_options.hpp"
 #include "cachestore/layers/detail/prometheus.hpp"
+#include "cachestore/layers/histogram.hpp"
 
 namespace cachestore::fill {
 
@@ -88,6 +89,9 @@ inline void write_prometheus(std::string& out, std::span<const engine_snapshot> 
            gauge(&engine_snapshot::commit_queue_bytes));
     family("cachestore_fill_metadata_entries", "gauge", "Objects in the metadata cache.",
            gauge(&engine_snapshot::metadata_entries));
+    prom::family(out, "cachestore_fill_origin_queue_wait_seconds", "histogram",
+                 "How long fills and origin HEADs waited for an origin slot (those that timed out too).");
+    for (const auto& e : engines) prom::histogram(out, "cachestore_fill_origin_queue_wait_seconds", labels(e), e.origin_queue_wait);
 }
 
 /// One engine's metrics.
