@@ -5,8 +5,9 @@ Usage: range_proxy_test.py RANGE_PROXY
 
 Puts objects into the RGW bucket with the AWS CLI, starts range_proxy in
 front of it (a POSIX store in a temp dir, 256 KiB chunks) and reads through
-it with curl, Python's http.client and the AWS CLI (s3api get-object
---range, s3 cp): statuses 200/206/404/405/416, Content-Length,
+it with curl (ranges at every chunk edge, suffixes, past the end, HEAD),
+Python's http.client and the AWS CLI (s3api get-object --range, s3 cp of a
+13-chunk object): statuses 200/206/404/405/416, Content-Length,
 Content-Range, ETag, Accept-Ranges, Last-Modified and S3 error documents;
 every byte compared with the origin's. Then 32 clients at once on a cold
 object: the origin's request count (the proxy's /metrics) is one HEAD and
@@ -50,6 +51,7 @@ class Proxy:
         args = [exe, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--origin", origin,
                 "--store", store, "--chunk-size", str(CHUNK), *extra]
         env = dict(os.environ, AWS_ACCESS_KEY_ID=rgw["access_key"], AWS_SECRET_ACCESS_KEY=rgw["secret_key"])
+        self.tmp = tempfile.mkdtemp(prefix="range-proxy-curl-")
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.port = self.metrics_port = None
         for _ in range(2):
@@ -81,6 +83,7 @@ class Proxy:
         return int(m.group(1)) if m else None
 
     def stop(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
         self.p.send_signal(signal.SIGTERM)
         try:
             out, err = self.p.communicate(timeout=30)
@@ -220,6 +223,45 @@ def check_reads(px, bucket, objects, etags):
     status, h, got = px.request("GET", "/%s/%s" % (bucket, okey), {"Range": "bytes=10-"})
     check(status == 206 and got == obody[10:], "a key with a space, +, () and é: served")
 
+    # curl itself, as a user would: one curl run, a transfer per range, every
+    # chunk edge of the object (ending at it, starting at it, across it),
+    # suffix ranges, past the end, and a HEAD.
+    chunks = (size + CHUNK - 1) // CHUNK
+    want = []
+    for b in range(CHUNK, chunks * CHUNK, CHUNK):
+        want += [(b - 1, b - 1), (b, min(b + 99, size - 1)), (b - 50, min(b + 49, size - 1))]
+    want += [(size - 1, size - 1)]
+    specs = ["%d-%d" % w for w in want] + ["-1", "-%d" % (CHUNK + 7), "%d-" % size]
+    args = ["curl", "-sS"]
+    for i, spec in enumerate(specs):
+        if i:
+            args.append("--next")
+        args += ["-r", spec, "-o", os.path.join(px.tmp, "r%d" % i), "-w", "%{http_code} %{size_download}\n",
+                 "http://127.0.0.1:%d/%s/%s" % (px.port, bucket, urllib.parse.quote(key))]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    lines = r.stdout.split("\n")
+    bad = []
+    for i, spec in enumerate(specs):
+        code = lines[i].split()[0] if i < len(lines) and lines[i] else "?"
+        got = open(os.path.join(px.tmp, "r%d" % i), "rb").read() if os.path.exists(os.path.join(px.tmp, "r%d" % i)) else b""
+        if i < len(want):
+            first, last = want[i]
+            ok = code == "206" and got == body[first:last + 1]
+        elif spec == "%d-" % size:
+            ok = code == "416" and b"InvalidRange" in got
+        else:
+            n = int(spec[1:])
+            ok = code == "206" and got == body[size - n:]
+        if not ok:
+            bad.append("%s -> %s" % (spec, code))
+    check(r.returncode == 0 and not bad,
+          "curl: %d ranges at every one of the %d chunk edges, suffixes, past the end: statuses and bytes right %s"
+          % (len(specs), chunks - 1, bad[:5]))
+    r = subprocess.run(["curl", "-sS", "-I", "http://127.0.0.1:%d/%s/%s" % (px.port, bucket, urllib.parse.quote(key))],
+                       capture_output=True, text=True, timeout=60)
+    heads = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in r.stdout.splitlines() if ":" in l}
+    check(r.stdout.startswith("HTTP/1.1 200") and heads.get("content-length") == str(size) and
+          heads.get("accept-ranges") == "bytes" and heads.get("etag") == etags["big"], "curl -I: 200, size, ETag")
     # curl itself, as a user would.
     r = subprocess.run(["curl", "-sS", "-r", "1000-2999", "-o", "-", "-w", "\n%{http_code}",
                         "http://127.0.0.1:%d/%s/%s" % (px.port, bucket, urllib.parse.quote(key))],
