@@ -56,7 +56,7 @@ int main() {
     clients.reserve(16);
     for (int c = 0; c < 16; ++c)
         clients.emplace_back([&, c] {
-            const std::int64_t offset = c * 1000;
+            const std::int64_t offset = std::int64_t{c} * 1000;
             std::int64_t at = offset;
             auto r = serve(engine, {"dc1", "models", "llama.bin"}, offset, size - offset, [&](std::span<const std::byte> b) {
                 if (std::memcmp(b.data(), object.data() + at, b.size()) != 0) ++wrong;

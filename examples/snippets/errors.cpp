@@ -13,8 +13,8 @@ enum class reaction { fill_from_origin, done, serve_from_origin, alert_operator,
 // retrying as is (cachestore::is_retryable), and the S3 driver already has.
 reaction react(const cachestore::error& e) {
     switch (e.code) {
+    case cachestore::errc::changed:                                          // the origin object changed: HEAD it again
     case cachestore::errc::not_found: return reaction::fill_from_origin;     // a miss
-    case cachestore::errc::changed: return reaction::fill_from_origin;       // the origin object changed: HEAD it again
     case cachestore::errc::commit_lost:                                      // another writer stored the same bytes
     case cachestore::errc::cancelled: return reaction::done;                 // our own stop token or sink
     case cachestore::errc::transient:                                        // the store is struggling: bypass it
