@@ -111,9 +111,8 @@ if [ "$mode" = rgw ]; then
   step "5. range_proxy: 32 clients at once on a cold 64 MiB object, through the proxy"
   key="demo-$$/origin/model.bin"
   head -c $((64 << 20)) /dev/urandom >"$work/model.bin"
-  # The origin object goes into the bucket with curl's own SigV4 signing.
-  curl -sSf --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    -T "$work/model.bin" "$CACHESTORE_RGW_ENDPOINT/$CACHESTORE_RGW_BUCKET/$key" -o /dev/null
+  # The origin object goes into the bucket with the AWS CLI (scripts/install-deps.sh installs it).
+  aws --endpoint-url "$CACHESTORE_RGW_ENDPOINT" s3 cp --only-show-errors "$work/model.bin" "s3://$CACHESTORE_RGW_BUCKET/$key"
   "$bin/range_proxy" --listen 127.0.0.1:0 --metrics-port 0 --chunk-size "$chunk" --store "$store" \
     --origin "s3://$CACHESTORE_RGW_BUCKET?endpoint=$endpoint_enc" >"$work/proxy.out" 2>"$work/proxy.err" &
   proxy_pid=$!
