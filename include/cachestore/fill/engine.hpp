@@ -251,22 +251,13 @@ private:
     void start_fill(std::string path, const origin_object& obj, const chunk_key& key,
                     std::shared_ptr<detail::flight<chunk_bytes>> f) {
         proc& p = here(); // outlives its pool's and commit queue's jobs: they capture it, never here()
-        detail::fill_pool::job j;
-        j.run = [this, &p, path, obj, key, f, submitted = context::clock::now()](std::stop_token stop) {
-            c_.waited(context::clock::now() - submitted);
-            run_fill(p, context(std::move(stop), context::clock::now() + opt_.fill_timeout), path, obj, key, f);
-        };
-        j.expired = [this, &p, path, obj, f, submitted = context::clock::now()](bool stopping) {
-            c_.failed(stopping ? errc::cancelled : errc::unavailable);
-            if (!stopping) {
-                ++c_.origin_queue_timeouts;
-                c_.waited(context::clock::now() - submitted);
-            }
-            p.flights.finish(path, f,
-                             stopping ? fail(errc::cancelled, "fill", obj.object_key, "the engine is shutting down")
-                                      : fail(errc::unavailable, "fill", obj.object_key, cap_message()));
-        };
-        p.pool->submit(std::move(j));
+        submit_origin_job(
+            p, "fill", obj.object_key,
+            [this, &p, path, obj, key, f](const context& fctx) { run_fill(p, fctx, path, obj, key, f); },
+            [this, &p, path, f](error&& e) {
+                c_.failed(e.code);
+                p.flights.finish(path, f, std::unexpected(std::move(e)));
+            });
     }
 
     /// The object's HEAD, on a pool thread like a fill (under the origin cap,
@@ -274,38 +265,50 @@ private:
     void start_head(proc& p, const std::string& k, const object_ref& ref,
                     const std::shared_ptr<detail::flight<object_meta>>& f) {
         ++c_.metadata_heads;
-        detail::fill_pool::job j;
-        j.run = [this, &p, k, ref, f, submitted = context::clock::now()](std::stop_token stop) {
-            c_.waited(context::clock::now() - submitted);
-            const context hctx(std::move(stop), context::clock::now() + opt_.fill_timeout);
-            auto r = detail::retry_transient(
-                hctx, opt_, [&] { return detail::guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
-                [this] { ++c_.origin_retries; });
-            bool negative = !r && r.error().code == errc::not_found;
-            if (r && (r->etag.empty() || r->etag.starts_with("W/"))) {
-                r = fail(errc::misconfigured, "fill::head", ref.object_key,
-                         "the origin gives no strong ETag (" + (r->etag.empty() ? std::string("none") : r->etag) +
-                             "): nothing can be cached by content");
-                negative = true;
-            }
-            if (r) p.meta->put(k, *r);
-            else if (negative) p.meta->put_negative(k, r.error());
-            p.heads.finish(k, f, std::move(r));
-        };
-        j.expired = [this, &p, k, ref, f, submitted = context::clock::now()](bool stopping) {
-            if (!stopping) {
-                ++c_.origin_queue_timeouts;
-                c_.waited(context::clock::now() - submitted);
-            }
-            p.heads.finish(k, f, stopping ? fail(errc::cancelled, "fill::head", ref.object_key, "the engine is shutting down")
-                                          : fail(errc::unavailable, "fill::head", ref.object_key, cap_message()));
-        };
-        p.pool->submit(std::move(j));
+        submit_origin_job(
+            p, "fill::head", ref.object_key,
+            [this, &p, k, ref, f](const context& hctx) {
+                auto r = detail::retry_transient(
+                    hctx, opt_,
+                    [&] { return detail::guarded("fill::head", ref.object_key, [&] { return origin_.head(hctx, ref); }); },
+                    [this] { ++c_.origin_retries; });
+                bool negative = !r && r.error().code == errc::not_found;
+                if (r && (r->etag.empty() || r->etag.starts_with("W/"))) {
+                    r = fail(errc::misconfigured, "fill::head", ref.object_key,
+                             "the origin gives no strong ETag (" + (r->etag.empty() ? std::string("none") : r->etag) +
+                                 "): nothing can be cached by content");
+                    negative = true;
+                }
+                if (r) p.meta->put(k, *r);
+                else if (negative) p.meta->put_negative(k, r.error());
+                p.heads.finish(k, f, std::move(r));
+            },
+            [&p, k, f](error&& e) { p.heads.finish(k, f, std::unexpected(std::move(e))); });
     }
 
-    std::string cap_message() const {
-        return "origin cap: " + std::to_string(opt_.origin_cap) + " fills in flight, none freed a slot within " +
-               std::to_string(opt_.origin_queue_timeout.count()) + " ms";
+    /// Queues `run(ctx)` for an origin slot: on a pool thread, under a context
+    /// of its own (the engine's stop token, the fill ceiling), the wait for
+    /// the slot counted. A job that finds no slot within the queue timeout,
+    /// or is still queued when the engine shuts down, calls `failed` instead
+    /// with `unavailable` or `cancelled` (op, the object's key).
+    template <class Run, class Failed>
+    void submit_origin_job(proc& p, const char* op, const std::string& object_key, Run run, Failed failed) {
+        const auto submitted = context::clock::now();
+        detail::fill_pool::job j;
+        j.run = [this, submitted, run = std::move(run)](std::stop_token stop) {
+            c_.waited(context::clock::now() - submitted);
+            run(context(std::move(stop), context::clock::now() + opt_.fill_timeout));
+        };
+        j.expired = [this, submitted, op, object_key, failed = std::move(failed)](bool stopping) {
+            if (stopping) return failed(fail(errc::cancelled, op, object_key, "the engine is shutting down").error());
+            ++c_.origin_queue_timeouts;
+            c_.waited(context::clock::now() - submitted);
+            failed(fail(errc::unavailable, op, object_key,
+                        "origin cap: " + std::to_string(opt_.origin_cap) + " fills in flight, none freed a slot within " +
+                            std::to_string(opt_.origin_queue_timeout.count()) + " ms")
+                       .error());
+        };
+        p.pool->submit(std::move(j));
     }
 
     /// On a pool thread: fetch exactly expected_len bytes, release the

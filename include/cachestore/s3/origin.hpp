@@ -73,7 +73,7 @@ public:
             error refusal;
         } gs{out, offset, &obj.etag, 0, {}};
         const auto n = static_cast<std::int64_t>(out.size());
-        spec.headers.emplace_back("range", range_header(offset, n));
+        spec.headers.emplace_back("range", detail::range_header(offset, n));
         spec.headers.emplace_back("if-match", obj.etag);
         spec.if_match = true;
         spec.keep_etag = true;
@@ -92,7 +92,7 @@ public:
             auto& g = *static_cast<get_state*>(state); // resume after the bytes already in `out`
             const auto left = static_cast<std::int64_t>(g.out.size()) - g.done;
             s.sink.limit = left;
-            s.headers[0].second = range_header(g.offset + g.done, left);
+            s.headers[0].second = detail::range_header(g.offset + g.done, left);
         };
         detail::response res;
         if (auto r = detail::execute(*st_, detail::call_context(*st_, ctx), spec, res, &gs.refusal); !r)
@@ -116,17 +116,9 @@ private:
         return {};
     }
 
-    static std::string range_header(std::int64_t off, std::int64_t n) {
-        return "bytes=" + std::to_string(off) + "-" + std::to_string(off + n - 1);
-    }
-
     template <class G>
     static bool accept(G& g, const detail::response& r) {
-        auto refuse = [&g](errc code, const std::string& msg) {
-            g.refusal.code = code;
-            g.refusal.message = msg;
-            return false;
-        };
+        const auto refuse = [&g](errc code, const std::string& msg) { return detail::refuse(g.refusal, code, msg); };
         if (!r.etag.empty() && r.etag != *g.etag)
             return refuse(errc::changed, "the object's ETag is now " + r.etag + ", not " + *g.etag +
                                              " (the server answered despite If-Match)");

@@ -109,7 +109,7 @@ public:
         auto ok = prepare_key(spec, key);
         if (!ok) return ok;
         gs.start = off;
-        spec.headers.emplace_back("range", range_header(off, n));
+        spec.headers.emplace_back("range", detail::range_header(off, n));
         spec.sink.self = &gs;
         spec.sink.limit = n;
         spec.sink.exact = true;
@@ -118,32 +118,32 @@ public:
             const std::int64_t want_first = g.start, want_last = g.off + g.n - 1;
             if (r.status == 206) {
                 if (!r.range)
-                    return refuse(g.refusal, errc::protocol, "206 without a valid Content-Range");
+                    return detail::refuse(g.refusal, errc::protocol, "206 without a valid Content-Range");
                 if (r.range->first != want_first)
-                    return refuse(g.refusal, errc::protocol, "Content-Range starts at " + std::to_string(r.range->first) +
+                    return detail::refuse(g.refusal, errc::protocol, "Content-Range starts at " + std::to_string(r.range->first) +
                                                                  ", asked for " + std::to_string(want_first));
                 if (r.range->last != want_last) {
                     if (r.range->last < want_last && r.range->total == r.range->last + 1)
-                        return refuse(g.refusal, errc::out_of_range,
+                        return detail::refuse(g.refusal, errc::out_of_range,
                                       "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
                                           std::to_string(r.range->total) + " bytes");
-                    return refuse(g.refusal, errc::protocol, "Content-Range ends at " + std::to_string(r.range->last) +
+                    return detail::refuse(g.refusal, errc::protocol, "Content-Range ends at " + std::to_string(r.range->last) +
                                                                  ", asked for " + std::to_string(want_last));
                 }
                 if (r.content_length >= 0 && r.content_length != want_last - want_first + 1)
-                    return refuse(g.refusal, errc::protocol, "Content-Length disagrees with Content-Range");
+                    return detail::refuse(g.refusal, errc::protocol, "Content-Length disagrees with Content-Range");
                 return true;
             }
             if (r.status == 200) {
                 // Only when the whole object is provably exactly the range.
                 if (want_first == 0 && r.content_length == want_last + 1) return true;
                 if (r.content_length >= 0 && r.content_length < want_last + 1)
-                    return refuse(g.refusal, errc::out_of_range,
+                    return detail::refuse(g.refusal, errc::out_of_range,
                                   "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
                                       std::to_string(r.content_length) + " bytes");
-                return refuse(g.refusal, errc::protocol, "server ignored the Range header (200 with a different body)");
+                return detail::refuse(g.refusal, errc::protocol, "server ignored the Range header (200 with a different body)");
             }
-            return refuse(g.refusal, errc::protocol, "unexpected 2xx status " + std::to_string(r.status));
+            return detail::refuse(g.refusal, errc::protocol, "unexpected 2xx status " + std::to_string(r.status));
         };
         spec.sink.write = [](void* self, std::span<const std::byte> b) {
             auto& g = *static_cast<get_state*>(self);
@@ -156,7 +156,7 @@ public:
             g.done += last.delivered;
             g.start = g.off + g.done;
             s.sink.limit = g.n - g.done;
-            s.headers[0].second = range_header(g.start, g.n - g.done);
+            s.headers[0].second = detail::range_header(g.start, g.n - g.done);
         };
         detail::response res;
         auto r = detail::execute(*st_, cctx, spec, res, &gs.refusal);
@@ -333,16 +333,6 @@ public:
 
 private:
     explicit store(std::unique_ptr<detail::store_state> st) : st_(std::move(st)) {}
-
-    static bool refuse(error& out, errc code, std::string msg) {
-        out.code = code;
-        out.message = std::move(msg);
-        return false;
-    }
-
-    static std::string range_header(std::int64_t off, std::int64_t n) {
-        return "bytes=" + std::to_string(off) + "-" + std::to_string(off + n - 1);
-    }
 
     /// Precondition: `key` was validated (once per call, by the caller).
     result<> prepare_key(detail::request_spec& spec, const chunk_key& key) const {

@@ -61,6 +61,19 @@ struct request_spec {
     void* retry_state = nullptr;
 };
 
+/// A sink's accept() refusing a response: records why in `out` (the error
+/// the request then fails with) and returns false.
+inline bool refuse(error& out, errc code, std::string msg) {
+    out.code = code;
+    out.message = std::move(msg);
+    return false;
+}
+
+/// The Range header value for `n` bytes from `off`: "bytes=OFF-LAST".
+[[nodiscard]] inline std::string range_header(std::int64_t off, std::int64_t n) {
+    return "bytes=" + std::to_string(off) + "-" + std::to_string(off + n - 1);
+}
+
 /// Hex SHA-256 of a body; OpenSSL failures (which throw in crypto.hpp) become errors.
 inline result<std::string> payload_sha256_hex(std::span<const std::byte> body, std::string_view op) {
     try {
