@@ -18,17 +18,16 @@ the range. --smoke: one short run of each, checking only that every byte
 arrived (CI); it asserts no timing. Python standard library and curl only.
 """
 import argparse
-import http.client
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from range_proxy_process import Proxy, s3_origin_url  # noqa: E402
 
 
 def curl_time(args):
@@ -64,14 +63,6 @@ def small_gets(url, n, size):
     return n / t
 
 
-def metric(port, name):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    m = re.search(r"^" + re.escape(name) + r" (\d+)$", text, re.M)
-    return int(m.group(1)) if m else 0
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("range_proxy")
@@ -101,32 +92,19 @@ def main():
             f.write(os.urandom(size))
         subprocess.run(["curl", "-sS", "--fail", "-T", path, "%s/%s/%s" % (endpoint, bucket, key)], check=True,
                        capture_output=True)
-        origin = "s3://%s?endpoint=%s" % (bucket, urllib.parse.quote(endpoint, safe=""))
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret")
-        proxy = subprocess.Popen(
-            [a.range_proxy, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--origin", origin, "--store",
-             "file://%s/chunks?create=1&fsync=0" % tmp, "--chunk-size", "8M", "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        port = mport = None
-        for _ in range(2):
-            line = proxy.stdout.readline()
-            if m := re.search(r"metrics on http://127\.0\.0\.1:(\d+)", line):
-                mport = int(m.group(1))
-            if m := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
-                port = int(m.group(1))
-        if port is None:
-            raise RuntimeError("range_proxy did not start: " + proxy.stderr.read())
+        proxy = Proxy(a.range_proxy, s3_origin_url(bucket, endpoint), "file://%s/chunks?create=1&fsync=0" % tmp,
+                      "bench", "bench-secret", ("--chunk-size", "8M", "--quiet"))
         direct = "%s/%s/%s" % (endpoint, bucket, key)
-        through = "http://127.0.0.1:%d/%s/%s" % (port, bucket, key)
+        through = proxy.url("/%s/%s" % (bucket, key))
 
         t, got = curl_time(["-o", "/dev/null", "-w", "%{size_download}\n", through])
         chunks = -(-size // (8 << 20))
-        heads = metric(mport, 'range_proxy_origin_requests_total{method="HEAD"}')
-        gets = metric(mport, 'range_proxy_origin_requests_total{method="GET"}')
+        heads = proxy.metric('range_proxy_origin_requests_total{method="HEAD"}')
+        gets = proxy.metric('range_proxy_origin_requests_total{method="GET"}')
         print("cold: %d MiB through the proxy in %.2f s (%.0f MiB/s); origin: %d HEAD + %d GET for %d chunks"
               % (a.size_mib, t, a.size_mib / t, heads, gets, chunks))
         for _ in range(200):  # the commits land after the bytes were served
-            if metric(mport, 'cachestore_fill_commits_total{engine="range_proxy",outcome="ok"}') >= chunks:
+            if (proxy.metric('cachestore_fill_commits_total{engine="range_proxy",outcome="ok"}') or 0) >= chunks:
                 break
             time.sleep(0.05)
 
@@ -136,7 +114,7 @@ def main():
             for side, url in ((0, through), (1, direct)):
                 rows["whole"][side].append(whole_gets(url, a.clients, size))
                 rows["small"][side].append(small_gets(url, small_n, size))
-        if metric(mport, 'range_proxy_origin_requests_total{method="GET"}') != gets:
+        if proxy.metric('range_proxy_origin_requests_total{method="GET"}') != gets:
             raise RuntimeError("a warm read went to the origin")
 
         def row(label, unit, pair):
@@ -156,11 +134,7 @@ def main():
         return 0
     finally:
         if proxy is not None:
-            proxy.send_signal(signal.SIGTERM)
-            try:
-                proxy.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
+            proxy.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -16,7 +16,6 @@ version; an unreachable origin is a 502/504 with an S3 error document;
 SIGTERM stops the proxy (exit 143). Without RGW: fails when CI=true,
 otherwise warns and exits 77. Python standard library only.
 """
-import http.client
 import os
 import random
 import re
@@ -29,6 +28,7 @@ import threading
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from range_proxy_process import Proxy, s3_origin_url  # noqa: E402
 from run_examples import no_rgw_exit, rgw_from_env  # noqa: E402
 
 CHUNK = 256 * 1024
@@ -42,55 +42,10 @@ def check(cond, what):
     return cond
 
 
-class Proxy:
-    """A running range_proxy; its address and metrics port from its first lines."""
-
-    def __init__(self, exe, rgw, store, extra=(), endpoint=None):
-        origin = "s3://{}?endpoint={}&region={}".format(
-            rgw["bucket"], urllib.parse.quote(endpoint or rgw["endpoint"], safe=""), rgw["region"])
-        args = [exe, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--origin", origin,
-                "--store", store, "--chunk-size", str(CHUNK), *extra]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=rgw["access_key"], AWS_SECRET_ACCESS_KEY=rgw["secret_key"])
-        self.tmp = tempfile.mkdtemp(prefix="range-proxy-curl-")
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self.port = self.metrics_port = None
-        for _ in range(2):
-            line = self.p.stdout.readline()
-            m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", line)
-            if m:
-                self.metrics_port = int(m.group(1))
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
-            self.p.kill()
-            raise RuntimeError("range_proxy did not start: " + self.p.stderr.read())
-
-    def request(self, method, path, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        c.request(method, urllib.parse.quote(path), headers=headers or {})
-        r = c.getresponse()
-        body = r.read()
-        c.close()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
-
-    def metric(self, name, labels=""):
-        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-        c.close()
-        m = re.search(r"^" + re.escape(name + labels) + r" (\d+)$", text, re.M)
-        return int(m.group(1)) if m else None
-
-    def stop(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            out, err = self.p.communicate()
-        return self.p.returncode, out, err
+def start_proxy(exe, rgw, store, extra=(), endpoint=None):
+    """range_proxy in front of the RGW bucket (or `endpoint`), 256 KiB chunks."""
+    origin = s3_origin_url(rgw["bucket"], endpoint or rgw["endpoint"], rgw["region"])
+    return Proxy(exe, origin, store, rgw["access_key"], rgw["secret_key"], ("--chunk-size", str(CHUNK), *extra))
 
 
 def aws(rgw, home, *args, check_rc=True):
@@ -146,7 +101,7 @@ def run(exe, rgw, tmp):
         etags[name] = re.search(r'"ETag": "(.*)"', head.stdout).group(1).replace('\\"', '"')
 
     store = "file://" + os.path.join(tmp, "chunks") + "?create=1"
-    px = Proxy(exe, rgw, store)
+    px = start_proxy(exe, rgw, store)
     try:
         check_reads(px, bucket, objects, etags)
         check_aws_cli(px, rgw, tmp, bucket, objects)
@@ -159,7 +114,7 @@ def run(exe, rgw, tmp):
     check(rgw["secret_key"] not in out + err, "the origin's secret key is never printed")
 
     # An origin that refuses connections: a clean error status and document, quickly.
-    dead = Proxy(exe, rgw, "mem:", extra=("--timeout", "5", "--quiet"), endpoint="http://127.0.0.1:9")
+    dead = start_proxy(exe, rgw, "mem:", extra=("--timeout", "5", "--quiet"), endpoint="http://127.0.0.1:9")
     try:
         status, headers, body = dead.request("GET", "/%s/%s" % (bucket, objects["big"][0]))
         check(status in (502, 504) and b"<Code>" in body and headers.get("content-type") == "application/xml",
