@@ -53,7 +53,10 @@ hedge_options fixed(std::chrono::milliseconds d) {
     return o;
 }
 
-/// A store with the chunk, scripted per call number: call 0 is attempt A, call 1 attempt B.
+/// A store with the chunk, scripted per attempt: attempt A runs on the
+/// caller's thread, attempt B on the layer's helper thread. (Not by call
+/// number: a caller preempted between the layer starting its delay and
+/// reaching the inner store lets attempt B call first.)
 struct rig {
     layertest::scripted_store inner;
     hedged<layertest::scripted_store&> h;
@@ -62,7 +65,9 @@ struct rig {
         REQUIRE(inner.memory().put_chunk({}, key, 4096, std::span<const std::byte>(d)));
     }
     void script_calls(script a, script b) {
-        inner.plan = [a, b](int n, store_op) { return n % 2 == 0 ? a : b; };
+        inner.plan = [a, b, caller = std::this_thread::get_id()](int, store_op) {
+            return std::this_thread::get_id() == caller ? a : b;
+        };
     }
     result<> read(std::vector<std::byte>& out, const context& ctx = {}) {
         out.clear();
