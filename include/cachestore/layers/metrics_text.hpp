@@ -1,6 +1,7 @@
 // cachestore/layers/metrics_text.hpp - the Prometheus text of a whole stack of
-// layers in one call: walks `inner()` from the outermost layer down and writes
-// every metered, breaker and hedged layer it finds, each family once.
+// layers in one call: walks `inner()` (and a tiered store's `near()` and
+// `far()`) from the outermost layer down and writes every metered, breaker,
+// hedged and tiered layer it finds, each family once.
 #pragma once
 
 #include <span>
@@ -10,6 +11,7 @@
 #include "cachestore/layers/breaker.hpp"
 #include "cachestore/layers/hedged.hpp"
 #include "cachestore/layers/metered.hpp"
+#include "cachestore/layers/tiered.hpp"
 
 namespace cachestore {
 
@@ -19,16 +21,22 @@ struct layer_snapshots {
     std::vector<metrics_snapshot> metered;
     std::vector<breaker_snapshot> breakers;
     std::vector<hedge_snapshot> hedges;
+    std::vector<tiered_snapshot> tiers;
 
     void add(metrics_snapshot s) { metered.push_back(std::move(s)); }
     void add(breaker_snapshot s) { breakers.push_back(std::move(s)); }
     void add(hedge_snapshot s) { hedges.push_back(std::move(s)); }
+    void add(tiered_snapshot s) { tiers.push_back(std::move(s)); }
 };
 
 template <class S>
 void collect_layers(const S& s, layer_snapshots& out) {
     if constexpr (requires(layer_snapshots& l) { l.add(s.snapshot()); }) out.add(s.snapshot());
     if constexpr (requires { s.inner(); }) collect_layers(s.inner(), out);
+    if constexpr (requires { s.near(); s.far(); }) {
+        collect_layers(s.near(), out);
+        collect_layers(s.far(), out);
+    }
 }
 
 } // namespace detail
@@ -45,6 +53,7 @@ void write_layer_metrics(std::string& out, const S& store) {
     if (!l.metered.empty()) write_prometheus(out, std::span<const metrics_snapshot>(l.metered));
     if (!l.breakers.empty()) write_prometheus(out, std::span<const breaker_snapshot>(l.breakers));
     if (!l.hedges.empty()) write_prometheus(out, std::span<const hedge_snapshot>(l.hedges));
+    if (!l.tiers.empty()) write_prometheus(out, std::span<const tiered_snapshot>(l.tiers));
 }
 
 } // namespace cachestore
