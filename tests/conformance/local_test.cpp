@@ -142,8 +142,42 @@ struct layered_posix_fixture {
     }
 };
 
-using conformance_fixtures =
-    std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture, layered_posix_fixture>;
+// The same suite through a tiered store (docs/tiered.md): every answer the
+// caller relies on is the far tier's or the same, whichever tier serves it.
+struct tiered_memory_fixture {
+    static constexpr const char* name = "tiered<memory, memory>";
+    static constexpr bool plain_origin = false;
+    cachestore::tiered<cachestore::memory_store, cachestore::memory_store> s{std::piecewise_construct, std::tuple<>{},
+                                                                              std::tuple<>{}};
+    cachestore::result<> ready() const { return {}; }
+    bool atomic_commit() const { return true; }
+    auto& store() { return s; }
+};
+
+/// The near tier a bounded POSIX store evicting as the suite writes (as
+/// posix_bounded_fixture), the far tier a memory store.
+struct tiered_posix_fixture {
+    static constexpr const char* name = "tiered<posix bounded, memory>";
+    static constexpr bool plain_origin = false;
+    posix_bounded_fixture near;
+    cachestore::memory_store far;
+    std::optional<cachestore::tiered<cachestore::posix_store&, cachestore::memory_store&>> s;
+    tiered_posix_fixture() {
+        if (near.s) s.emplace(*near.s, far);
+    }
+    ~tiered_posix_fixture() { s.reset(); } // promotions end before the tiers go
+    tiered_posix_fixture(const tiered_posix_fixture&) = delete;
+    tiered_posix_fixture& operator=(const tiered_posix_fixture&) = delete;
+    cachestore::result<> ready() const { return near.ready(); }
+    bool atomic_commit() const { return true; }
+    auto& store() {
+        if (!s) throw std::logic_error("tiered_posix_fixture: store() without a successful ready()");
+        return *s;
+    }
+};
+
+using conformance_fixtures = std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture,
+                                        layered_posix_fixture, tiered_memory_fixture, tiered_posix_fixture>;
 
 #include "conformance.hpp"
 #include "read_range_cases.hpp"

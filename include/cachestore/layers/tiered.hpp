@@ -49,8 +49,12 @@ struct counted_sink {
     std::int64_t delivered = 0;
     bool refused = false;
     std::vector<std::byte>* copy = nullptr; ///< a promotion's copy of the bytes, when one is kept
+    std::size_t keep = 0;                   ///< at most this many (reserved with the first bytes)
     bool operator()(std::span<const std::byte> b) {
-        if (copy != nullptr && b.size() <= copy->capacity() - copy->size()) copy->insert(copy->end(), b.begin(), b.end());
+        if (copy != nullptr && b.size() <= keep - copy->size()) {
+            if (copy->empty()) copy->reserve(keep);
+            copy->insert(copy->end(), b.begin(), b.end());
+        }
         if (!sink(b)) {
             refused = true;
             return false;
@@ -112,8 +116,11 @@ public:
         const std::int64_t done = counted.delivered;
         detail::promotions::ticket promo;
         std::vector<std::byte> copy;
-        if (near_missed) promo = b.plan(key, off, n, copy);
-        counted.copy = promo && off == 0 ? &copy : nullptr;
+        if (near_missed) promo = b.plan(key, off);
+        if (promo && off == 0) {
+            counted.copy = &copy;
+            counted.keep = static_cast<std::size_t>(n); // <= chunk_size, which the budget admitted
+        }
         auto r = b.far.get_chunk(ctx, key, off + done, n - done, counted);
         if (r && promo) b.promote(std::move(promo), key, off == 0 ? std::move(copy) : std::vector<std::byte>{});
         return b.far_answer(store_op::get_chunk, r);
@@ -136,7 +143,7 @@ public:
         }
         detail::promotions::ticket promo;
         std::vector<std::byte> copy;
-        if (near_missed) promo = b.plan(key, off, static_cast<std::int64_t>(out.size()), copy);
+        if (near_missed) promo = b.plan(key, off);
         auto r = cachestore::get_chunk(b.far, ctx, key, off, out);
         if (r && promo) {
             if (off == 0) copy.assign(out.begin(), out.end()); // the one copy a promotion costs
@@ -153,12 +160,13 @@ public:
         body& b = *b_;
         if constexpr (source_function<std::remove_cvref_t<Src>>) {
             // A stream is read once: the far tier's put reads it through a copy for the near tier.
+            // The copy grows as the bytes arrive (never reserved from `size`,
+            // which a failing source may never deliver).
             std::vector<std::byte> copy;
             const bool keep = size > 0 && size <= key.chunk_size && b.near_open_for_puts();
-            if (keep) copy.reserve(static_cast<std::size_t>(size));
             auto tee = [&](std::span<std::byte> buf) -> result<std::size_t> {
                 result<std::size_t> got = src(buf);
-                if (keep && got && *got <= buf.size() && *got <= copy.capacity() - copy.size())
+                if (keep && got && *got <= buf.size() && *got <= static_cast<std::size_t>(size) - copy.size())
                     copy.insert(copy.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*got));
                 return got;
             };
@@ -271,9 +279,8 @@ private:
             return r;
         }
 
-        /// A promotion of the chunk a far read of [off, off+n) is about to
-        /// serve; `copy` is made ready to keep the bytes when off is 0.
-        detail::promotions::ticket plan(const chunk_key& key, std::int64_t off, std::int64_t n, std::vector<std::byte>& copy) {
+        /// A promotion of the chunk a far read from `off` is about to serve.
+        detail::promotions::ticket plan(const chunk_key& key, std::int64_t off) {
             if (opt.promotion_queue_bytes == 0 || (off != 0 && !opt.promote_partial_reads)) return {};
             auto path = storage_path(key);
             if (!path || near_health.state() == breaker_state::open) {
@@ -282,7 +289,6 @@ private:
             }
             auto t = promos.plan(*path, static_cast<std::size_t>(key.chunk_size));
             if (!t) ++c.promotions_skipped;
-            else if (off == 0) copy.reserve(static_cast<std::size_t>(n));
             return t;
         }
 
