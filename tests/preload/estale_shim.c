@@ -1,7 +1,7 @@
 /* estale_shim.c - an LD_PRELOAD test helper (not a dependency of the library)
  * that makes file-system calls on chosen paths fail with ESTALE, the error an
  * NFS client gets when another client removed the file or directory that a
- * handle refers to.
+ * handle refers to (or with another errno: EIO, ENOSPC, for a sick or full disk).
  *
  * The test binary configures it at run time through exported functions, found
  * with dlsym(RTLD_DEFAULT, ...) (absent when the shim is not preloaded):
@@ -18,9 +18,13 @@
  *                    from a matching path
  *            pread   pread of a descriptor opened from a matching path
  *            unlink  unlinkat of a matching path
+ *            write   write to a descriptor opened from a matching path
  *   count  how many calls fail before the shim disarms itself (< 0: no limit)
  *
  *   int estale_shim_hits(void);  calls failed since the last configure
+ *   void estale_shim_set_errno(int e);
+ *          the errno failed calls set from now on (ESTALE until called):
+ *          EIO or ENOSPC make the same paths a sick or full local disk
  *
  * With ESTALE_SHIM_NO_OPENAT2=1 in the environment, openat2 fails with ENOSYS
  * (as on kernels before 5.6), so the store's fallback path runs.
@@ -49,7 +53,7 @@
 #define SHIM_EXPORT __attribute__((visibility("default")))
 #define MAX_FDS 4096
 
-enum { OP_OPEN = 1, OP_FSTAT = 2, OP_PREAD = 4, OP_UNLINK = 8 };
+enum { OP_OPEN = 1, OP_FSTAT = 2, OP_PREAD = 4, OP_UNLINK = 8, OP_WRITE = 16 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char match_buf[1024];
@@ -58,6 +62,7 @@ static int budget;             /* failures left; < 0: unlimited */
 static int hits;
 static char* fd_path[MAX_FDS]; /* the path each open descriptor was opened by, when known */
 static int no_openat2;
+static int fail_errno = ESTALE;
 
 __attribute__((constructor)) static void read_env(void) {
     const char* v = getenv("ESTALE_SHIM_NO_OPENAT2");
@@ -75,9 +80,16 @@ SHIM_EXPORT void estale_shim_configure(const char* match, const char* ops, int c
         if (strstr(ops, "fstat") != NULL) armed_ops |= OP_FSTAT;
         if (strstr(ops, "pread") != NULL) armed_ops |= OP_PREAD;
         if (strstr(ops, "unlink") != NULL) armed_ops |= OP_UNLINK;
+        if (strstr(ops, "write") != NULL) armed_ops |= OP_WRITE;
     }
     budget = count;
     hits = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+SHIM_EXPORT void estale_shim_set_errno(int e) {
+    pthread_mutex_lock(&lock);
+    fail_errno = e;
     pthread_mutex_unlock(&lock);
 }
 
@@ -153,7 +165,10 @@ static void remember(int fd, const char* path) {
     })
 
 static int fail_estale(void) {
-    errno = ESTALE;
+    pthread_mutex_lock(&lock);
+    const int e = fail_errno;
+    pthread_mutex_unlock(&lock);
+    errno = e;
     return -1;
 }
 
@@ -240,6 +255,11 @@ SHIM_EXPORT ssize_t pread(int fd, void* buf, size_t n, off_t at) {
 SHIM_EXPORT ssize_t pread64(int fd, void* buf, size_t n, off64_t at) {
     if (fd_matches(fd) && take(OP_PREAD)) return fail_estale();
     return NEXT(pread64)(fd, buf, n, at);
+}
+
+SHIM_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
+    if (fd_matches(fd) && take(OP_WRITE)) return fail_estale();
+    return NEXT(write)(fd, buf, n);
 }
 
 /* syscall(SYS_openat2, dirfd, path, how, size): the store calls openat2
