@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -209,4 +210,58 @@ TEST_CASE("breaker over S3: refused connections open it", "[layers][breaker][fau
     for (int i = 0; i < 100; ++i) CHECK(get_chunk(b, {}, key, 0, out).error().code == errc::unavailable);
     CHECK(b.inner().connections_created() == created);
     CHECK(b.snapshot().rejected == 100);
+}
+
+// A tiered store (docs/tiered.md) whose far tier is the S3 driver behind the
+// fault server: the far tier's failures reach a caller only when the near tier
+// cannot answer, and a put the far tier refused leaves the near tier empty.
+TEST_CASE("tiered over S3: a far tier answering 503 fails no read the near tier serves, and no put reaches the near tier",
+          "[layers][tiered][fault]") {
+    control("POST", "/_fault/reset");
+    const auto data = pattern(std::size_t{128} * 1024);
+    const chunk_key other{"layers", "origin", "object", "\"etag\"", 1 << 20, 1};
+    tiered<memory_store, s3::store> t(std::piecewise_construct, std::tuple<>{}, std::forward_as_tuple(make_store(server().port())));
+    REQUIRE(t.put_chunk({}, key, static_cast<std::int64_t>(data.size()), std::span<const std::byte>(data)));
+    REQUIRE(t.near().stat({}, key)); // both tiers
+    control("POST", "/_fault/script",
+            json::array({{{"method", "*"}, {"count", "always"}, {"action", "status"}, {"status", 503}, {"code", "SlowDown"}}})
+                .dump());
+    control("POST", "/_fault/clearlog");
+    std::vector<std::byte> out(data.size());
+    REQUIRE(get_chunk(t, {}, key, 0, out));
+    CHECK(out == data);
+    REQUIRE(t.stat({}, key));
+    CHECK(log().empty()); // near hits: the far tier was never asked
+    // What only the far tier could answer fails with its error class.
+    CHECK(get_chunk(t, {}, other, 0, out).error().code == errc::transient);
+    auto put = t.put_chunk({}, other, static_cast<std::int64_t>(data.size()), std::span<const std::byte>(data));
+    REQUIRE_FALSE(put);
+    CHECK(put.error().code == errc::transient);
+    CHECK(t.near().stat({}, other).error().code == errc::not_found); // nothing the far tier did not take
+    const auto s = t.snapshot();
+    CHECK(s.get_hits[static_cast<int>(tier::near)] == 1);
+    CHECK(s.near_put_failures == 0);
+    CHECK(s.promotions_done == 0);
+}
+
+TEST_CASE("tiered over S3: a far read cut mid-body is retried by the driver; the promoted copy is exact",
+          "[layers][tiered][fault]") {
+    control("POST", "/_fault/reset");
+    const auto data = pattern(std::size_t{512} * 1024);
+    memory_store near;
+    tiered<memory_store&, s3::store> t(near, make_store(server().port()));
+    REQUIRE(t.far().put_chunk({}, key, static_cast<std::int64_t>(data.size()), std::span<const std::byte>(data)));
+    control("POST", "/_fault/script",
+            json::array({{{"method", "GET"}, {"count", "once"}, {"action", "reset_mid_body"}, {"after", 100000}}}).dump());
+    std::vector<std::byte> out;
+    REQUIRE(t.get_chunk({}, key, 0, static_cast<std::int64_t>(data.size()), [&](std::span<const std::byte> b) {
+        out.insert(out.end(), b.begin(), b.end());
+        return true;
+    }));
+    CHECK(out == data); // each byte once, in order, across the driver's resumed transfer
+    for (int i = 0; i < 500 && t.snapshot().promotions_done == 0; ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(t.snapshot().promotions_done == 1);
+    std::vector<std::byte> promoted(data.size());
+    REQUIRE(get_chunk(near, {}, key, 0, promoted));
+    CHECK(promoted == data);
 }
