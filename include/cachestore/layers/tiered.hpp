@@ -171,6 +171,17 @@ public:
                 return got;
             };
             auto r = b.far.put_chunk(ctx, key, size, tee);
+            if (keep && !r && r.error().code == errc::commit_lost && copy.empty()) {
+                // The far tier had the chunk before reading the stream (drivers
+                // stat first): the stream holds the same bytes, read them for the near tier.
+                std::byte scratch[16 * 1024];
+                auto pulled = detail::pump_exact(ctx, "put_chunk", {}, src, size, scratch,
+                                                 [&](std::span<const std::byte> x) -> result<> {
+                                                     copy.insert(copy.end(), x.begin(), x.end());
+                                                     return {};
+                                                 });
+                if (!pulled) copy.clear();
+            }
             if (keep && copy.size() == static_cast<std::size_t>(size)) b.put_near(ctx, key, r, std::span<const std::byte>(copy));
             return r;
         } else {

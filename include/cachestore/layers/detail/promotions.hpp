@@ -7,9 +7,10 @@
 // read knows whether to keep a copy), then runs on a promotion thread. Its
 // chunk stays "pending" from plan to end; a second far hit of a pending chunk
 // is not promoted. A removal marks the chunk "removing" first: from then on
-// no promotion of it starts its near put, and the removal waits for one
-// already putting to end before it removes the near copy, so a removed chunk
-// is never left behind in the near tier by a promotion that raced it.
+// no promotion of it starts its near put, one planned before it never does
+// (cancelled), and the removal waits for one already putting to end before it
+// removes the near copy, so a removed chunk is never left behind in the near
+// tier by a promotion that raced it.
 //
 // Everything here belongs to one process (fork_generation.hpp): a child
 // forked from a process using the store gets its own threads and tables.
@@ -33,7 +34,7 @@ namespace cachestore::detail {
 
 class promotions {
 public:
-    enum class phase : std::uint8_t { planned, putting };
+    enum class phase : std::uint8_t { planned, putting, cancelled };
 
     promotions(std::size_t budget_bytes, std::size_t threads) : budget_(budget_bytes), threads_(threads == 0 ? 1 : threads) {}
 
@@ -107,18 +108,22 @@ public:
     }
 
     /// Called by a job before its near put: false when the chunk is being
-    /// removed (the job must not put). While it returns true and until the
-    /// ticket is released, removals of the chunk wait.
+    /// removed, or was removed after the promotion was planned (the job must
+    /// not put). While it returns true and until the ticket is released,
+    /// removals of the chunk wait.
     bool begin_put(const ticket& t) {
         state& s = here();
         const std::lock_guard lk(s.mu);
         if (s.removing.contains(t.path())) return false;
-        s.pending[t.path()] = phase::putting;
+        auto it = s.pending.find(t.path());
+        if (it == s.pending.end() || it->second == phase::cancelled) return false;
+        it->second = phase::putting;
         return true;
     }
 
     /// Marks `path` removing for the guard's life, after waiting for a
-    /// promotion of it that is putting now.
+    /// promotion of it that is putting now, and cancels one planned (its
+    /// bytes were read before the removal: it must not put them after).
     class removal {
     public:
         removal(promotions& p, std::string path) : p_(p), path_(std::move(path)) {
@@ -129,6 +134,7 @@ public:
                 auto it = s.pending.find(path_);
                 return it == s.pending.end() || it->second != phase::putting;
             });
+            if (auto it = s.pending.find(path_); it != s.pending.end()) it->second = phase::cancelled;
         }
         removal(const removal&) = delete;
         removal& operator=(const removal&) = delete;
