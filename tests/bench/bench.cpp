@@ -16,9 +16,10 @@
 // operation fails (timings are never asserted). --only keeps the rows whose
 // "row vs baseline" name contains SUBSTRING, and the measurements named
 // signing, connections, copies, rss, callgrind, hedged, breaker (the last two
-// are the layers' rows, layers_rows.hpp). --setup-only uploads the objects and
-// exits (for running `--cg-child NAME --cg-iters N` by hand under valgrind or
-// perf). The report is Markdown on stdout; progress on stderr.
+// are the layers' rows, layers_rows.hpp); --only tiered keeps the tiered
+// store's rows (tiered_rows.hpp, --target rgw only). --setup-only uploads the
+// objects and exits (for running `--cg-child NAME --cg-iters N` by hand under
+// valgrind or perf). The report is Markdown on stdout; progress on stderr.
 #include <cachestore/cachestore.hpp>
 #include <cachestore/s3.hpp>
 
@@ -1489,6 +1490,8 @@ int callgrind_child(const std::string& what, long iters) {
 
 // The layers' rows (issue 10): metered overhead, hedged tail latency, breaker fail-fast.
 #include "layers_rows.hpp"
+// The tiered store's rows against RGW (issue 20): far hits with promotion, a Zipf workload.
+#include "tiered_rows.hpp"
 
 namespace bench {
 
@@ -1599,6 +1602,7 @@ int run(int argc, char** argv) {
         }
         ratio_rows(f);
         layer_ratio_rows(f);
+        tiered_rows(f);
         if (g_opt.measurements) {
             const bool nginx = f.sv.name == "nginx"; // the rest are client-side and done once, on nginx
             if (nginx) signing_rows(f);

@@ -8,7 +8,8 @@
 #   --smoke      every row for a few iterations (CI); fails only when an
 #                operation fails, never on timings
 #   --rgw        also run the headline rows against Ceph RGW (real SigV4 checks),
-#                over http and over https (target rgw-tls)
+#                over http and over https (target rgw-tls), and over http the
+#                tiered store's rows (tiered_rows.hpp; about 2 minutes more)
 #   --runs N     alternating runs per row (default 7)
 #   --seconds S  time per side per run (default 0.3; split into 4 interleaved slices)
 #
