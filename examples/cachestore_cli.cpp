@@ -9,8 +9,11 @@
 //   cachestore sweep --store file:///DIR?max_bytes=SIZE&min_free=SIZE
 //   cachestore path  KEYFLAGS
 //
-// The driver is chosen at run time from the URL (examples/store_url.hpp); every
-// command is a template over cachestore::CacheStore, instantiated per driver.
+// The driver is chosen at run time from the URL (examples/store_url.hpp): mem:,
+// file:///DIR, s3://BUCKET/PREFIX, or tiered:NEAR|FAR for one of them in front
+// of another (cachestore::tiered). Every command is a template over
+// cachestore::CacheStore, instantiated per driver and tiered pair. du and
+// sweep work on a POSIX store, or on the POSIX near tier of a tiered one.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,6 +70,12 @@ constexpr std::string_view store_help =
     "                             when the self-test proves the server enforces it)\n"
     "    config=FILE              a JSON config file (docs/s3.md), at most 1 MiB; the URL's\n"
     "                             bucket, prefix and parameters override its values\n"
+    "  tiered:NEAR|FAR            the store NEAR in front of the store FAR (cachestore::tiered):\n"
+    "                             reads try NEAR first and promote FAR's hits into it; puts\n"
+    "                             commit to FAR, then NEAR. NEAR is mem: or file://..., FAR is\n"
+    "                             file://... or s3://..., each with its own PARAMS; write a '|'\n"
+    "                             inside either as %7C, and quote the whole URL in a shell:\n"
+    "                             'tiered:file:///var/cache/chunks?max_bytes=10G|s3://bucket/prefix'\n"
     "  A parameter that is unknown, given twice or empty is a usage error (exit 2). S3\n"
     "  credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN,\n"
     "  the shared credentials file, or the config file; never from the URL.\n";
@@ -464,7 +473,13 @@ int cmd_selftest(int argc, char** argv, common& c, const std::stop_token& stop) 
     const double secs = ex::seconds_since(t0);
     json j = {{"store", std::string(ex::driver_name(*spec))}, {"description", ex::describe(*spec)},
               {"atomic_commit", store.atomic_commit()}, {"seconds", secs}};
+    const auto* tiers = std::get_if<ex::tiered_spec>(&*spec);
+    if (tiers != nullptr) {
+        j["near"] = std::string(ex::driver_name(tiers->near));
+        j["far"] = std::string(ex::driver_name(tiers->far));
+    }
     std::string text = "self-test passed in " + std::to_string(secs).substr(0, 5) + " s: " + ex::describe(*spec) + "\n";
+    if (tiers != nullptr) text += "  both tiers passed; the far tier decides every commit\n";
     if (auto* s3 = store.s3()) {
         const auto rep = s3->last_self_test();
         j["conditional_put_enforced"] = rep.conditional_put_enforced;
@@ -520,10 +535,14 @@ std::string report_text(const std::string& root, const cs::posix_options& o, con
     return t;
 }
 
-/// Opens the file:// store of --store for du or sweep, without its start-up sweep.
+/// Opens the file:// store of --store (or the file:// near tier of a tiered
+/// store: the bounded local one) for du or sweep, without its start-up sweep.
 cs::result<cs::posix_store> open_posix_for(const common& c, const ex::store_spec& spec) {
     const auto* p = std::get_if<ex::posix_spec>(&spec);
-    if (p == nullptr) throw ex::usage_error(c.command + " works on POSIX stores only (--store file:///DIR)");
+    if (const auto* t = std::get_if<ex::tiered_spec>(&spec)) p = std::get_if<ex::posix_spec>(&t->near);
+    if (p == nullptr)
+        throw ex::usage_error(c.command +
+                              " works on POSIX stores only (--store file:///DIR, or a tiered store whose near tier is one)");
     auto opts = p->opts;
     opts.sweep_on_open = false;
     opts.sweep_interval = {};
@@ -537,9 +556,11 @@ int cmd_du_sweep(int argc, char** argv, common& c, const std::stop_token& stop, 
                      sweep ? "One sweep of a POSIX store (--store file:///DIR?max_bytes=SIZE&min_free=SIZE): remove\n"
                              "orphans (temp files of dead puts, probe leftovers, empty directories) and, over a\n"
                              "bound, the least recently used chunks down to low_water x max_bytes. Waits for a\n"
-                             "sweep another process is running on the same root."
+                             "sweep another process is running on the same root. For a tiered store: its near\n"
+                             "tier, when that is a POSIX store."
                            : "What a POSIX store holds (--store file:///DIR): usage, chunk count, the oldest and\n"
-                             "newest use (chunk access times), temp files, free space. Changes nothing.");
+                             "newest use (chunk access times), temp files, free space. Changes nothing. For a\n"
+                             "tiered store: its near tier, when that is a POSIX store.");
     add_common_flags(p, true);
     p.epilog(epilog(true));
     if (!parse_flags(p, argc, argv, c)) return ex::exit_ok; // --help was printed
@@ -605,7 +626,8 @@ int cmd_path(int argc, char** argv, common& c) {
 constexpr std::string_view top_help =
     "usage: cachestore COMMAND [OPTIONS]\n"
     "\n"
-    "A client for cachestore chunk stores (memory, POSIX directory, S3).\n"
+    "A client for cachestore chunk stores (memory, POSIX directory, S3, and tiered: one in\n"
+    "front of another).\n"
     "\n"
     "Commands:\n"
     "  put        commit one chunk from a file or stdin\n"
@@ -613,8 +635,8 @@ constexpr std::string_view top_help =
     "  stat       show a chunk's size and commit time\n"
     "  rm         remove a chunk (absent is fine)\n"
     "  selftest   run the store's boot self-test\n"
-    "  du         usage, chunk count, oldest and newest use of a POSIX store\n"
-    "  sweep      one sweep of a POSIX store: orphans, and LRU eviction over its bound\n"
+    "  du         usage, chunk count, oldest and newest use of a POSIX store (or near tier)\n"
+    "  sweep      one sweep of a POSIX store (or near tier): orphans, LRU eviction over its bound\n"
     "  path       print a key's storage path (no store needed)\n"
     "\n"
     "'cachestore COMMAND --help' describes each command and its flags.\n"

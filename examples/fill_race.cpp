@@ -380,6 +380,7 @@ int run(options& o) {
     switch (o.spec.index()) {
     case 0: how = "memory: insert under a lock"; break;
     case 1: how = "posix: link() of a temp file, EEXIST = commit_lost"; break;
+    case 3: how = "tiered: the far tier's commit decides (" + std::string(ex::driver_name(std::get<ex::tiered_spec>(o.spec).far)) + ")"; break;
     default:
         how = atomic ? "s3: PUT with If-None-Match: * (enforced by the server, proven by self_test)"
                      : "s3: stat-then-put (If-None-Match not in use: writers that race past the HEAD all upload)";
@@ -391,7 +392,7 @@ int run(options& o) {
     const auto t0 = std::chrono::steady_clock::now();
     if (o.processes > 1) {
         ex::store_spec child_spec = o.spec;
-        if (auto* s3 = std::get_if<ex::s3_spec>(&child_spec))
+        if (auto* s3 = ex::s3_part(child_spec))
             s3->cfg.commit = atomic ? cs::s3::commit_mode::if_none_match : cs::s3::commit_mode::stat_then_put;
         store.close(); // no connections inherited by the children
         records = run_processes(o, child_spec, problems);
@@ -504,7 +505,7 @@ int run_main(int argc, char** argv) {
                      "it reports how many writers uploaded identical bytes. Every writer then reads the\n"
                      "chunk back: all must see the same, expected bytes. Exit 1 on any violation.");
     p.section("Options");
-    p.flag("--store", "URL", "mem:, file:///dir or s3://bucket/prefix?... (default: $CACHESTORE_URL)");
+    p.flag("--store", "URL", "mem:, file:///dir, s3://bucket/prefix?... or tiered:NEAR|FAR (one in\nfront of another; cachestore --help describes them; default: $CACHESTORE_URL)");
     p.flag("--threads", "N", "writer threads (per process) (default 8)");
     p.flag("--processes", "P", "fork P processes of N threads each, every one with its own store\n(default 1: threads only; not with mem:)");
     p.flag("--chunks", "C", "chunks per round (default 4; the last one is shorter)");

@@ -261,7 +261,7 @@ int run_main(int argc, char** argv) {
     p.section("Where");
     p.flag("--listen", "HOST:PORT", "the address to serve on (PORT 0: any free port; required)");
     p.flag("--origin", "URL", "the origin bucket: s3://BUCKET?endpoint=...&region=... (as a store URL;\ncredentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; required)");
-    p.flag("--store", "URL", "the cache: mem:, file:///dir?create=1 or s3://bucket/prefix?... (required)");
+    p.flag("--store", "URL", "the cache: mem:, file:///dir?create=1, s3://bucket/prefix?... or\ntiered:NEAR|FAR, one in front of another, e.g.\n'tiered:file:///var/cache/chunks?max_bytes=100G|s3://cache-bucket/chunks'\n(cachestore --help describes them; required)");
     p.flag("--origin-id", "ID", "origin_id of the chunk keys: names this deployment (default range-proxy)");
     p.flag("--metrics-port", "PORT", "serve GET /metrics (Prometheus text) on HOST:PORT (0: any free port)");
     p.section("The engine (docs/fill.md)");

@@ -22,6 +22,7 @@
 #include <cinttypes>
 #include <chrono>
 #include <climits>
+#include <concepts>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -170,6 +171,14 @@ cs::result<bytes> fetch_chunk(S& store, const options& o, const origin_file& ori
         if (!n.first_store_error) n.first_store_error = std::move(*e);
     }
     return out;
+}
+
+/// The counters of the tiered store inside `s` (a stack of layers over it), if it is one.
+template <class S>
+std::optional<cs::tiered_snapshot> tiered_counts(const S& s) {
+    if constexpr (requires { { s.snapshot() } -> std::same_as<cs::tiered_snapshot>; }) return s.snapshot();
+    else if constexpr (requires { s.inner(); }) return tiered_counts(s.inner());
+    else return std::nullopt;
 }
 
 struct outcome {
@@ -396,6 +405,19 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
               {"verify", o.verify},
               {"verified_bytes", res.verified}};
     if (n.first_store_error) j["first_store_error"] = ex::error_json(*n.first_store_error);
+    // A tiered store: which tier answered (promotions run in the background:
+    // those still queued at exit are dropped, and counted by no one).
+    const auto tiers = tiered_counts(store);
+    if (tiers) {
+        j["tiers"] = {{"near_hits", tiers->get_hits[static_cast<int>(cs::tier::near)]},
+                      {"far_hits", tiers->get_hits[static_cast<int>(cs::tier::far)]},
+                      {"promotions_done", tiers->promotions_done},
+                      {"promotions_skipped", tiers->promotions_skipped},
+                      {"promotions_failed", tiers->promotions_failed},
+                      {"near_errors", tiers->near_errors},
+                      {"near_put_failures", tiers->near_put_failures},
+                      {"bypassed", tiers->bypassed}};
+    }
     int code = ex::exit_ok;
     if (res.err) {
         const cs::error& e = *res.err;
@@ -424,6 +446,11 @@ int run(S& store, const options& o, ex::store_holder& holder, const std::stop_to
                  n.hits.load(), n.misses.load(), n.won.load(), n.lost.load(), hit_rate * 100);
     std::fprintf(txt, "  from the store %s, from the origin %s\n", ex::format_bytes(static_cast<double>(n.from_store.load())).c_str(),
                  ex::format_bytes(static_cast<double>(n.from_origin.load())).c_str());
+    if (tiers)
+        std::fprintf(txt, "  tiers: near hits %" PRIu64 ", far hits %" PRIu64 ", promotions %" PRIu64 " done, %" PRIu64
+                          " skipped, %" PRIu64 " failed\n",
+                     tiers->get_hits[static_cast<int>(cs::tier::near)], tiers->get_hits[static_cast<int>(cs::tier::far)],
+                     tiers->promotions_done, tiers->promotions_skipped, tiers->promotions_failed);
     if (n.first_store_error)
         std::fprintf(txt, "  store errors %" PRId64 " (served from the origin instead), the first: %s\n", n.store_errors.load(),
                      n.first_store_error->to_string().c_str());
@@ -448,7 +475,7 @@ int run_main(int argc, char** argv) {
                      "store is bypassed and reported. Prints hits, misses, commits won and lost, bytes\n"
                      "and throughput. Run it twice to see a cold and then a warm cache.");
     p.section("Store and origin");
-    p.flag("--store", "URL", "mem:, file:///dir or s3://bucket/prefix?... (default: $CACHESTORE_URL)");
+    p.flag("--store", "URL", "mem:, file:///dir, s3://bucket/prefix?... or tiered:NEAR|FAR (one in\nfront of another; cachestore --help describes them; default: $CACHESTORE_URL)");
     p.flag("--origin-file", "PATH", "the origin object: a local file (required)");
     p.flag("--origin-latency-ms", "MS", "simulate a remote origin: wait MS before each origin read (default 0)");
     p.flag("--origin-mibps", "RATE", "simulate a remote origin: RATE MiB/s per origin read (default: unlimited)");

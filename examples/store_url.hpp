@@ -4,6 +4,17 @@
 //   mem:                                   memory_store (this process only)
 //   file:///var/cache/chunks[?PARAMS]      posix_store rooted at /var/cache/chunks
 //   s3://BUCKET[/PREFIX][?PARAMS]          s3::store
+//   tiered:NEAR|FAR                        cachestore::tiered<Near, Far>: the store NEAR in
+//                                          front of the store FAR (docs/operations.md)
+//
+// A tiered URL is "tiered:", the near tier's URL, '|', the far tier's URL:
+//   tiered:file:///var/cache/chunks?max_bytes=10G|s3://bucket/prefix?region=eu-west-1
+// Each tier is one of the URLs above, with its own parameters; a '|' inside
+// a tier's URL is written %7C (a '|' outside a tiered URL is refused too). The near
+// tier is local, mem: or file://; the far tier is shared, file:// or s3://
+// (the pairs store_holder holds: tiered_stores below). A tiered store is not a
+// tier, and the two tiers of one are not the same directory. Errors in a tier start "near tier: " or "far tier: ". Quote the URL
+// in a shell: '|' and '&' are shell syntax.
 //
 // S3 parameters (all optional; percent-decode as usual, '+' is a literal '+'):
 //   endpoint=URL         e.g. http%3A%2F%2F127.0.0.1%3A7480 (else AWS_ENDPOINT_URL_S3 /
@@ -36,7 +47,8 @@
 //   int rc = store.visit([&]<cachestore::CacheStore S>(S& s) { return work(s); });
 //
 // The work is a template over the concept; std::visit picks the driver once,
-// at the top, and every call inside is direct.
+// at the top, and every call inside is direct. Each driver the holder can hold
+// instantiates the work once more (the tiered pairs included: keep that list short).
 #pragma once
 
 #include <fcntl.h>
@@ -53,6 +65,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -61,6 +74,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "cachestore/layers/tiered.hpp"
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
 #include "cachestore/s3.hpp"
@@ -84,9 +98,67 @@ struct s3_spec {
     std::string config_file; ///< the JSON file it came from, if any (for messages)
 };
 
+/// One store that is not tiered: what each tier of a tiered URL names.
+using tier_spec = std::variant<memory_spec, posix_spec, s3_spec>;
+
+/// `tiered:NEAR|FAR`: the near tier in front of the far tier.
+struct tiered_spec {
+    tier_spec near;
+    tier_spec far;
+};
+
 /// What a store URL names. Holds no open resource: it can be copied, and a
 /// forked child can open its own store from it.
-using store_spec = std::variant<memory_spec, posix_spec, s3_spec>;
+using store_spec = std::variant<memory_spec, posix_spec, s3_spec, tiered_spec>;
+
+/// The tiered stores a store_holder can hold, and so the tier pairs a tiered
+/// URL may name: a local near tier (mem: or file://) in front of a shared far
+/// tier (file://, e.g. on NFS, or s3://):
+///
+///   tiered<posix_store, s3::store>     a bounded local disk in front of S3 (the product)
+///   tiered<posix_store, posix_store>   a local disk in front of a shared filesystem (and the
+///                                      tests of every program without a server)
+///   tiered<memory_store, s3::store>    memory in front of S3 (a host without a cache disk)
+///   tiered<memory_store, posix_store>  memory in front of a disk
+///
+/// Every pair here instantiates each program's work once more (GCC 12 -O2,
+/// per program and pair: 1.5 to 3.5 s of compile time and about 60 MB of
+/// compiler memory), so the list holds the useful pairs only (drop one here
+/// and the parser refuses it): S3 is never the near tier (the near tier is the local one), and mem:
+/// never the far tier (the far tier is the one the processes share; a memory
+/// store dies with its process).
+using tiered_stores = std::tuple<tiered<posix_store, s3::store>, tiered<posix_store, posix_store>,
+                                 tiered<memory_store, s3::store>, tiered<memory_store, posix_store>>;
+
+/// The store a spec opens.
+template <class Spec>
+struct store_for;
+template <>
+struct store_for<memory_spec> {
+    using type = memory_store;
+};
+template <>
+struct store_for<posix_spec> {
+    using type = posix_store;
+};
+template <>
+struct store_for<s3_spec> {
+    using type = s3::store;
+};
+template <class Spec>
+using store_for_t = typename store_for<Spec>::type;
+
+namespace url_detail {
+template <class T, class Tuple>
+struct tuple_has;
+template <class T, class... Ts>
+struct tuple_has<T, std::tuple<Ts...>> : std::bool_constant<(std::is_same_v<T, Ts> || ...)> {};
+} // namespace url_detail
+
+/// Whether a store_holder holds `tiered<store_for_t<NearSpec>, store_for_t<FarSpec>>`.
+template <class NearSpec, class FarSpec>
+inline constexpr bool tiered_supported =
+    url_detail::tuple_has<tiered<store_for_t<NearSpec>, store_for_t<FarSpec>>, tiered_stores>::value;
 
 namespace url_detail {
 
@@ -413,22 +485,17 @@ template <class Take>
     return spec;
 }
 
-} // namespace url_detail
+/// The URL forms, for messages.
+inline constexpr std::string_view url_forms = "mem:, file:///path, s3://bucket/prefix or tiered:NEAR|FAR";
 
-/// Parses a store URL into the configuration of one driver. For s3 URLs it
-/// also resolves the environment (endpoint, region, credentials) and reads the
-/// config file, and validates the result. A malformed URL is
-/// `invalid_argument`; a well-formed one that cannot work (no credentials, a
-/// bad endpoint, an unreadable config file) is `misconfigured`. No message
-/// contains a secret or the URL's user info.
-[[nodiscard]] inline result<store_spec> parse_store_url(std::string_view url,
-                                                        const s3::env_source& env = s3::env_source(s3::process_env)) {
-    using namespace url_detail;
-    if (url.empty())
-        return bad_url("no store URL given: use mem:, file:///path or s3://bucket/prefix (flag --store or CACHESTORE_URL)");
+/// One store URL that is not tiered (parse_store_url's work on mem:, file: and s3: URLs).
+[[nodiscard]] inline result<tier_spec> parse_tier_url(std::string_view url, const s3::env_source& env) {
     if (url.find('\0') != std::string_view::npos) return bad_url("the store URL contains a NUL byte");
+    if (url.find('|') != std::string_view::npos)
+        return bad_url("a '|' joins the two tiers of a tiered store URL, tiered:NEAR|FAR; inside a URL, write it "
+                       "as %7C");
     const std::string low = lower(url.substr(0, std::min<std::size_t>(url.size(), 8)));
-    if (low == "mem:" || low == "mem://" || low == "memory:") return store_spec{memory_spec{}};
+    if (low == "mem:" || low == "mem://" || low == "memory:") return tier_spec{memory_spec{}};
     if (low.starts_with("mem:") || low.starts_with("memory:"))
         return bad_url("a memory store URL is just mem: (nothing after it)");
     if (url.starts_with("/") || url.starts_with("."))
@@ -454,15 +521,96 @@ template <class Take>
         posix_spec spec{std::move(*path), {}};
         if (auto q = parse_file_query(part(u.get(), CURLUPART_QUERY).value_or(""), spec.opts); !q)
             return std::unexpected(std::move(q.error()));
-        return store_spec{std::move(spec)};
+        return tier_spec{std::move(spec)};
     }
     if (scheme == "s3") {
         auto spec = parse_s3(s, u.get(), env);
         if (!spec) return std::unexpected(std::move(spec.error()));
-        return store_spec{std::move(*spec)};
+        return tier_spec{std::move(*spec)};
     }
-    return bad_url("unsupported store URL scheme " + s3::detail::quote(scheme) +
-                   ": use mem:, file:///path or s3://bucket/prefix");
+    return bad_url("unsupported store URL scheme " + s3::detail::quote(scheme) + ": use " + std::string(url_forms));
+}
+
+inline constexpr std::string_view unsupported_tiers =
+    "this pair of tiers is not supported: the near tier is mem: or file://, the far tier file:// or s3://";
+
+/// `e` with its message starting "near tier: " or "far tier: ".
+[[nodiscard]] inline error in_tier(std::string_view tier, error e) {
+    e.message = std::string(tier) + " tier: " + e.message;
+    return e;
+}
+
+/// A posix root without its trailing slashes ("/" stays "/"), to compare two roots.
+[[nodiscard]] inline std::string_view root_of(std::string_view root) noexcept {
+    while (root.size() > 1 && root.ends_with('/')) root.remove_suffix(1);
+    return root;
+}
+
+/// `rest` is what follows "tiered:": NEAR|FAR.
+[[nodiscard]] inline result<tiered_spec> parse_tiered(std::string_view rest, const s3::env_source& env) {
+    static constexpr std::string_view form =
+        "tiered:NEAR|FAR, e.g. tiered:file:///var/cache/chunks?max_bytes=10G|s3://bucket/prefix";
+    const std::size_t bar = rest.find('|');
+    if (bar == std::string_view::npos)
+        return bad_url("a tiered store URL names two stores joined by '|': " + std::string(form) + " (no '|' found)");
+    const std::string_view near = rest.substr(0, bar), far = rest.substr(bar + 1);
+    if (near.empty()) return bad_url("the near tier of the tiered store URL is empty: " + std::string(form));
+    if (far.empty()) return bad_url("the far tier of the tiered store URL is empty: " + std::string(form));
+    auto nested = [](std::string_view side) { return lower(side.substr(0, std::min<std::size_t>(side.size(), 7))) == "tiered:"; };
+    for (const auto& [name, side] : {std::pair{"near", near}, std::pair{"far", far}})
+        if (nested(side))
+            return std::unexpected(in_tier(name, bad_url("a tiered store cannot be a tier of another tiered store").error()));
+    if (far.find('|') != std::string_view::npos)
+        return bad_url("a tiered store URL has exactly two tiers, one '|' between them: " + std::string(form) +
+                       " (inside a tier's URL, write a '|' as %7C)");
+    // Refused before it is parsed: an s3 URL's parse reads the environment and its config file.
+    if (lower(near.substr(0, std::min<std::size_t>(near.size(), 3))) == "s3:")
+        return std::unexpected(in_tier("near", bad_url("an s3 store cannot be the near tier: the near tier is the local "
+                                                       "one, mem: or file:///path (s3:// goes after the '|')")
+                                                   .error()));
+    auto n = parse_tier_url(near, env);
+    if (!n) return std::unexpected(in_tier("near", std::move(n.error())));
+    auto f = parse_tier_url(far, env);
+    if (!f) return std::unexpected(in_tier("far", std::move(f.error())));
+    if (std::holds_alternative<memory_spec>(*f))
+        return std::unexpected(in_tier("far", bad_url("a memory store cannot be the far tier: the far tier is the one "
+                                                      "processes share, file:///path or s3://bucket (mem: may be the "
+                                                      "near tier)")
+                                                  .error()));
+    const bool supported =
+        std::visit([]<class N, class F>(const N&, const F&) { return tiered_supported<N, F>; }, *n, *f);
+    if (!supported) return bad_url(std::string(unsupported_tiers));
+    const auto* pn = std::get_if<posix_spec>(&*n);
+    const auto* pf = std::get_if<posix_spec>(&*f);
+    if (pn != nullptr && pf != nullptr && root_of(pn->root) == root_of(pf->root))
+        return bad_url("the near and far tiers are the same directory " + pn->root + ": give each tier its own");
+    return tiered_spec{std::move(*n), std::move(*f)};
+}
+
+} // namespace url_detail
+
+/// Parses a store URL into the configuration of one driver (or, for a
+/// tiered URL, of its two tiers). For s3 URLs it also resolves the
+/// environment (endpoint, region, credentials) and reads the config file, and
+/// validates the result. A malformed URL is `invalid_argument`; a well-formed
+/// one that cannot work (no credentials, a bad endpoint, an unreadable config
+/// file) is `misconfigured`. An error in a tier of a tiered URL says which
+/// ("near tier: ...", "far tier: ..."). No message contains a secret or the
+/// URL's user info.
+[[nodiscard]] inline result<store_spec> parse_store_url(std::string_view url,
+                                                        const s3::env_source& env = s3::env_source(s3::process_env)) {
+    using namespace url_detail;
+    if (url.empty())
+        return bad_url("no store URL given: use " + std::string(url_forms) + " (flag --store or CACHESTORE_URL)");
+    if (url.find('\0') != std::string_view::npos) return bad_url("the store URL contains a NUL byte");
+    if (lower(url.substr(0, std::min<std::size_t>(url.size(), 7))) == "tiered:") {
+        auto t = parse_tiered(url.substr(7), env);
+        if (!t) return std::unexpected(std::move(t.error()));
+        return store_spec{std::move(*t)};
+    }
+    auto one = parse_tier_url(url, env);
+    if (!one) return std::unexpected(std::move(one.error()));
+    return std::visit([](auto& s) { return store_spec{std::move(s)}; }, *one);
 }
 
 /// An error of posix_store::open in the URL's terms: the library's message
@@ -491,25 +639,85 @@ template <class Take>
             if (!s.config_file.empty()) d += " config_file=" + s.config_file;
             return d;
         }
+        std::string operator()(const tiered_spec& t) const {
+            return "tiered store: near tier " + std::visit(*this, t.near) + "; far tier " + std::visit(*this, t.far);
+        }
     };
     return std::visit(v{}, spec);
 }
 
-/// The driver's short name: "memory", "posix" or "s3".
+/// The driver's short name: "memory", "posix", "s3" or "tiered".
 [[nodiscard]] inline std::string_view driver_name(const store_spec& spec) noexcept {
-    static constexpr std::string_view names[] = {"memory", "posix", "s3"};
+    static constexpr std::string_view names[] = {"memory", "posix", "s3", "tiered"};
+    static_assert(std::size(names) == std::variant_size_v<store_spec>);
     return names[spec.index()];
 }
+
+/// A tier's short name: "memory", "posix" or "s3".
+[[nodiscard]] inline std::string_view driver_name(const tier_spec& spec) noexcept {
+    static constexpr std::string_view names[] = {"memory", "posix", "s3"};
+    static_assert(std::size(names) == std::variant_size_v<tier_spec>);
+    return names[spec.index()];
+}
+
+/// The S3 configuration of a spec: the s3 store's, or a tiered store's far tier's; else null.
+[[nodiscard]] inline s3_spec* s3_part(store_spec& spec) noexcept {
+    if (auto* t = std::get_if<tiered_spec>(&spec)) return std::get_if<s3_spec>(&t->far);
+    return std::get_if<s3_spec>(&spec);
+}
+
+/// The options of the tiered stores a store_holder opens: tiered_options'
+/// defaults, with metrics under store="tiered".
+[[nodiscard]] inline tiered_options holder_tiered_options() {
+    tiered_options o;
+    o.name = "tiered";
+    return o;
+}
+
+namespace url_detail {
+
+template <class V, class Tuple>
+struct with_tiered;
+template <class... Vs, class... Ts>
+struct with_tiered<std::variant<Vs...>, std::tuple<Ts...>> {
+    using type = std::variant<Vs..., Ts...>;
+};
+
+/// A memory tier: built in place inside the tiered store (memory_store cannot move).
+struct memory_tier {};
+
+/// One tier, opened: a store to move into the tiered store (or memory_tier).
+[[nodiscard]] inline result<memory_tier> open_tier(const memory_spec&) { return memory_tier{}; }
+[[nodiscard]] inline result<posix_store> open_tier(const posix_spec& p) {
+    auto s = posix_store::open(p.root, p.opts);
+    if (!s) return std::unexpected(in_url_terms(std::move(s.error()), p));
+    return s;
+}
+[[nodiscard]] inline result<s3::store> open_tier(const s3_spec& p) { return s3::store::create(p.cfg); }
+
+/// The arguments that build an opened tier inside the tiered store.
+[[nodiscard]] inline std::tuple<> tier_args(memory_tier&) noexcept { return {}; }
+template <class S>
+[[nodiscard]] std::tuple<S&&> tier_args(S& s) noexcept {
+    return std::forward_as_tuple(std::move(s));
+}
+
+} // namespace url_detail
 
 /// Holds one open driver in place. Not copyable or movable (memory_store
 /// holds a mutex), so declare it where it is used and open() it there.
 class store_holder {
 public:
+    /// What it can hold: nothing, each driver, and the tiered_stores.
+    using stores = url_detail::with_tiered<std::variant<std::monostate, memory_store, posix_store, s3::store>,
+                                           tiered_stores>::type;
+
     store_holder() = default;
     store_holder(const store_holder&) = delete;
     store_holder& operator=(const store_holder&) = delete;
 
-    /// Opens the driver `spec` names, replacing any open one.
+    /// Opens the driver `spec` names, replacing any open one. A tiered spec
+    /// opens the near tier, then the far tier; an error says which failed.
     result<> open(const store_spec& spec) {
         close();
         struct opener {
@@ -519,16 +727,20 @@ public:
                 return {};
             }
             result<> operator()(const posix_spec& p) const {
-                auto s = posix_store::open(p.root, p.opts);
-                if (!s) return std::unexpected(in_url_terms(std::move(s.error()), p));
+                auto s = url_detail::open_tier(p);
+                if (!s) return std::unexpected(std::move(s.error()));
                 h.v_.emplace<posix_store>(std::move(*s));
                 return {};
             }
             result<> operator()(const s3_spec& p) const {
-                auto s = s3::store::create(p.cfg);
+                auto s = url_detail::open_tier(p);
                 if (!s) return std::unexpected(std::move(s.error()));
                 h.v_.emplace<s3::store>(std::move(*s));
                 return {};
+            }
+            result<> operator()(const tiered_spec& t) const {
+                return std::visit([this]<class N, class F>(const N& near, const F& far) { return h.open_tiered(near, far); },
+                                  t.near, t.far);
             }
         };
         return std::visit(opener{*this}, spec);
@@ -546,22 +758,24 @@ public:
 
     /// Whether racing writers of one chunk get exactly one winner: always for
     /// memory and POSIX; for S3 once If-None-Match commits are on (configured,
-    /// or proven by self_test in auto mode).
+    /// or proven by self_test in auto mode). A tiered store: as its far tier,
+    /// which decides every commit.
     [[nodiscard]] bool atomic_commit() const noexcept {
-        if (const auto* s = std::get_if<s3::store>(&v_)) return s->conditional_commit();
+        if (const auto* s = s3_in(v_)) return s->conditional_commit();
         return is_open();
     }
 
     /// The POSIX driver, when that is what is open (for du and sweep).
     [[nodiscard]] posix_store* posix() noexcept { return std::get_if<posix_store>(&v_); }
 
-    /// The S3 driver, when that is what is open (for S3-only details).
-    [[nodiscard]] s3::store* s3() noexcept { return std::get_if<s3::store>(&v_); }
+    /// The S3 driver, when that is what is open or is the far tier of the
+    /// tiered store that is (for S3-only details).
+    [[nodiscard]] s3::store* s3() noexcept { return s3_in(v_); }
 
     /// Calls `f(driver&)` with the open driver's concrete type. `f` is
     /// typically a generic lambda or a function template over
-    /// cachestore::CacheStore; it is instantiated once per driver, and the
-    /// choice is made here, once. Precondition: is_open().
+    /// cachestore::CacheStore; it is instantiated once per driver (and per
+    /// tiered pair), and the choice is made here, once. Precondition: is_open().
     template <class F>
     decltype(auto) visit(F&& f) {
         using R = std::invoke_result_t<F&, memory_store&>;
@@ -579,7 +793,43 @@ public:
     }
 
 private:
-    std::variant<std::monostate, memory_store, posix_store, s3::store> v_;
+    /// The S3 store in `v` (stores or const stores): the open one, or the far
+    /// tier of the open tiered one. With get_if only: nothing here can throw.
+    template <class V, class P = std::conditional_t<std::is_const_v<V>, const s3::store*, s3::store*>>
+    static P s3_in(V& v) noexcept {
+        if (auto* s = std::get_if<s3::store>(&v)) return s;
+        return far_s3<V, P>(v, static_cast<tiered_stores*>(nullptr));
+    }
+    template <class V, class P, class... T>
+    static P far_s3(V& v, std::tuple<T...>* /*the tiered types*/) noexcept {
+        P found = nullptr;
+        (
+            [&]() noexcept {
+                if constexpr (std::is_same_v<typename T::far_type, s3::store>)
+                    if (auto* t = std::get_if<T>(&v); t != nullptr) found = &t->far();
+            }(),
+            ...);
+        return found;
+    }
+
+    /// Opens both tiers, then builds the tiered store in place.
+    template <class NearSpec, class FarSpec>
+    result<> open_tiered(const NearSpec& near_spec, const FarSpec& far_spec) {
+        if constexpr (!tiered_supported<NearSpec, FarSpec>) {
+            return url_detail::bad_url(std::string(url_detail::unsupported_tiers));
+        } else {
+            auto near = url_detail::open_tier(near_spec);
+            if (!near) return std::unexpected(url_detail::in_tier("near", std::move(near.error())));
+            auto far = url_detail::open_tier(far_spec);
+            if (!far) return std::unexpected(url_detail::in_tier("far", std::move(far.error())));
+            using T = tiered<store_for_t<NearSpec>, store_for_t<FarSpec>>;
+            v_.emplace<T>(std::piecewise_construct, url_detail::tier_args(*near), url_detail::tier_args(*far),
+                          holder_tiered_options());
+            return {};
+        }
+    }
+
+    stores v_;
 };
 
 } // namespace cachestore::examples

@@ -13,9 +13,12 @@ every byte compared with the origin's. Then 32 clients at once on a cold
 object: the origin's request count (the proxy's /metrics) is one HEAD and
 one GET per chunk. An object rewritten under the proxy is served in its new
 version; an unreachable origin is a 502/504 with an S3 error document;
-SIGTERM stops the proxy (exit 143). Without RGW: fails when CI=true,
+SIGTERM stops the proxy (exit 143). Over a tiered store (a near directory
+in front of a prefix of the RGW bucket): a second proxy whose near tier was
+emptied serves the object without an origin GET. Without RGW: fails when CI=true,
 otherwise warns and exits 77. Python standard library only.
 """
+import http.client
 import os
 import random
 import re
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +116,8 @@ def run(exe, rgw, tmp):
     check(rc == 128 + signal.SIGTERM, "SIGTERM stops the proxy with exit 143 (got %d)" % rc)
     check("range_proxy: stopped" in out, "it prints what it did when it stops")
     check(rgw["secret_key"] not in out + err, "the origin's secret key is never printed")
+
+    check_tiered(exe, rgw, tmp, bucket, objects["big"], run_id)
 
     # An origin that refuses connections: a clean error status and document, quickly.
     dead = start_proxy(exe, rgw, "mem:", extra=("--timeout", "5", "--quiet"), endpoint="http://127.0.0.1:9")
@@ -268,6 +274,54 @@ def check_herd(px, bucket, obj):
     check(heads == 1 and gets == chunks,
           "... the origin saw %d HEAD and %d GETs (want 1 and %d: one per chunk)" % (heads, gets, chunks))
     print("herd: 32 clients x %d bytes; origin requests: %d HEAD + %d GET" % (len(body), heads, gets))
+
+
+def fill_commits(px):
+    """The engine's successful commits so far (cachestore_fill_commits_total{...,outcome="ok"})."""
+    c = http.client.HTTPConnection("127.0.0.1", px.metrics_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    m = re.search(r'^cachestore_fill_commits_total\{[^}]*outcome="ok"\} (\d+)$', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def check_tiered(exe, rgw, tmp, bucket, obj, run_id):
+    """--store tiered:file://NEAR|s3://...: a near directory in front of a far prefix in the RGW bucket. A
+    second proxy, its near tier emptied, serves the object from the far tier without a GET to the origin."""
+    key, body = obj
+    path = "/%s/%s" % (bucket, key)
+    near = os.path.join(tmp, "tiered-near")
+    far = "s3://%s/range-proxy-tiered-%s/?endpoint=%s&region=%s" % (
+        bucket, run_id, urllib.parse.quote(rgw["endpoint"], safe=""), rgw["region"])
+    store = "tiered:file://%s?create=1&max_bytes=64M|%s" % (near, far)
+    for round_ in ("cold", "near tier emptied"):
+        px = start_proxy(exe, rgw, store)
+        try:
+            status, _, got = px.request("GET", path)
+            check(status == 200 and got == body, "tiered store, %s: the whole object through the proxy" % round_)
+            status, _, got = px.request("GET", path, {"Range": "bytes=300000-700000"})
+            check(status == 206 and got == body[300000:700001], "tiered store, %s: a range" % round_)
+            gets = px.metric("range_proxy_origin_requests_total", '{method="GET"}')
+            far_hits = px.metric("cachestore_tier_hits_total", '{store="tiered",op="get_chunk",tier="far"}')
+            chunks = (len(body) + CHUNK - 1) // CHUNK
+            if round_ == "cold":
+                check(gets == chunks, "tiered store, cold: one origin GET per chunk (%s of %d)" % (gets, chunks))
+                # The engine commits after it serves: wait for every commit before the proxy stops.
+                commits, deadline = 0, time.monotonic() + 60
+                while commits < chunks and time.monotonic() < deadline:
+                    commits = fill_commits(px)
+                    if commits < chunks:
+                        time.sleep(0.1)
+                check(commits == chunks, "tiered store, cold: every chunk committed (%d of %d)" % (commits, chunks))
+            else:
+                check(gets == 0 and far_hits is not None and far_hits >= chunks,
+                      "tiered store, near tier emptied: no origin GET (%s), the far tier served (%s far hits)"
+                      % (gets, far_hits))
+        finally:
+            rc, out, err = px.stop()
+        check(rc == 128 + signal.SIGTERM, "tiered store, %s: SIGTERM stops the proxy (got %d: %s)" % (round_, rc, err[-300:]))
+        shutil.rmtree(near, ignore_errors=True)
 
 
 def check_changed(px, rgw, tmp, bucket, obj):

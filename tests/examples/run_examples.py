@@ -10,7 +10,9 @@ Usage: run_examples.py MODE CACHESTORE READ_THROUGH FILL_RACE
 Checks outputs and exit codes: usage 2, not found 3, auth 4, commit lost 6,
 misconfigured 7; --help present and accurate (every flag it lists is
 accepted); --json parseable; read_through cold-then-warm hit counts and
---verify; fill_race winner counts; config= files that are not regular files
+--verify; fill_race winner counts; tiered:NEAR|FAR store URLs (each error
+naming its tier; every program over a near directory in front of the mode's
+store, the far tier serving what the near one lost); config= files that are not regular files
 or are over 1 MiB refused at once; every store URL parameter the parser
 accepts listed by --help and docs/operations.md; a missing POSIX root named
 with create=1; a weak ETag refused by put (2); a self-test against an S3
@@ -487,6 +489,140 @@ class Runner:
         self.check(j.get("error", {}).get("code") == "misconfigured" and "/dev/zero" in j.get("error", {}).get("message", ""),
                    "config=/dev/zero as JSON: misconfigured, naming the path", str(j))
 
+    # ---- tiered stores: tiered:NEAR|FAR ----------------------------------------------------------
+
+    def test_tiered_urls(self):
+        """The tiered URL form's errors: each refused with the right exit code and says why (and which tier)."""
+        top = self.run([self.cli, "--help"])[1].decode()
+        self.check("tiered:NEAR|FAR" in top, "cachestore --help describes tiered:NEAR|FAR")
+        for prog in (self.rt, self.fr):
+            self.check("tiered:NEAR|FAR" in self.run([prog, "--help"])[1].decode(),
+                       f"{os.path.basename(prog)} --help names the tiered form")
+        far = "file://" + os.path.join(self.tmp, "tiered-far")
+        cases = [  # (URL, exit code, what the message says)
+            ("tiered:", 2, "no '|' found"),
+            ("tiered:file:///tmp/x", 2, "no '|' found"),
+            ("tiered:|" + far, 2, "the near tier of the tiered store URL is empty"),
+            ("tiered:mem:|", 2, "the far tier of the tiered store URL is empty"),
+            ("tiered:ftp://host/x|" + far, 2, "near tier: unsupported store URL scheme"),
+            ("tiered:mem:|gopher://host/x", 2, "far tier: unsupported store URL scheme"),
+            ("tiered:file:///tmp/x?size=1|" + far, 2, "near tier: unknown parameter"),
+            ("tiered:mem:|file:///tmp/x?create=maybe", 2, "far tier: parameter create takes 1 or 0"),
+            ("tiered:mem:extra|" + far, 2, "near tier: a memory store URL is just mem:"),
+            ("tiered:tiered:mem:|" + far, 2, "near tier: a tiered store cannot be a tier of another"),
+            ("tiered:mem:|tiered:mem:|" + far, 2, "far tier: a tiered store cannot be a tier of another"),
+            ("tiered:mem:|" + far + "|" + far + "2", 2, "exactly two tiers"),
+            ("tiered:s3://bucket/x|" + far, 2, "near tier: an s3 store cannot be the near tier"),
+            ("tiered:" + far + "|mem:", 2, "far tier: a memory store cannot be the far tier"),
+            ("tiered:" + far + "/|" + far, 2, "the same directory"),
+            ("file:///tmp/a|s3://bucket/x", 2, "a '|' joins the two tiers"),
+            ("tiered:mem:|s3://bucket/x?region=a&region=b", 2, "far tier: parameter region is given twice"),
+            ("tiered:mem:|s3://AKIAEXAMPLE:s3cr3tv4lue@bucket/x", 2, "far tier: the s3 URL contains user info"),
+            ("tiered:mem:|" + far + "/missing", 7, "far tier: the root directory"),
+        ]
+        if self.mode == "posix":  # no credentials in this environment
+            cases.append(("tiered:mem:|s3://bucket/x", 7, "far tier: AWS_SHARED_CREDENTIALS_FILE"))
+        for url, rc_want, why in cases:
+            rc, out, err = self.run([self.cli, "stat", "--store", url] + self.key(), env={"CACHESTORE_URL": ""})
+            self.check(rc == rc_want and why in err and "s3cr3tv4lue" not in err,
+                       f"tiered URL {url!r}: exit {rc_want}, says {why!r}", f"got {rc}: {err.strip()}")
+        rc, out, err = self.run([self.cli, "stat", "--json", "--store", "tiered:mem:|ftp://x"] + self.key())
+        j = self.json_of(out, "tiered URL error --json")
+        self.check(rc == 2 and j.get("error", {}).get("message", "").startswith("far tier: "),
+                   "a tier's error as JSON names the tier", str(j))
+        for prog in ([self.rt, "--origin-file", "/dev/null"], [self.fr]):
+            rc, out, err = self.run(prog + ["--store", "tiered:mem:|"])
+            self.check(rc == 2 and "far tier" in err, f"{os.path.basename(prog[0])}: a bad tiered URL is a usage error",
+                       f"got {rc}: {err.strip()}")
+
+    def test_tiered(self):
+        """The programs over tiered:file://NEAR|FAR, FAR being this mode's store (a second directory, or RGW)."""
+        near_root = os.path.join(self.tmp, "tiered-near")
+        near = "file://" + near_root
+        if self.mode == "posix":
+            far_root = os.path.join(self.tmp, "tiered-far")
+            os.mkdir(far_root, 0o700)
+            far = "file://" + far_root
+        else:
+            far = self.store
+        url = f"tiered:{near}?create=1&max_bytes=64M|{far}"
+        t = ["--store", url]
+        data = os.urandom(1000)
+        f = self.file("tiered0.bin", data)
+        self.expect_rc([self.cli, "put"] + t + self.key() + [f], 0, "tiered: put")
+        self.expect_rc([self.cli, "stat", "--store", near] + self.key(), 0, "tiered: put reached the near tier")
+        self.expect_rc([self.cli, "stat", "--store", far] + self.key(), 0, "tiered: put reached the far tier")
+        rc, out, err = self.expect_rc([self.cli, "put", "--json"] + t + self.key() + [f], 6,
+                                      "tiered: put again: commit_lost (the far tier's answer)")
+        rc, out, err = self.expect_rc([self.cli, "get"] + t + self.key(), 0, "tiered: get (a near hit)")
+        self.check(out == data, "tiered: get returns the bytes put")
+        rc, out, err = self.expect_rc([self.cli, "get"] + t + self.key() + ["--offset", "10", "--length", "100"], 0,
+                                      "tiered: get a range")
+        self.check(out == data[10:110], "tiered: a range returns the slice")
+        rc, out, err = self.expect_rc([self.cli, "stat", "--json"] + t + self.key(), 0, "tiered: stat --json")
+        self.check(self.json_of(out, "tiered stat").get("size") == 1000, "tiered: stat size", out.decode(errors="replace"))
+        # Without its near copy the chunk comes from the far tier.
+        self.expect_rc([self.cli, "rm", "--store", near] + self.key(), 0, "tiered: remove the near copy alone")
+        rc, out, err = self.expect_rc([self.cli, "get"] + t + self.key(), 0, "tiered: get without the near copy")
+        self.check(out == data, "tiered: the far tier serves what the near tier lost")
+        self.expect_rc([self.cli, "stat"] + t + self.key(), 0, "tiered: stat without the near copy (far)")
+        rc, out, err = self.expect_rc([self.cli, "selftest", "--json"] + t, 0, "tiered: selftest --json")
+        j = self.json_of(out, "tiered selftest")
+        far_kind = "posix" if self.mode == "posix" else "s3"
+        self.check(j.get("store") == "tiered" and j.get("near") == "posix" and j.get("far") == far_kind
+                   and j.get("atomic_commit") is True and "near tier posix store at " + near_root in j.get("description", ""),
+                   "tiered: selftest --json names the store and its tiers", str(j))
+        if self.mode == "rgw":
+            self.check(j.get("conditional_put_enforced") is True, "tiered: the S3 far tier's If-None-Match (selftest)", str(j))
+        rc, out, err = self.expect_rc([self.cli, "du", "--json"] + t, 0, "tiered: du works on the near tier")
+        self.check(self.json_of(out, "tiered du").get("root") == near_root, "tiered: du names the near root",
+                   out.decode(errors="replace"))
+        self.expect_rc([self.cli, "du", "--store", f"tiered:mem:|{far}"], 2, "tiered: du needs a POSIX near tier")
+        self.expect_rc([self.cli, "rm"] + t + self.key(), 0, "tiered: rm")
+        self.expect_rc([self.cli, "stat", "--store", near] + self.key(), 3, "tiered: rm removed the near copy")
+        self.expect_rc([self.cli, "stat", "--store", far] + self.key(), 3, "tiered: rm removed the far copy")
+        # A memory near tier: each process starts with it empty, so the far tier serves.
+        self.expect_rc([self.cli, "put", "--store", f"tiered:mem:|{far}"] + self.key(index=1), 0, "tiered mem:|far: put",
+                       stdin=data)
+        rc, out, err = self.expect_rc([self.cli, "get", "--store", f"tiered:mem:|{far}"] + self.key(index=1), 0,
+                                      "tiered mem:|far: get in another process")
+        self.check(out == data, "tiered mem:|far: the far tier serves the bytes")
+        self.run([self.cli, "rm", "--store", far] + self.key(index=1))
+
+        # read_through: cold, warm from the near tier, then from the far tier once the near one is emptied.
+        body = os.urandom((5 << 20) + 77)
+        origin = self.file("tiered-origin.bin", body)
+        common = ["--json", "--store", url, "--no-progress", "--origin-file", origin, "--chunk-size", "1M",
+                  "--origin", self.origin, "--verify"]
+        rc, out, err = self.expect_rc([self.rt] + common, 0, "tiered read_through cold")
+        cold = self.json_of(out, "tiered read_through cold")
+        self.check(cold.get("store") == "tiered" and cold.get("misses") == 6 and cold.get("commits_won") == 6,
+                   "tiered read_through cold: 6 misses, 6 commits", str(cold))
+        rc, out, err = self.expect_rc([self.rt] + common, 0, "tiered read_through warm")
+        warm = self.json_of(out, "tiered read_through warm")
+        self.check(warm.get("hits") == 6 and warm.get("tiers", {}).get("near_hits") == 6
+                   and warm.get("bytes_from_origin") == 0, "tiered read_through warm: 6 near hits", str(warm))
+        shutil.rmtree(near_root)  # a new, empty near tier (create=1 makes it again)
+        prom_path = os.path.join(self.tmp, "tiered.prom")
+        rc, out, err = self.expect_rc([self.rt] + common + ["--metrics", prom_path], 0, "tiered read_through, near emptied")
+        far_run = self.json_of(out, "tiered read_through far")
+        self.check(far_run.get("hits") == 6 and far_run.get("tiers", {}).get("far_hits") == 6
+                   and far_run.get("tiers", {}).get("near_hits") == 0 and far_run.get("bytes_from_origin") == 0
+                   and far_run.get("verified_bytes") == len(body),
+                   "tiered read_through, near tier emptied: 6 far hits, nothing from the origin", str(far_run))
+        prom = open(prom_path).read() if os.path.exists(prom_path) else ""
+        self.check('cachestore_tier_hits_total{store="tiered",op="get_chunk",tier="far"} 6' in prom
+                   and 'cachestore_tier_promotions_total{store="tiered",result="done"}' in prom,
+                   "tiered read_through --metrics: the tiered store's counters", prom[:600])
+        # fill_race: the far tier decides each commit, so exactly one winner per chunk.
+        rc, out, err = self.expect_rc([self.fr, "--json", "--store", url, "--origin", self.origin, "--threads", "8",
+                                       "--chunks", "2"], 0, "tiered fill_race")
+        self.check_race(self.json_of(out, "tiered fill_race"), 8, 2, "tiered fill_race 8 threads")
+        rc, out, err = self.expect_rc([self.fr, "--json", "--store", url, "--origin", self.origin, "--threads", "3",
+                                       "--processes", "2", "--chunks", "2", "--chunk-size", "100K"], 0,
+                                      "tiered fill_race processes")
+        self.check_race(self.json_of(out, "tiered fill_race processes"), 6, 2, "tiered fill_race 2 processes x 3 threads")
+
     # ---- driver-specific failures ----------------------------------------------------------------
 
     def test_posix_specific(self):
@@ -689,7 +825,7 @@ def main():
         print(f"examples against {mode}: store {r.store}", flush=True)
         t0 = time.monotonic()
         tests = [r.test_help_and_usage, r.test_path, r.test_cli_store, r.test_progress, r.test_read_through,
-                 r.test_fill_race, r.test_config_file_refused,
+                 r.test_fill_race, r.test_tiered_urls, r.test_tiered, r.test_config_file_refused,
                  r.test_posix_specific if mode == "posix" else r.test_rgw_specific,
                  r.test_s3_endpoint_stalls if mode == "posix" else r.test_any_region,
                  r.test_no_secret_printed]

@@ -14,6 +14,9 @@
 //  - mem: gives the memory driver, file: an absolute path, s3: a config that
 //    validates, with a bucket and a prefix that is empty or ends (and does
 //    not start) with '/';
+//  - tiered:NEAR|FAR gives a near tier that is mem: or file: and a far tier
+//    that is file: or s3:, split at the first '|', each checked as above
+//    against its own part of the URL, never two tiers in one directory;
 //  - no message and no describe() output holds the environment's secret key
 //    or session token, the config files' secret key, or a secret placed in
 //    the URL's user info;
@@ -31,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <variant>
 
 #include <sys/stat.h>
@@ -140,6 +144,45 @@ std::size_t authority_start(std::string_view url) {
 
 bool holds(std::string_view s, std::string_view needle) { return s.find(needle) != std::string_view::npos; }
 
+/// Where the store URL holding byte `at` starts and ends: the whole URL, or
+/// for a tiered one ("tiered:NEAR|FAR", split at the first '|') its tier.
+std::pair<std::size_t, std::size_t> tier_around(std::string_view url, std::size_t at) {
+    std::string head(url.substr(0, std::min<std::size_t>(url.size(), 7)));
+    for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (head != "tiered:") return {0, url.size()};
+    const std::size_t bar = url.find('|', 7);
+    if (bar == std::string_view::npos || at < bar) return {7, std::min(bar, url.size())};
+    return {bar + 1, url.size()};
+}
+
+/// The checks of one store that is not tiered, parsed from `url` (`spec`: a
+/// store_spec or a tier_spec).
+template <class Spec>
+void check_tier(const Spec& spec, const std::string& url) {
+    if (const auto* p = std::get_if<ex::posix_spec>(&spec)) {
+        FUZZ_CHECK_MSG(p->root.starts_with('/'), p->root);
+    } else if (const auto* s = std::get_if<ex::s3_spec>(&spec)) {
+        FUZZ_CHECK(s3::validate(s->cfg).has_value());
+        FUZZ_CHECK(!s->cfg.bucket.empty());
+        if (!s->config_file.empty()) {
+            std::error_code ec;
+            FUZZ_CHECK_MSG(std::filesystem::is_regular_file(s->config_file, ec) &&
+                               std::filesystem::file_size(s->config_file, ec) <= (std::uintmax_t{1} << 20),
+                           s->config_file);
+        }
+        // The bucket is the URL's authority, percent-decoded once, verbatim
+        // (an authority with a ':' is refused: an s3 URL takes no port).
+        const std::size_t start = authority_start(url);
+        FUZZ_CHECK_MSG(start != std::string::npos, url); // an s3 URL starts with s3://
+        const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
+        const std::string_view authority = std::string_view(url).substr(start, end - start);
+        FUZZ_CHECK_MSG(authority.find(':') == std::string_view::npos, url);
+        if (bucket_taken_verbatim) FUZZ_CHECK_MSG(s->cfg.bucket == loose_decode(authority), url + " -> " + s->cfg.bucket);
+        const std::string& prefix = s->cfg.prefix;
+        FUZZ_CHECK_MSG(prefix.empty() || (prefix.ends_with('/') && !prefix.starts_with('/')), prefix);
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -172,13 +215,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!holds(decoded, file_secret) && !holds(url, file_secret)) hidden[3] = file_secret;
     if (with_secret && std::string(l[0] + "\n" + l[1]).find(url_secret) == std::string::npos) {
         // User info as RFC 3986 has it: in the authority (after "scheme://",
-        // up to the first '/', '?' or '#'), before its last '@'. (A secret
+        // up to the first '/', '?' or '#'; in a tiered URL, of the tier the
+        // secret is in, and up to its '|'), before its last '@'. (A secret
         // with an unencoded '/' ends the authority early and lands in the
         // prefix: see the report; the endpoint target checks the stricter rule.)
-        const std::size_t scheme_end = authority_start(url);
+        const auto [tier_begin, tier_end] = tier_around(url, secret_at);
+        const std::string_view tier_url = std::string_view(url).substr(tier_begin, tier_end - tier_begin);
+        const std::size_t scheme_end = authority_start(tier_url);
         if (scheme_end != std::string::npos) {
-            const std::size_t start = scheme_end;
-            const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
+            const std::size_t start = tier_begin + scheme_end;
+            const std::size_t end = std::min(url.find_first_of("/?#|", start), url.size());
             const std::size_t at = url.rfind('@', end == 0 ? 0 : end - 1);
             if (at != std::string::npos && at >= start && secret_at >= start && secret_at + url_secret.size() <= at)
                 hidden[2] = url_secret;
@@ -198,27 +244,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const ex::store_spec& spec = *r;
     check_hidden(ex::describe(spec));
     FUZZ_CHECK_MSG(hidden[2].empty(), url); // user info is refused
-    if (const auto* p = std::get_if<ex::posix_spec>(&spec)) {
-        FUZZ_CHECK_MSG(p->root.starts_with('/'), p->root);
-    } else if (const auto* s = std::get_if<ex::s3_spec>(&spec)) {
-        FUZZ_CHECK(s3::validate(s->cfg).has_value());
-        FUZZ_CHECK(!s->cfg.bucket.empty());
-        if (!s->config_file.empty()) {
-            std::error_code ec;
-            FUZZ_CHECK_MSG(std::filesystem::is_regular_file(s->config_file, ec) &&
-                               std::filesystem::file_size(s->config_file, ec) <= (std::uintmax_t{1} << 20),
-                           s->config_file);
-        }
-        // The bucket is the URL's authority, percent-decoded once, verbatim
-        // (an authority with a ':' is refused: an s3 URL takes no port).
-        const std::size_t start = authority_start(url);
-        FUZZ_CHECK_MSG(start != std::string::npos, url); // an s3 URL starts with s3://
-        const std::size_t end = std::min(url.find_first_of("/?#", start), url.size());
-        const std::string_view authority = std::string_view(url).substr(start, end - start);
-        FUZZ_CHECK_MSG(authority.find(':') == std::string_view::npos, url);
-        if (bucket_taken_verbatim) FUZZ_CHECK_MSG(s->cfg.bucket == loose_decode(authority), url + " -> " + s->cfg.bucket);
-        const std::string& prefix = s->cfg.prefix;
-        FUZZ_CHECK_MSG(prefix.empty() || (prefix.ends_with('/') && !prefix.starts_with('/')), prefix);
+    if (const auto* t = std::get_if<ex::tiered_spec>(&spec)) {
+        const std::size_t bar = url.find('|');
+        FUZZ_CHECK_MSG(bar != std::string::npos && url.find('|', bar + 1) == std::string::npos, url);
+        FUZZ_CHECK_MSG(std::holds_alternative<ex::memory_spec>(t->near) || std::holds_alternative<ex::posix_spec>(t->near),
+                       url);
+        FUZZ_CHECK_MSG(std::holds_alternative<ex::posix_spec>(t->far) || std::holds_alternative<ex::s3_spec>(t->far), url);
+        const auto* pn = std::get_if<ex::posix_spec>(&t->near);
+        const auto* pf = std::get_if<ex::posix_spec>(&t->far);
+        if (pn != nullptr && pf != nullptr) FUZZ_CHECK_MSG(ex::url_detail::root_of(pn->root) != ex::url_detail::root_of(pf->root), url);
+        if (pn != nullptr) FUZZ_CHECK_MSG(pn->root.starts_with('/'), pn->root);
+        check_tier(t->far, url.substr(bar + 1));
+        return 0;
     }
+    check_tier(spec, url);
     return 0;
 }
