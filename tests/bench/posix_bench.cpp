@@ -55,6 +55,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lru_model.hpp"
+
 namespace {
 
 namespace cs = cachestore;
@@ -111,26 +113,7 @@ private:
     std::vector<double> cdf_;
 };
 
-/// Exact LRU over equal-sized items: hits of a stream at a capacity.
-std::size_t exact_lru_hits(const std::vector<std::int64_t>& stream, std::size_t capacity) {
-    std::list<std::int64_t> order; // front: most recent
-    std::unordered_map<std::int64_t, std::list<std::int64_t>::iterator> where;
-    std::size_t hits = 0;
-    for (const auto k : stream) {
-        if (auto it = where.find(k); it != where.end()) {
-            ++hits;
-            order.splice(order.begin(), order, it->second);
-            continue;
-        }
-        order.push_front(k);
-        where[k] = order.begin();
-        if (order.size() > capacity) {
-            where.erase(order.back());
-            order.pop_back();
-        }
-    }
-    return hits;
-}
+using bench::exact_lru_hits;
 
 struct hit_row {
     std::size_t hits = 0;

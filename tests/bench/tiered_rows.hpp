@@ -35,6 +35,8 @@
 #include <random>
 #include <unordered_map>
 
+#include "lru_model.hpp"
+
 namespace bench {
 
 /// A fresh directory for a near tier, removed afterwards.
@@ -248,28 +250,6 @@ inline void far_hit_rows(fixture& f, std::int64_t size, std::int64_t pool, const
     far_hit_row(f, t, keys, sz, true, b, ours_buf, base_buf, counts);
     next_read_measurement(f, t, keys, ours_buf, sz, counts);
     remove_chunks(f, keys);
-}
-
-/// Exact LRU over equal-sized items: hits of a stream at a capacity (the
-/// reference for the near tier's hit ratio; a miss fills at once).
-inline std::size_t exact_lru_hits(const std::vector<std::size_t>& stream, std::size_t capacity) {
-    std::list<std::size_t> order; // front: most recent
-    std::unordered_map<std::size_t, std::list<std::size_t>::iterator> where;
-    std::size_t hits = 0;
-    for (const auto k : stream) {
-        if (auto it = where.find(k); it != where.end()) {
-            ++hits;
-            order.splice(order.begin(), order, it->second);
-            continue;
-        }
-        order.push_front(k);
-        where[k] = order.begin();
-        if (order.size() > capacity) {
-            where.erase(order.back());
-            order.pop_back();
-        }
-    }
-    return hits;
 }
 
 /// The Zipf(1.0) stream: `requests` indices into `nkeys` keys by inverse CDF,

@@ -20,6 +20,7 @@
 #include "cachestore/layers.hpp"
 #include "cachestore/posix_store.hpp"
 #include "../temp_dir.hpp"
+#include "../wait_child.hpp"
 
 using namespace fault_harness;
 
@@ -103,26 +104,7 @@ bool round_trip(S& s, const std::string& tag, std::string& why) {
     return true;
 }
 
-/// Waits up to `limit` for `pid`; its exit code, or a description of how it ended.
-std::string wait_child(pid_t pid, std::chrono::seconds limit) {
-    const auto until = sclock::now() + limit;
-    int status = 0;
-    for (;;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) break;
-        if (sclock::now() > until) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return "hung (killed after " + std::to_string(limit.count()) + " s)";
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? std::string() : "exit " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status))
-        return WTERMSIG(status) == SIGALRM ? "hung (SIGALRM: an inherited lock or a parent's thread)"
-                                           : "signal " + std::to_string(WTERMSIG(status));
-    return "ended oddly";
-}
+using test_support::wait_child;
 
 /// Exit codes a child uses to say what went wrong (it cannot use Catch2).
 enum child_exit : int { ok = 0, round_trip_failed = 10, hedge_slow = 11, destroy_failed = 12 };

@@ -38,6 +38,7 @@
 #include "cachestore/cachestore.hpp"
 #include "prom_check.hpp"
 #include "scripted_store.hpp"
+#include "../wait_child.hpp"
 
 using namespace cachestore;
 using namespace std::chrono_literals;
@@ -310,26 +311,7 @@ private:
     std::atomic<sclock::rep> ticks_{std::chrono::duration_cast<sclock::duration>(std::chrono::hours(1000)).count()};
 };
 
-/// Waits up to `limit` for `pid`; "" when it exited with 0, else how it ended.
-std::string wait_child(pid_t pid, std::chrono::seconds limit) {
-    const auto until = sclock::now() + limit;
-    int status = 0;
-    for (;;) {
-        const pid_t r = ::waitpid(pid, &status, WNOHANG);
-        if (r == pid) break;
-        if (r < 0) return "waitpid failed";
-        if (sclock::now() > until) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return "hung (killed)";
-        }
-        std::this_thread::sleep_for(2ms);
-    }
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status) == 0 ? std::string() : "exit " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
-    return "ended oddly";
-}
+using test_support::wait_child;
 
 } // namespace
 
