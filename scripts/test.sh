@@ -82,7 +82,7 @@ rm -f build-asan/meson-logs/testlog.json build-tsan/meson-logs/testlog.json
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp"
 export TSAN_TESTS="${tsan_tests[*]}" TSAN_TARGETS="${tsan_targets[*]}"
 run_all() {
   local rc=0
