@@ -26,6 +26,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -491,6 +492,49 @@ TEST_CASE("tiered: far hits past the promotion budget are skipped, not queued", 
     REQUIRE(eventually([&] { return promotions_settled(t, 3); }));
     CHECK(t.snapshot().promotions_done == 2);
     CHECK(contents(near.memory(), b) == db);
+}
+
+TEST_CASE("tiered: a promotion's buffer is kept for the next one: at most threads + 1, within the budget",
+          "[layers][tiered]") {
+    // The copy on the reader's path goes into pages already touched (docs/tiered.md, "Costs").
+    detail::promotions p(2500, 2); // 2 threads; budget: two 1000-byte buffers
+    const std::byte* first = nullptr;
+    {
+        auto t = p.plan("a", 1000);
+        REQUIRE(t);
+        CHECK(t.buffer().empty());
+        CHECK(t.buffer().capacity() >= 1000);
+        t.buffer().assign(1000, std::byte{7});
+        first = t.buffer().data();
+    }
+    {
+        auto t = p.plan("b", 600); // a smaller chunk takes the kept buffer, emptied
+        REQUIRE(t);
+        CHECK(t.buffer().data() == first);
+        CHECK(t.buffer().empty());
+    }
+    auto t1 = p.plan("c", 1000);
+    auto t2 = p.plan("d", 1000);
+    CHECK(!p.plan("e", 1000)); // the budget holds two
+    CHECK(t1.buffer().data() == first);
+    CHECK(t2.buffer().data() != first);
+    const std::byte* second = t2.buffer().data();
+    t1 = {};
+    t2 = {};
+    auto u1 = p.plan("c", 1000);
+    auto u2 = p.plan("d", 1000);
+    CHECK(std::set<const std::byte*>{u1.buffer().data(), u2.buffer().data()} == std::set<const std::byte*>{first, second});
+    CHECK(p.spare_bytes() == 0);
+    u1 = {};
+    u2 = {};
+    CHECK(p.spare_bytes() == 2000);
+
+    detail::promotions one(1u << 20, 1); // 1 thread: at most 2 buffers kept
+    {
+        auto a = one.plan("a", 1000), b = one.plan("b", 1000), c = one.plan("c", 1000);
+        REQUIRE((a && b && c));
+    }
+    CHECK(one.spare_bytes() == 2000);
 }
 
 TEST_CASE("tiered: owning both tiers, built in place; it moves while a promotion runs", "[layers][tiered]") {

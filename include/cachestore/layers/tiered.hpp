@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -102,27 +103,20 @@ public:
         body& b = *b_;
         detail::counted_sink<std::remove_reference_t<Sink>> counted{sink};
         bool near_missed = false;
-        if (auto t = b.admit_near(store_op::get_chunk)) {
-            auto r = b.near.get_chunk(ctx, key, off, n, counted);
-            b.finish_near(*t, r);
-            if (r) return b.hit(store_op::get_chunk, tier::near, r);
-            if (counted.refused || !detail::far_may_answer(r.error().code)) return r;
-            near_missed = r.error().code == errc::not_found;
-            if (!near_missed) {
-                ++b.c.near_errors;
-                if (counted.delivered > 0) ++b.c.near_resumed;
-            }
-        }
-        const std::int64_t done = counted.delivered;
+        if (auto r = b.near_first(
+                store_op::get_chunk, [&] { return b.near.get_chunk(ctx, key, off, n, counted); }, near_missed,
+                [&] { return counted.refused; }))
+            return std::move(*r);
+        const std::int64_t done = counted.delivered; // > 0 only after a near failure mid-way
+        if (done > 0) ++b.c.near_resumed;
         detail::promotions::ticket promo;
-        std::vector<std::byte> copy;
         if (near_missed) promo = b.plan(key, off);
         if (promo && off == 0) {
-            counted.copy = &copy;
-            counted.keep = static_cast<std::size_t>(n); // <= chunk_size, which the budget admitted
+            counted.copy = &promo.buffer();
+            counted.keep = static_cast<std::size_t>(n); // <= chunk_size, the buffer's capacity
         }
         auto r = b.far.get_chunk(ctx, key, off + done, n - done, counted);
-        if (r && promo) b.promote(std::move(promo), key, off == 0 ? std::move(copy) : std::vector<std::byte>{});
+        if (r && promo) b.promote(std::move(promo), key);
         return b.far_answer(store_op::get_chunk, r);
     }
 
@@ -133,21 +127,14 @@ public:
     {
         body& b = *b_;
         bool near_missed = false;
-        if (auto t = b.admit_near(store_op::get_chunk)) {
-            auto r = b.near.get_chunk_into(ctx, key, off, out);
-            b.finish_near(*t, r);
-            if (r) return b.hit(store_op::get_chunk, tier::near, r);
-            if (!detail::far_may_answer(r.error().code)) return r;
-            near_missed = r.error().code == errc::not_found;
-            if (!near_missed) ++b.c.near_errors;
-        }
+        if (auto r = b.near_first(store_op::get_chunk, [&] { return b.near.get_chunk_into(ctx, key, off, out); }, near_missed))
+            return std::move(*r);
         detail::promotions::ticket promo;
-        std::vector<std::byte> copy;
         if (near_missed) promo = b.plan(key, off);
         auto r = cachestore::get_chunk(b.far, ctx, key, off, out);
         if (r && promo) {
-            if (off == 0) copy.assign(out.begin(), out.end()); // the one copy a promotion costs
-            b.promote(std::move(promo), key, std::move(copy));
+            if (off == 0) promo.buffer().assign(out.begin(), out.end()); // the one copy a promotion costs
+            b.promote(std::move(promo), key);
         }
         return b.far_answer(store_op::get_chunk, r);
     }
@@ -205,13 +192,8 @@ public:
     /// The near tier, then (on its miss or failure) the far tier.
     result<info> stat(const context& ctx, const chunk_key& key) {
         body& b = *b_;
-        if (auto t = b.admit_near(store_op::stat)) {
-            auto r = b.near.stat(ctx, key);
-            b.finish_near(*t, r);
-            if (r) return b.hit(store_op::stat, tier::near, r);
-            if (!detail::far_may_answer(r.error().code)) return r;
-            if (r.error().code != errc::not_found) ++b.c.near_errors;
-        }
+        bool near_missed = false;
+        if (auto r = b.near_first(store_op::stat, [&] { return b.near.stat(ctx, key); }, near_missed)) return std::move(*r);
         return b.far_answer(store_op::stat, b.far.stat(ctx, key));
     }
 
@@ -266,16 +248,38 @@ private:
             : near(std::make_from_tuple<Near>(std::move(na))), far(std::make_from_tuple<Far>(std::move(fa))),
               opt(std::move(o)), near_health(opt.near_breaker), promos(opt.promotion_queue_bytes, opt.promotion_threads) {}
 
-        /// A call may use the near tier (its breaker is not open), or is counted as bypassing it.
-        result<detail::breaker_core::ticket> admit_near(store_op op) {
+        /// The near tier's answer to `call` when it is the caller's: a hit, or
+        /// an error the far tier would give the same way (or one `final()`
+        /// calls final, such as a sink's refusal). Otherwise nothing: the far
+        /// tier answers; `missed` tells a near miss from a near failure
+        /// (counted) or a bypass (the breaker is open; counted).
+        template <class Call, class Final = bool (*)()>
+        auto near_first(store_op op, Call&& call, bool& missed, Final&& final = [] { return false; })
+            -> std::optional<std::invoke_result_t<Call&>> {
+            missed = false;
             auto t = near_health.admit(op);
-            if (!t) ++c.bypassed;
-            return t;
+            if (!t) {
+                ++c.bypassed;
+                return std::nullopt;
+            }
+            auto r = call();
+            near_health.finish(*t, outcome_index(r));
+            if (r) return hit(op, tier::near, std::move(r));
+            if (!detail::far_may_answer(r.error().code) || final()) return r;
+            missed = r.error().code == errc::not_found;
+            if (!missed) ++c.near_errors;
+            return std::nullopt;
         }
-        template <class T>
-        void finish_near(const detail::breaker_core::ticket& t, const result<T>& r) {
-            near_health.finish(t, outcome_index(r));
+
+        /// The near tier's put of `bytes` through its breaker; nothing when the breaker is open.
+        std::optional<result<>> near_put(const context& ctx, const chunk_key& key, std::span<const std::byte> bytes) {
+            auto t = near_health.admit(store_op::put_chunk);
+            if (!t) return std::nullopt;
+            auto r = near.put_chunk(ctx, key, static_cast<std::int64_t>(bytes.size()), bytes);
+            near_health.finish(*t, outcome_index(r));
+            return r;
         }
+
         bool near_open_for_puts() const { return near_health.state() != breaker_state::open; }
 
         template <class T>
@@ -303,22 +307,21 @@ private:
             return t;
         }
 
-        /// Queues the promotion; `prefix` holds the chunk's first bytes (or none).
-        void promote(detail::promotions::ticket t, const chunk_key& key, std::vector<std::byte> prefix) {
-            promos.submit(std::move(t), [this, key, bytes = std::move(prefix)](detail::promotions::ticket& tk,
-                                                                             std::stop_token stop) mutable {
+        /// Queues the promotion; its buffer holds the chunk's first bytes (or none).
+        void promote(detail::promotions::ticket t, const chunk_key& key) {
+            promos.submit(std::move(t), [this, key](detail::promotions::ticket& tk, std::stop_token stop) {
                 const context ctx(std::move(stop), context::clock::now() + opt.promotion_timeout);
-                auto r = promote_now(ctx, tk, key, bytes);
+                auto r = promote_now(ctx, tk, key);
                 if (r) ++c.promotions_done;
                 else if (r.error().code == errc::unavailable) ++c.promotions_skipped;
                 else ++c.promotions_failed;
             });
         }
 
-        /// The whole chunk into `bytes` (reading from the far tier what the
-        /// caller's read did not give), then into the near tier.
-        result<> promote_now(const context& ctx, const detail::promotions::ticket& t, const chunk_key& key,
-                             std::vector<std::byte>& bytes) {
+        /// The whole chunk into the ticket's buffer (reading from the far tier
+        /// what the caller's read did not give), then into the near tier.
+        result<> promote_now(const context& ctx, detail::promotions::ticket& t, const chunk_key& key) {
+            std::vector<std::byte>& bytes = t.buffer();
             if (std::cmp_less(bytes.size(), key.chunk_size)) {
                 auto st = far.stat(ctx, key);
                 if (!st) return std::unexpected(std::move(st.error()));
@@ -332,23 +335,19 @@ private:
                 }
             }
             if (!promos.begin_put(t)) return fail(errc::unavailable, "promote", t.path(), "the chunk is being removed");
-            auto adm = near_health.admit(store_op::put_chunk);
-            if (!adm) return std::unexpected(std::move(adm.error()));
-            auto r = near.put_chunk(ctx, key, static_cast<std::int64_t>(bytes.size()), std::span<const std::byte>(bytes));
-            near_health.finish(*adm, outcome_index(r));
-            if (!r && r.error().code != errc::commit_lost) return r;
-            if (r) c.promotion_bytes += bytes.size();
+            auto r = near_put(ctx, key, bytes);
+            if (!r) return fail(errc::unavailable, "promote", t.path(), "the near tier is bypassed (its breaker is open)");
+            if (!*r && r->error().code != errc::commit_lost) return std::move(*r);
+            if (*r) c.promotion_bytes += bytes.size();
             return {};
         }
 
         /// After the far tier's answer `far_r` to a put: the near put, when the far tier has the bytes.
         void put_near(const context& ctx, const chunk_key& key, const result<>& far_r, std::span<const std::byte> bytes) {
             if (!far_r && far_r.error().code != errc::commit_lost) return;
-            auto t = admit_near(store_op::put_chunk);
-            if (!t) return;
-            auto r = near.put_chunk(ctx, key, static_cast<std::int64_t>(bytes.size()), bytes);
-            near_health.finish(*t, outcome_index(r));
-            if (!r && r.error().code != errc::commit_lost) ++c.near_put_failures;
+            auto r = near_put(ctx, key, bytes);
+            if (!r) ++c.bypassed;
+            else if (!*r && r->error().code != errc::commit_lost) ++c.near_put_failures;
         }
 
         tiered_snapshot snapshot() {

@@ -12,6 +12,12 @@
 // removes the near copy, so a removed chunk is never left behind in the near
 // tier by a promotion that raced it.
 //
+// Each ticket carries the buffer its bytes are copied into. Buffers come back
+// when their ticket ends and are kept for the next promotions (at most
+// threads + 1 of them, within the byte budget): a copy into pages already
+// touched costs a third of one into fresh pages (250 us against 850 us for
+// 8 MiB here), and that copy is on the reader's path.
+//
 // Everything here belongs to one process (fork_generation.hpp): a child
 // forked from a process using the store gets its own threads and tables.
 #pragma once
@@ -21,11 +27,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <mutex>
 #include <stop_token>
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/fill/detail/fill_pool.hpp"
@@ -38,18 +46,20 @@ public:
 
     promotions(std::size_t budget_bytes, std::size_t threads) : budget_(budget_bytes), threads_(threads == 0 ? 1 : threads) {}
 
-    /// A planned promotion: holds its chunk's pending entry and its bytes of
-    /// the budget until it is run or dropped.
+    /// A planned promotion: holds its chunk's pending entry, its bytes of the
+    /// budget and its buffer until it is run or dropped.
     class ticket {
     public:
         ticket() = default;
-        ticket(ticket&& o) noexcept : owner_(std::exchange(o.owner_, nullptr)), path_(std::move(o.path_)), bytes_(o.bytes_) {}
+        ticket(ticket&& o) noexcept
+            : owner_(std::exchange(o.owner_, nullptr)), path_(std::move(o.path_)), bytes_(o.bytes_), buf_(std::move(o.buf_)) {}
         ticket& operator=(ticket&& o) noexcept {
             if (this != &o) {
                 release();
                 owner_ = std::exchange(o.owner_, nullptr);
                 path_ = std::move(o.path_);
                 bytes_ = o.bytes_;
+                buf_ = std::move(o.buf_);
             }
             return *this;
         }
@@ -58,16 +68,21 @@ public:
         ~ticket() { release(); }
         [[nodiscard]] explicit operator bool() const noexcept { return owner_ != nullptr; }
         [[nodiscard]] const std::string& path() const noexcept { return path_; }
+        /// The chunk's bytes as far as they are known: empty when planned, its
+        /// capacity the planned size (no allocation while it is filled).
+        [[nodiscard]] std::vector<std::byte>& buffer() noexcept { return buf_; }
 
     private:
         friend class promotions;
-        ticket(promotions* o, std::string path, std::size_t bytes) : owner_(o), path_(std::move(path)), bytes_(bytes) {}
+        ticket(promotions* o, std::string path, std::size_t bytes, std::vector<std::byte> buf)
+            : owner_(o), path_(std::move(path)), bytes_(bytes), buf_(std::move(buf)) {}
         void release() noexcept {
-            if (owner_ != nullptr) std::exchange(owner_, nullptr)->end(path_, bytes_);
+            if (owner_ != nullptr) std::exchange(owner_, nullptr)->end(path_, bytes_, std::move(buf_));
         }
         promotions* owner_ = nullptr;
         std::string path_;
         std::size_t bytes_ = 0;
+        std::vector<std::byte> buf_;
     };
 
     /// A promotion of `path` reserving `bytes` of the budget, or an empty
@@ -76,14 +91,31 @@ public:
     ticket plan(const std::string& path, std::size_t bytes) {
         if (budget_ == 0) return {};
         state& s = here();
+        std::vector<std::byte> buf;
         {
             const std::lock_guard lk(s.mu);
             if (s.pending.contains(path) || s.removing.contains(path)) return {};
             if (bytes > budget_ - std::min(budget_, s.reserved)) return {};
             s.reserved += bytes;
             s.pending.emplace(path, phase::planned);
+            auto best = s.spare.end(); // the smallest that fits: 4 KiB chunks leave the 8 MiB buffers alone
+            for (auto it = s.spare.begin(); it != s.spare.end(); ++it)
+                if (it->capacity() >= bytes && (best == s.spare.end() || it->capacity() < best->capacity())) best = it;
+            if (best != s.spare.end()) {
+                s.spare_bytes -= best->capacity();
+                buf = std::move(*best);
+                s.spare.erase(best);
+            }
         }
-        return ticket(this, path, bytes);
+        if (buf.capacity() < bytes) {
+            try {
+                buf.reserve(bytes);
+            } catch (const std::bad_alloc&) { // no promotion; the read goes on
+                end(path, bytes, {});
+                return {};
+            }
+        }
+        return ticket(this, path, bytes, std::move(buf));
     }
 
     /// Runs `job` on a promotion thread; it gets the ticket back and a stop
@@ -156,6 +188,13 @@ public:
         return s.reserved;
     }
 
+    /// Bytes held by buffers kept for the next promotions of this process.
+    [[nodiscard]] std::size_t spare_bytes() {
+        state& s = here();
+        const std::lock_guard lk(s.mu);
+        return s.spare_bytes;
+    }
+
 private:
     struct state {
         std::mutex mu;
@@ -163,18 +202,29 @@ private:
         std::unordered_map<std::string, phase> pending;
         std::unordered_map<std::string, int> removing;
         std::size_t reserved = 0;
+        std::vector<std::vector<std::byte>> spare; ///< buffers of ended promotions, for the next ones
+        std::size_t spare_bytes = 0;
         std::unique_ptr<fill::detail::fill_pool> pool; ///< started on first use; last: its threads end before the tables go
     };
 
     /// This process's tables; a forked child's start empty, with no threads.
     state& here() { return proc_.get(); }
 
-    void end(const std::string& path, std::size_t bytes) noexcept {
+    void end(const std::string& path, std::size_t bytes, std::vector<std::byte> buf) noexcept {
         state& s = here();
         {
             const std::lock_guard lk(s.mu);
             s.pending.erase(path);
             s.reserved -= std::min(s.reserved, bytes);
+            const std::size_t cap = buf.capacity();
+            if (cap > 0 && s.spare.size() <= threads_ && cap <= budget_ - std::min(budget_, s.spare_bytes)) {
+                buf.clear();
+                try {
+                    s.spare.push_back(std::move(buf));
+                    s.spare_bytes += cap;
+                } catch (const std::bad_alloc&) { // not kept
+                }
+            }
         }
         s.cv.notify_all();
     }
