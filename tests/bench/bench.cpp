@@ -12,6 +12,7 @@
 //   cachestore_bench [--target nginx|rgw] [--runs N] [--seconds S]
 //                    [--only SUBSTRING]... [--no-callgrind] [--no-measurements]
 //                    [--setup-only] [--smoke]
+//   cachestore_bench [--target nginx] --check-callgrind GET_RATIO,HEAD_RATIO
 // --smoke runs every row for a few iterations and exits non-zero only when an
 // operation fails (timings are never asserted). --only keeps the rows whose
 // "row vs baseline" name contains SUBSTRING, and the measurements named
@@ -19,7 +20,9 @@
 // are the layers' rows, layers_rows.hpp); --only tiered keeps the tiered
 // store's rows (tiered_rows.hpp, --target rgw only). --setup-only uploads the
 // objects and exits (for running `--cg-child NAME --cg-iters N` by hand under
-// valgrind or perf). The report is Markdown on stdout; progress on stderr.
+// valgrind or perf). --check-callgrind runs only the callgrind GET and stat
+// children and exits 1 when ours/raw libcurl exceeds either budget (the
+// callgrind-budget check in CI). The report is Markdown on stdout; progress on stderr.
 #include <cachestore/cachestore.hpp>
 #include <cachestore/s3.hpp>
 
@@ -118,6 +121,8 @@ struct options {
     // callgrind child mode
     std::string cg_child;
     long cg_iters = 0;
+    // --check-callgrind: the instruction budget per request (ours / raw libcurl)
+    double cg_budget_get = 0, cg_budget_head = 0;
 };
 
 options g_opt;
@@ -414,6 +419,12 @@ public:
         curl_easy_setopt(h_, CURLOPT_CUSTOMREQUEST, nullptr);
         curl_easy_setopt(h_, CURLOPT_NOBODY, 0L);
         return st;
+    }
+
+    /// One more request header line on every request from now on.
+    void add_header(const std::string& line) {
+        hdrs_ = curl_slist_append(hdrs_, line.c_str());
+        curl_easy_setopt(h_, CURLOPT_HTTPHEADER, hdrs_);
     }
 
     long connects() const {
@@ -841,6 +852,10 @@ using test_support::status_kib;
 // callgrind: children run one operation N times with collection toggled on
 // around the loop; the parent reads the totals and the memcpy share.
 // ---------------------------------------------------------------------------
+
+/// Bytes added to a raw 4 KiB GET by the get-small-raw-hpad / -qpad children:
+/// about what SigV4 adds to a request (x-amz-date, x-amz-content-sha256, Authorization).
+constexpr std::size_t cg_pad_bytes = 300;
 
 struct cg_totals {
     bool ok = false;
@@ -1442,6 +1457,21 @@ void callgrind_rows() {
                           fmt("%.0f Ir", o.ir / static_cast<double>(small_iters)),
                           fmt("raw libcurl: %.0f Ir", r.ir / static_cast<double>(small_iters)),
                           fmt("ours/raw = %.2f", o.ir / r.ir)});
+    // The floor libcurl sets under a signed request: what its request bytes cost it.
+    const auto rh = run_callgrind_child("get-small-raw-hpad", small_iters);
+    const auto rq = run_callgrind_child("get-small-raw-qpad", small_iters);
+    if (r.ok && rh.ok && rq.ok) {
+        const auto per_byte = [&](const cg_totals& t) {
+            return (t.ir - r.ir) / static_cast<double>(small_iters) / static_cast<double>(cg_pad_bytes);
+        };
+        g_meas.push_back({"libcurl's instructions per request byte: raw 4 KiB GET with " + std::to_string(cg_pad_bytes) +
+                              " more bytes (callgrind)",
+                          fmt("in one request header: %.0f Ir/B", per_byte(rh)) +
+                              fmt(" (%.0f Ir per GET)", rh.ir / static_cast<double>(small_iters)),
+                          fmt("in the query string: %.0f Ir/B", per_byte(rq)) +
+                              fmt(" (%.0f Ir per GET)", rq.ir / static_cast<double>(small_iters)),
+                          "SigV4 adds ~330 header bytes; presigned URLs would move them into the query"});
+    }
     const auto os = run_callgrind_child("stat-ours", small_iters);
     const auto rs = run_callgrind_child("stat-raw", small_iters);
     if (os.ok && rs.ok)
@@ -1469,13 +1499,18 @@ int callgrind_child(const std::string& what, long iters) {
     const bool large = what.starts_with("get-large");
     const bool ours = what.ends_with("-ours");
     const bool stat = what.starts_with("stat");
+    std::string small_url = f.small.url;
+    if (what == "get-small-raw-hpad") // "x-pad: " + filler + CRLF = cg_pad_bytes on the wire
+        f.plain(0).add_header("x-pad: " + std::string(cg_pad_bytes - 9, 'a'));
+    else if (what == "get-small-raw-qpad") // "?x-pad=" + filler = cg_pad_bytes more in the URL
+        small_url += "?x-pad=" + std::string(cg_pad_bytes - 7, 'a');
     auto once = [&]() -> bool {
         if (stat) return ours ? ours_stat(f) : raw_stat(f, f.plain(0));
         if (large)
             return ours ? ours_get_large(f, f.large8, f.buf8)
                         : f.plain(0).get(f.large8.url, 0, f.large8.size, f.buf8.data());
         return ours ? ours_get_small(f, 0)
-                    : f.plain(0).get(f.small.url, f.small_off, f.small_len, f.small_bufs[0].data());
+                    : f.plain(0).get(small_url, f.small_off, f.small_len, f.small_bufs[0].data());
     };
     for (int i = 0; i < 20; ++i)
         if (!once()) return 1;
@@ -1484,6 +1519,38 @@ int callgrind_child(const std::string& what, long iters) {
         if (!once()) return 1;
     CALLGRIND_TOGGLE_COLLECT;
     return 0;
+}
+
+/// --check-callgrind GET,HEAD: instructions per 4 KiB GET and per stat
+/// against raw libcurl's, each ratio within its budget, or exit status 1. A
+/// regression check, not a benchmark: instruction counts do not depend on the
+/// machine's load (tests/bench/meson.build, callgrind-budget).
+int callgrind_check(fixture& f) {
+    if (!BENCH_HAVE_CALLGRIND || !have_valgrind()) {
+        std::fprintf(stderr, "bench: --check-callgrind needs valgrind (apt-get install valgrind) and valgrind/callgrind.h\n");
+        return 1;
+    }
+    f.upload();
+    constexpr long iters = 300;
+    bool ok = true;
+    const auto check = [&](const char* what, const char* ours, const char* raw, double budget) {
+        const auto o = run_callgrind_child(ours, iters);
+        const auto r = run_callgrind_child(raw, iters);
+        if (!o.ok || !r.ok || r.ir <= 0) {
+            std::printf("callgrind budget: %s: a callgrind run failed\n", what);
+            ok = false;
+            return;
+        }
+        const double ratio = o.ir / r.ir;
+        const bool within = ratio <= budget;
+        std::printf("callgrind budget: %s: ours/raw = %.3f (%.0f / %.0f Ir per call), budget %.2f: %s\n", what, ratio,
+                    o.ir / iters, r.ir / iters, budget, within ? "ok" : "OVER");
+        ok = ok && within;
+    };
+    check("4 KiB GET", "get-small-ours", "get-small-raw", g_opt.cg_budget_get);
+    check("stat / HEAD", "stat-ours", "stat-raw", g_opt.cg_budget_head);
+    for (auto* o : {&f.small, &f.large8, &f.large64}) (void)f.st.remove(f.ctx, o->key);
+    return ok && g_failures.load() == 0 ? 0 : 1;
 }
 
 } // namespace bench
@@ -1533,6 +1600,7 @@ void print_tables(const server& sv) {
 [[noreturn]] void usage() {
     std::fprintf(stderr, "usage: cachestore_bench [--target nginx|rgw] [--runs N] [--seconds S] [--only SUBSTRING]...\n"
                          "                        [--no-callgrind] [--no-measurements] [--smoke]\n"
+                         "       cachestore_bench [--target nginx] --check-callgrind GET_RATIO,HEAD_RATIO\n"
                          "Servers come from tests/servers/with-servers.sh (CACHESTORE_NGINX_* / CACHESTORE_RGW_*).\n");
     exit_now(2);
 }
@@ -1576,6 +1644,13 @@ int run(int argc, char** argv) {
             g_opt.cg_child = next();
         else if (a == "--cg-iters")
             g_opt.cg_iters = option_value<long>(a, next());
+        else if (a == "--check-callgrind") {
+            const std::string v = next();
+            const auto comma = v.find(',');
+            if (comma == std::string::npos) usage();
+            g_opt.cg_budget_get = option_value<double>(a, v.substr(0, comma));
+            g_opt.cg_budget_head = option_value<double>(a, v.substr(comma + 1));
+        }
         else
             usage();
     }
@@ -1596,6 +1671,7 @@ int run(int argc, char** argv) {
     g_pool = &pool;
     {
         fixture f(std::move(sv));
+        if (g_opt.cg_budget_get > 0) return callgrind_check(f);
         if (g_opt.setup_only) {
             f.upload();
             return 0;

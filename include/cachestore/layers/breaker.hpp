@@ -18,11 +18,10 @@
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
+#include "cachestore/layers/detail/archetype_store.hpp"
 #include "cachestore/layers/detail/breaker_core.hpp"
 #include "cachestore/layers/detail/prometheus.hpp"
 #include "cachestore/layers/operation.hpp"
-#include "cachestore/memory_store.hpp"
-#include "cachestore/posix_store.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore {
@@ -132,10 +131,6 @@ private:
     std::unique_ptr<detail::breaker_core> core_;
 };
 
-static_assert(CacheStore<breaker<memory_store>>);
-static_assert(CacheStore<breaker<posix_store>>);
-static_assert(CacheStore<breaker<memory_store&>>);
-static_assert(detail::has_get_chunk_into<breaker<posix_store>>);
 
 /// Appends `snaps` (one per breaker; give each a distinct name) in the
 /// Prometheus text format:
@@ -170,5 +165,10 @@ inline void write_prometheus(std::string& out, std::span<const breaker_snapshot>
 inline void write_prometheus(std::string& out, const breaker_snapshot& b) {
     write_prometheus(out, std::span<const breaker_snapshot>(&b, 1));
 }
+
+static_assert(CacheStore<breaker<detail::archetype_store>>);
+static_assert(CacheStore<breaker<detail::archetype_store&>>);
+static_assert(detail::has_get_chunk_into<breaker<detail::archetype_store_into>>);
+static_assert(!detail::has_get_chunk_into<breaker<detail::archetype_store>>);
 
 } // namespace cachestore

@@ -21,12 +21,11 @@
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
+#include "cachestore/layers/detail/archetype_store.hpp"
 #include "cachestore/layers/detail/hedge_call.hpp"
 #include "cachestore/layers/detail/hedge_scheduler.hpp"
 #include "cachestore/layers/detail/prometheus.hpp"
 #include "cachestore/layers/operation.hpp"
-#include "cachestore/memory_store.hpp"
-#include "cachestore/posix_store.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore {
@@ -208,10 +207,6 @@ private:
     std::unique_ptr<detail::hedge_scheduler> sched_;
 };
 
-static_assert(CacheStore<hedged<memory_store>>);
-static_assert(CacheStore<hedged<posix_store>>);
-static_assert(CacheStore<hedged<memory_store&>>);
-static_assert(!detail::has_get_chunk_into<hedged<posix_store>>);
 
 /// Appends `snaps` (one per hedged store; give each a distinct name) in the
 /// Prometheus text format, per operation (get_chunk, stat):
@@ -257,5 +252,9 @@ inline void write_prometheus(std::string& out, std::span<const hedge_snapshot> s
 inline void write_prometheus(std::string& out, const hedge_snapshot& h) {
     write_prometheus(out, std::span<const hedge_snapshot>(&h, 1));
 }
+
+static_assert(CacheStore<hedged<detail::archetype_store>>);
+static_assert(CacheStore<hedged<detail::archetype_store&>>);
+static_assert(!detail::has_get_chunk_into<hedged<detail::archetype_store_into>>);
 
 } // namespace cachestore

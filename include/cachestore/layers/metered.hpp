@@ -18,12 +18,11 @@
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
+#include "cachestore/layers/detail/archetype_store.hpp"
 #include "cachestore/layers/detail/meter.hpp"
 #include "cachestore/layers/detail/prometheus.hpp"
 #include "cachestore/layers/histogram.hpp"
 #include "cachestore/layers/operation.hpp"
-#include "cachestore/memory_store.hpp"
-#include "cachestore/posix_store.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore {
@@ -163,11 +162,6 @@ private:
     std::unique_ptr<detail::meter> meter_;
 };
 
-static_assert(CacheStore<metered<memory_store>>);
-static_assert(CacheStore<metered<posix_store>>);
-static_assert(CacheStore<metered<memory_store&>>);
-static_assert(detail::has_get_chunk_into<metered<posix_store>>);
-static_assert(!detail::has_get_chunk_into<metered<memory_store>>);
 
 /// Appends `snaps` (one per metered store; give each a distinct name) in the
 /// Prometheus text exposition format, version 0.0.4:
@@ -222,5 +216,10 @@ inline void write_prometheus(std::string& out, std::span<const metrics_snapshot>
 inline void write_prometheus(std::string& out, const metrics_snapshot& m) {
     write_prometheus(out, std::span<const metrics_snapshot>(&m, 1));
 }
+
+static_assert(CacheStore<metered<detail::archetype_store>>);
+static_assert(CacheStore<metered<detail::archetype_store&>>);
+static_assert(detail::has_get_chunk_into<metered<detail::archetype_store_into>>);
+static_assert(!detail::has_get_chunk_into<metered<detail::archetype_store>>);
 
 } // namespace cachestore

@@ -24,12 +24,11 @@
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
+#include "cachestore/layers/detail/archetype_store.hpp"
 #include "cachestore/layers/detail/breaker_core.hpp"
 #include "cachestore/layers/detail/promotions.hpp"
 #include "cachestore/layers/operation.hpp"
 #include "cachestore/layers/tiered_options.hpp"
-#include "cachestore/memory_store.hpp"
-#include "cachestore/posix_store.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore {
@@ -374,10 +373,9 @@ private:
     std::unique_ptr<body> b_;
 };
 
-static_assert(CacheStore<tiered<memory_store, memory_store>>);
-static_assert(CacheStore<tiered<posix_store, memory_store&>>);
-static_assert(CacheStore<tiered<memory_store&, posix_store>>);
-static_assert(detail::has_get_chunk_into<tiered<posix_store, memory_store>>);
-static_assert(!detail::has_get_chunk_into<tiered<memory_store, posix_store>>);
+static_assert(CacheStore<tiered<detail::archetype_store, detail::archetype_store>>);
+static_assert(CacheStore<tiered<detail::archetype_store&, detail::archetype_store_into&>>);
+static_assert(detail::has_get_chunk_into<tiered<detail::archetype_store_into, detail::archetype_store>>);
+static_assert(!detail::has_get_chunk_into<tiered<detail::archetype_store, detail::archetype_store_into>>);
 
 } // namespace cachestore
