@@ -25,6 +25,7 @@ static_assert(!detail::has_get_chunk_into<hedged<posix_store>>);
 static_assert(CacheStore<tiered<memory_store, memory_store>>);
 static_assert(CacheStore<tiered<posix_store, memory_store&>>);
 static_assert(CacheStore<tiered<memory_store&, posix_store>>);
+static_assert(CacheStore<tiered<memory_store, posix_store>>); // issue 20 names this one
 static_assert(detail::has_get_chunk_into<tiered<posix_store, memory_store>>);
 static_assert(!detail::has_get_chunk_into<tiered<memory_store, posix_store>>);
 
