@@ -1017,6 +1017,11 @@ struct fixture {
         (void)st.remove(ctx, commit.key);
         (void)st.remove(ctx, stream64.key);
     }
+    /// Removes what upload() put, if it ran.
+    void remove_uploaded() {
+        if (uploaded)
+            for (auto* o : {&small, &large8, &large64}) (void)st.remove(ctx, o->key);
+    }
 
     /// The raw client to use for plain-HTTP baselines (signs only when the server demands it).
     raw_http& plain(int tid) { return *raw[static_cast<std::size_t>(tid)]; }
@@ -1549,7 +1554,7 @@ int callgrind_check(fixture& f) {
     };
     check("4 KiB GET", "get-small-ours", "get-small-raw", g_opt.cg_budget_get);
     check("stat / HEAD", "stat-ours", "stat-raw", g_opt.cg_budget_head);
-    for (auto* o : {&f.small, &f.large8, &f.large64}) (void)f.st.remove(f.ctx, o->key);
+    f.remove_uploaded();
     return ok && g_failures.load() == 0 ? 0 : 1;
 }
 
@@ -1692,8 +1697,7 @@ int run(int argc, char** argv) {
             f.upload();
             callgrind_rows();
         }
-        if (f.uploaded)
-            for (auto* o : {&f.small, &f.large8, &f.large64}) (void)f.st.remove(f.ctx, o->key);
+        f.remove_uploaded();
         print_tables(f.sv);
     }
     const int failures = g_failures.load();

@@ -131,7 +131,6 @@ private:
     std::unique_ptr<detail::breaker_core> core_;
 };
 
-
 /// Appends `snaps` (one per breaker; give each a distinct name) in the
 /// Prometheus text format:
 ///

@@ -207,7 +207,6 @@ private:
     std::unique_ptr<detail::hedge_scheduler> sched_;
 };
 
-
 /// Appends `snaps` (one per hedged store; give each a distinct name) in the
 /// Prometheus text format, per operation (get_chunk, stat):
 ///

@@ -162,7 +162,6 @@ private:
     std::unique_ptr<detail::meter> meter_;
 };
 
-
 /// Appends `snaps` (one per metered store; give each a distinct name) in the
 /// Prometheus text exposition format, version 0.0.4:
 ///

@@ -49,10 +49,9 @@ struct counted_sink {
     std::int64_t delivered = 0;
     bool refused = false;
     std::vector<std::byte>* copy = nullptr; ///< a promotion's copy of the bytes, when one is kept
-    std::size_t keep = 0;                   ///< at most this many (reserved with the first bytes)
+    std::size_t keep = 0;                   ///< at most this many (the buffer's capacity holds them)
     bool operator()(std::span<const std::byte> b) {
         if (copy != nullptr && b.size() <= keep - copy->size()) {
-            if (copy->empty()) copy->reserve(keep);
             copy->insert(copy->end(), b.begin(), b.end());
         }
         if (!sink(b)) {
