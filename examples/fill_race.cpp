@@ -39,6 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 #include "common.hpp"
 #include "store_url.hpp"

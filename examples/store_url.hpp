@@ -77,6 +77,7 @@
 #include "cachestore/layers/tiered.hpp"
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 #include "cachestore/s3/config_json.hpp"
 #include "common.hpp"

@@ -90,6 +90,7 @@ extra_flags() {
     */fault/*_test.cpp | */s3/tls_test.cpp | */layers/fault_layers_test.cpp)
       xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
     */s3/config_test.cpp) xflags=("-DCACHESTORE_ERRORS_MD=\"$root/docs/errors.md\"") ;;
+    */consumer/compiled.cpp) xflags=(-DCACHESTORE_SEPARATE_COMPILATION) ;;
   esac
 }
 

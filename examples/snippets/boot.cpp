@@ -26,6 +26,8 @@ cachestore::result<cachestore::s3::store> open_cache(const std::string& config_j
 #include <chrono>
 #include <thread>
 
+#include <cachestore/cachestore.hpp> // the POSIX store main() tests with
+
 // [selftest]
 // At boot, before taking traffic: the store must pass its self-test. A
 // transient failure (the store is still starting) is retried for a while;

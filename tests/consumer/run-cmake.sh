@@ -44,4 +44,5 @@ cmake --build "$work/build" >"$work/build.log" 2>&1 || { cat "$work/build.log"; 
 grep -Eq -- '-std=(c|gnu)\+\+(23|2b)' "$work/build/compile_commands.json" ||
   { echo "the consumer was not compiled as C++23:"; cat "$work/build/compile_commands.json"; exit 1; }
 "$work/build/app"
+if [ $s3 = ON ]; then "$work/build/app_compiled"; fi
 echo "cmake consumer test passed"

@@ -28,6 +28,7 @@ if grep -E '^cachestore\|.*WARNING' "$work/setup.log"; then
 fi
 meson compile -C "$work/parent-build" >"$work/compile.log" 2>&1 || { cat "$work/compile.log"; exit 1; }
 "$work/parent-build/consumer"
+if [ -x "$work/parent-build/consumer-compiled" ]; then "$work/parent-build/consumer-compiled"; fi
 
 echo "== installed, through pkg-config ($cxx)"
 meson setup "$work/self" "$src" -Dtests=false -Dexamples=false --prefix=/usr >"$work/self.log" 2>&1 || { cat "$work/self.log"; exit 1; }
@@ -43,5 +44,9 @@ libs=$(pkg-config --libs cachestore)
 if pkg-config --exists cachestore-s3 2>/dev/null; then
   pkg-config --cflags --libs cachestore-s3 >/dev/null
   echo "cachestore-s3.pc: ok"
+  # The separately compiled driver: the define, libcachestore-s3.a, curl and libcrypto.
+  "$cxx" $(pkg-config --cflags cachestore-s3-compiled) -Wall -Wextra -Werror "$src/tests/consumer/compiled.cpp" \
+    -o "$work/consumer-compiled-pc" $(pkg-config --libs cachestore-s3-compiled)
+  "$work/consumer-compiled-pc"
 fi
 echo "consumer tests passed"

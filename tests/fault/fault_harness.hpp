@@ -37,6 +37,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 #include "../proc_status.hpp"
 #include "fault_process.hpp"

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cachestore/layers.hpp"
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 #include "../fault/fault_process.hpp"
 

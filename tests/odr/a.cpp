@@ -4,6 +4,8 @@
 #include "cachestore/fill.hpp"
 #ifdef CACHESTORE_TEST_S3
 #include "cachestore/s3.hpp"
+#include "cachestore/s3/config_json.hpp"
+#include "cachestore/s3/sigv4.hpp" // not in s3.hpp under CACHESTORE_SEPARATE_COMPILATION
 #endif
 
 #include <string>
@@ -16,6 +18,15 @@ std::string odr_a() {
     std::string out = *cachestore::storage_path(k);
 #ifdef CACHESTORE_TEST_S3
     out += cachestore::s3::sigv4::uri_encode("a b", false);
+    // The driver's out-of-line functions: inline here, or in the compiled library.
+    cachestore::s3::config cfg;
+    cfg.endpoint = "http://127.0.0.1:9";
+    cfg.bucket = "b";
+    cfg.creds = {"AKIDEXAMPLE", "x", {}};
+    auto st = cachestore::s3::store::create(cfg);
+    if (!st) return "s3 store failed";
+    out += *st->object_key(k);
+    if (!cachestore::s3::origin::create(cfg)) return "s3 origin failed";
 #endif
     return out;
 }

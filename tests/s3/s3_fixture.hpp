@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 
 namespace s3test {

@@ -45,6 +45,7 @@
 
 #include <curl/curl.h>
 
+#include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
 #include "../proc_status.hpp"
 

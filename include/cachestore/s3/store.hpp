@@ -1,26 +1,18 @@
 // cachestore/s3/store.hpp - the S3 driver: CacheStore over any S3-compatible
-// server, signed with AWS Signature V4, on libcurl and OpenSSL.
+// server, signed with AWS Signature V4, on libcurl and OpenSSL. This header
+// declares the store; its definitions (impl/store.hpp) are included here, or,
+// with CACHESTORE_SEPARATE_COMPILATION, compiled once through
+// <cachestore/s3/src.hpp>, and then this header needs neither curl's nor
+// OpenSSL's headers.
 #pragma once
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <exception>
 #include <memory>
-#include <mutex>
-#include <optional>
-#include <random>
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
-
-#include <curl/curl.h>
+#include <type_traits>
 
 #include "cachestore/bytes.hpp"
 #include "cachestore/chunk_key.hpp"
@@ -28,22 +20,48 @@
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
 #include "cachestore/s3/config.hpp"
-#include "cachestore/s3/credentials.hpp"
-#include "cachestore/s3/credentials_provider.hpp"
-#include "cachestore/s3/detail/crypto.hpp"
-#include "cachestore/s3/detail/exchange.hpp"
-#include "cachestore/s3/detail/http_parse.hpp"
-#include "cachestore/s3/detail/open_state.hpp"
-#include "cachestore/s3/detail/request.hpp"
-#include "cachestore/s3/detail/self_test.hpp"
-#include "cachestore/s3/detail/state.hpp"
-#include "cachestore/s3/detail/transport.hpp"
-#include "cachestore/s3/detail/upload.hpp"
+#include "cachestore/s3/detail/linkage.hpp"
 #include "cachestore/s3/self_test_report.hpp"
-#include "cachestore/s3/sigv4.hpp"
 #include "cachestore/store.hpp"
 
 namespace cachestore::s3 {
+
+namespace detail {
+
+struct store_state;
+struct request_spec;
+
+/// A chunk_sink behind a function pointer: the driver's one get path serves
+/// every sink type without a template per sink.
+struct sink_ref {
+    void* self;
+    bool (*write)(void* self, std::span<const std::byte> bytes);
+
+    template <class S>
+    static sink_ref to(S& s) noexcept {
+        return {
+            const_cast<void*>(static_cast<const void*>(std::addressof(s))),
+            [](void* self, std::span<const std::byte> b) { return static_cast<bool>((*static_cast<S*>(self))(b)); }};
+    }
+};
+
+/// A source function behind a function pointer; itself a source function.
+class source_ref {
+public:
+    template <class F>
+    explicit source_ref(F& f) noexcept
+        : self_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+          read_([](void* self, std::span<std::byte> b) -> result<std::size_t> { return (*static_cast<F*>(self))(b); }) {
+    }
+
+    result<std::size_t> operator()(std::span<std::byte> b) const { return read_(self_, b); }
+
+private:
+    void* self_;
+    result<std::size_t> (*read_)(void*, std::span<std::byte>);
+};
+
+} // namespace detail
 
 /// The S3 driver. Thread-safe: one store serves every thread of a proxy;
 /// connections are pooled and reused. Movable, not copyable.
@@ -51,126 +69,49 @@ class store {
 public:
     /// Validates `cfg` (every problem is `misconfigured`, reported here and
     /// not at the first request) and prepares the connection pool.
-    static result<store> create(config cfg) {
-        auto st = detail::open_state(std::move(cfg));
-        if (!st) return std::unexpected(std::move(st.error()));
-        if ((*st)->cfg.commit == commit_mode::if_none_match) (*st)->conditional_put = true;
-        return store(std::move(*st));
-    }
+    static result<store> create(config cfg);
 
-    store(store&&) noexcept = default;
-    store& operator=(store&&) noexcept = default;
+    store(store&&) noexcept;
+    store& operator=(store&&) noexcept;
+    ~store();
 
-    [[nodiscard]] const config& settings() const noexcept { return st_->cfg; }
+    [[nodiscard]] const config& settings() const noexcept;
 
     /// The object key a chunk is stored under: prefix + storage path.
-    [[nodiscard]] result<std::string> object_key(const chunk_key& k) const {
-        auto p = storage_path(k);
-        if (!p) return p;
-        return st_->cfg.prefix + *p;
-    }
+    [[nodiscard]] result<std::string> object_key(const chunk_key& k) const;
 
     /// Whether commits use If-None-Match: * (configured, or proven by self_test in auto mode).
-    [[nodiscard]] bool conditional_commit() const noexcept { return st_->conditional_put.load(); }
+    [[nodiscard]] bool conditional_commit() const noexcept;
 
-    [[nodiscard]] self_test_report last_self_test() const {
-        std::lock_guard lock(st_->report_mu);
-        return st_->report;
-    }
+    [[nodiscard]] self_test_report last_self_test() const;
 
     /// Connection objects created so far; equals the peak number of
     /// concurrently active calls when connections are reused.
-    [[nodiscard]] std::size_t connections_created() const noexcept { return st_->pool.created(); }
+    [[nodiscard]] std::size_t connections_created() const noexcept;
 
     /// Connections waiting in the pool for reuse.
-    [[nodiscard]] std::size_t idle_connections() const { return st_->pool.idle(); }
+    [[nodiscard]] std::size_t idle_connections() const;
 
     /// Closes pooled connections idle longer than timeouts.idle now. Every
     /// call does this too, so only a store that stays unused after a burst
     /// needs it (e.g. from a proxy's housekeeping timer).
-    void reap_idle_connections() const { st_->pool.reap(); }
+    void reap_idle_connections() const;
 
     // ---- CacheStore ------------------------------------------------------
 
     template <chunk_sink Sink>
     result<> get_chunk(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n, Sink&& sink) {
-        if (auto a = cachestore::detail::check_get_args(key, off, n); !a) return a;
-        const context cctx = detail::call_context(*st_, ctx);
-        struct get_state {
-            std::remove_reference_t<Sink>* sink;
-            std::int64_t off, n;
-            std::int64_t done = 0;      ///< bytes delivered in earlier attempts
-            std::int64_t start = 0;     ///< first byte asked for in this attempt
-            error refusal;              ///< why accept() refused a response
-        } gs{&sink, off, n, 0, off, {}};
-        detail::request_spec spec;
-        spec.method = "GET";
-        spec.op = "get_chunk";
-        auto ok = prepare_key(spec, key);
-        if (!ok) return ok;
-        gs.start = off;
-        spec.headers.emplace_back("range", detail::range_header(off, n));
-        spec.sink.self = &gs;
-        spec.sink.limit = n;
-        spec.sink.exact = true;
-        spec.sink.accept = [](void* self, const detail::response& r) {
-            auto& g = *static_cast<get_state*>(self);
-            const std::int64_t want_first = g.start, want_last = g.off + g.n - 1;
-            if (r.status == 206) {
-                if (!r.range)
-                    return detail::refuse(g.refusal, errc::protocol, "206 without a valid Content-Range");
-                if (r.range->first != want_first)
-                    return detail::refuse(g.refusal, errc::protocol, "Content-Range starts at " + std::to_string(r.range->first) +
-                                                                 ", asked for " + std::to_string(want_first));
-                if (r.range->last != want_last) {
-                    if (r.range->last < want_last && r.range->total == r.range->last + 1)
-                        return detail::refuse(g.refusal, errc::out_of_range,
-                                      "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
-                                          std::to_string(r.range->total) + " bytes");
-                    return detail::refuse(g.refusal, errc::protocol, "Content-Range ends at " + std::to_string(r.range->last) +
-                                                                 ", asked for " + std::to_string(want_last));
-                }
-                if (r.content_length >= 0 && r.content_length != want_last - want_first + 1)
-                    return detail::refuse(g.refusal, errc::protocol, "Content-Length disagrees with Content-Range");
-                return true;
-            }
-            if (r.status == 200) {
-                // Only when the whole object is provably exactly the range.
-                if (want_first == 0 && r.content_length == want_last + 1) return true;
-                if (r.content_length >= 0 && r.content_length < want_last + 1)
-                    return detail::refuse(g.refusal, errc::out_of_range,
-                                  "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
-                                      std::to_string(r.content_length) + " bytes");
-                return detail::refuse(g.refusal, errc::protocol, "server ignored the Range header (200 with a different body)");
-            }
-            return detail::refuse(g.refusal, errc::protocol, "unexpected 2xx status " + std::to_string(r.status));
-        };
-        spec.sink.write = [](void* self, std::span<const std::byte> b) {
-            auto& g = *static_cast<get_state*>(self);
-            return static_cast<bool>((*g.sink)(b));
-        };
-        spec.retry_state = &gs;
-        spec.before_retry = [](detail::request_spec& s, const detail::response& last, void* state) {
-            // Resume after the bytes the sink already has: it sees each byte once.
-            auto& g = *static_cast<get_state*>(state);
-            g.done += last.delivered;
-            g.start = g.off + g.done;
-            s.sink.limit = g.n - g.done;
-            s.headers[0].second = detail::range_header(g.start, g.n - g.done);
-        };
-        detail::response res;
-        auto r = detail::execute(*st_, cctx, spec, res, &gs.refusal);
-        if (!r) return r;
-        const std::int64_t total = gs.done + res.delivered;
-        if (total != n)
-            return detail::fail_ctx(errc::transient, spec, res, "truncated body: received " + std::to_string(total) + " of " +
-                                                            std::to_string(n) + " bytes");
-        return {};
+        return get_erased(ctx, key, off, n, detail::sink_ref::to(sink));
     }
 
     template <chunk_source Src>
     result<> put_chunk(const context& ctx, const chunk_key& key, std::int64_t size, Src&& src) {
-        return put_impl(ctx, key, size, src, {});
+        if constexpr (source_function<std::remove_cvref_t<Src>>) {
+            detail::source_ref r(src);
+            return put_streamed(ctx, key, size, r);
+        } else {
+            return put_bytes(ctx, key, size, std::span<const std::byte>(src), {});
+        }
     }
 
     /// put_chunk for bytes whose SHA-256 (64 lowercase hex digits) the caller
@@ -180,167 +121,42 @@ public:
     /// (a wrong digest is refused with XAmzContentSHA256Mismatch and, like any
     /// corrupted upload, retried and then reported as `transient`).
     result<> put_chunk_prehashed(const context& ctx, const chunk_key& key, std::span<const std::byte> bytes,
-                                 std::string_view sha256_hex) {
-        if (auto d = cachestore::detail::check_sha256_hex(sha256_hex); !d) return d;
-        return put_impl(ctx, key, static_cast<std::int64_t>(bytes.size()), bytes, sha256_hex);
-    }
+                                 std::string_view sha256_hex);
 
-private:
-    template <class Src>
-    result<> put_impl(const context& ctx, const chunk_key& key, std::int64_t size, Src& src, std::string_view known_digest) {
-        if (auto a = cachestore::detail::check_put_args(key, size); !a) return a;
-        if (auto a = cachestore::detail::check_source_size(src, size); !a) return a;
-        const context cctx = detail::call_context(*st_, ctx); // one deadline for the HEAD, the body and the PUT
-        detail::request_spec spec;
-        spec.op = "put_chunk";
-        auto ok = prepare_key(spec, key);
-        if (!ok) return ok;
-        // Stat first: a present chunk is the truth, and uploading is waste.
-        {
-            detail::request_spec head = spec;
-            head.method = "HEAD";
-            detail::response res;
-            auto r = detail::execute(*st_, cctx, head, res, nullptr);
-            if (r) return detail::fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
-            if (r.error().code != errc::not_found) return r;
-        }
-        // The body: docs/s3.md, "Payload and integrity". In memory: sent in
-        // place, replayable; signed with its SHA-256 (the caller's, or ours)
-        // unless the policy says unsigned (https). A streaming source is
-        // streamed when the policy allows (never spooled: unsigned over https,
-        // signed aws-chunked frames over http where the server accepts them),
-        // else read into memory first and sent like an in-memory body.
-        spec.method = "PUT";
-        const bool unsigned_body = detail::unsigned_payloads(*st_);
-        std::vector<std::byte> spooled;
-        std::span<const std::byte> body;
-        if constexpr (cachestore::detail::source_reader<std::remove_reference_t<Src>>::in_memory) {
-            body = std::span<const std::byte>(src);
-        } else {
-            if (detail::streams(*st_, unsigned_body)) {
-                detail::streaming_body<std::remove_reference_t<Src>> sb(src, size, !unsigned_body, st_->signer);
-                sb.attach(spec);
-                if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
-                return finish_put(cctx, spec);
-            }
-            if (auto sized = cachestore::detail::resize_buffer(spooled, size, "put_chunk", spec.error_path,
-                                                               "the spooled upload (streaming sources need https or "
-                                                               "aws-chunked support to go unspooled)");
-                !sized)
-                return sized;
-            std::size_t at = 0;
-            std::vector<std::byte> scratch(std::min<std::size_t>(spooled.size(), std::size_t{256} * 1024));
-            auto r = cachestore::detail::pump_exact(cctx, "put_chunk", spec.error_path, src, size, scratch,
-                                                    [&](std::span<const std::byte> b) -> result<> {
-                                                        std::memcpy(spooled.data() + at, b.data(), b.size());
-                                                        at += b.size();
-                                                        return {};
-                                                    });
-            if (!r) return r;
-            body = spooled;
-        }
-        std::string digest_hex;
-        if (!known_digest.empty()) {
-            spec.payload_hash = known_digest; // costs nothing, and the server checks it
-        } else if (unsigned_body) {
-            spec.payload_hash = sigv4::unsigned_payload;
-        } else {
-            auto digest = detail::payload_sha256_hex(body, "put_chunk");
-            if (!digest) return std::unexpected(std::move(digest.error()));
-            digest_hex = std::move(*digest);
-            spec.payload_hash = digest_hex;
-        }
-        if (conditional_commit()) spec.headers.emplace_back("if-none-match", "*");
-        detail::memory_body mb{body};
-        mb.attach(spec);
-        return finish_put(cctx, spec);
-    }
+    result<info> stat(const context& ctx, const chunk_key& key);
 
-    result<> finish_put(const context& cctx, detail::request_spec& spec) {
-        detail::response res;
-        auto r = detail::execute(*st_, cctx, spec, res, nullptr);
-        if (!r && r.error().code == errc::commit_lost) r.error().message = "another writer committed this chunk first (412)";
-        if (!r && !spec.body_replayable && r.error().code == errc::transient)
-            r.error().message += " (a streamed body cannot be sent again: not retried; nothing was committed)";
-        return r;
-    }
-
-public:
-    result<info> stat(const context& ctx, const chunk_key& key) {
-        if (auto v = validate(key, "stat"); !v) return std::unexpected(std::move(v.error()));
-        const context cctx = detail::call_context(*st_, ctx);
-        detail::request_spec spec;
-        spec.method = "HEAD";
-        spec.op = "stat";
-        if (auto ok = prepare_key(spec, key); !ok) return std::unexpected(std::move(ok.error()));
-        detail::response res;
-        if (auto r = detail::execute(*st_, cctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
-        if (res.content_length < 0)
-            return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no Content-Length");
-        auto when = detail::parse_http_date(res.last_modified);
-        if (!when) return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no valid Last-Modified");
-        return info{res.content_length, *when};
-    }
-
-    result<> remove(const context& ctx, const chunk_key& key) {
-        if (auto v = validate(key, "remove"); !v) return v;
-        const context cctx = detail::call_context(*st_, ctx);
-        detail::request_spec spec;
-        spec.method = "DELETE";
-        spec.op = "remove";
-        if (auto ok = prepare_key(spec, key); !ok) return ok;
-        detail::response res;
-        auto r = detail::execute(*st_, cctx, spec, res, nullptr);
-        if (!r && r.error().code == errc::not_found && r.error().s3_code != "NoSuchBucket") return {};
-        return r;
-    }
+    result<> remove(const context& ctx, const chunk_key& key);
 
     /// Test hook: PUTs `body` to `object_key` (inside the bucket, no prefix)
     /// signed with `payload_hash` instead of the body's real hash, to prove the
     /// server rejects a corrupted upload. Not for production use.
     result<> debug_put_with_payload_hash(const context& ctx, std::string object_key, std::span<const std::byte> body,
-                                         std::string payload_hash) {
-        detail::response res;
-        return detail::simple(*st_, detail::call_context(*st_, ctx), "PUT", std::move(object_key), {}, res, body, {}, std::move(payload_hash));
-    }
+                                         std::string payload_hash);
 
     /// Test hook: PUTs `body` to `object_key` (inside the bucket, no prefix) as
     /// a signed aws-chunked stream whose frame `corrupt_frame` carries a wrong
     /// signature (-1: none), to prove the server checks frame signatures.
     result<> debug_put_streaming(const context& ctx, std::string object_key, std::span<const std::byte> body,
-                                 int corrupt_frame) {
-        detail::request_spec spec;
-        spec.method = "PUT";
-        spec.op = "put_chunk";
-        spec.error_path = object_key;
-        spec.object_key = std::move(object_key);
-        auto src = [body, at = std::size_t{0}](std::span<std::byte> buf) mutable -> result<std::size_t> {
-            const std::size_t n = std::min(buf.size(), body.size() - at);
-            std::memcpy(buf.data(), body.data() + at, n);
-            at += n;
-            return n;
-        };
-        detail::streaming_body<decltype(src)> sb(src, static_cast<std::int64_t>(body.size()), true, st_->signer, 8192);
-        sb.corrupt_frame(corrupt_frame);
-        sb.attach(spec);
-        detail::response res;
-        return detail::execute(*st_, detail::call_context(*st_, ctx), spec, res, nullptr);
-    }
+                                 int corrupt_frame);
 
     /// Proves the bucket fit for stat-then-put before a proxy serves traffic.
     /// Every failure says what to fix. See docs/s3.md, "Self-test".
-    result<> self_test(const context& ctx) { return detail::run_self_test(*st_, detail::call_context(*st_, ctx)); }
+    result<> self_test(const context& ctx);
 
 private:
-    explicit store(std::unique_ptr<detail::store_state> st) : st_(std::move(st)) {}
+    explicit store(std::unique_ptr<detail::store_state> st) noexcept;
 
+    result<> get_erased(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n,
+                        detail::sink_ref sink);
+    result<> put_bytes(const context& ctx, const chunk_key& key, std::int64_t size, std::span<const std::byte> bytes,
+                       std::string_view known_digest);
+    result<> put_streamed(const context& ctx, const chunk_key& key, std::int64_t size, detail::source_ref& src);
+    template <class Src>
+    result<> put_impl(const context& ctx, const chunk_key& key, std::int64_t size, Src& src,
+                      std::string_view known_digest);
+    result<> finish_put(const context& cctx, detail::request_spec& spec);
     /// Precondition: `key` was validated (once per call, by the caller).
-    result<> prepare_key(detail::request_spec& spec, const chunk_key& key) const {
-        spec.error_path.clear();
-        cachestore::detail::append_storage_path(spec.error_path, key);
-        spec.object_key = st_->cfg.prefix + spec.error_path;
-        return {};
-    }
+    void prepare_key(detail::request_spec& spec, const chunk_key& key) const;
 
     std::unique_ptr<detail::store_state> st_;
 };
@@ -348,3 +164,7 @@ private:
 static_assert(CacheStore<store>);
 
 } // namespace cachestore::s3
+
+#ifndef CACHESTORE_SEPARATE_COMPILATION
+#include "cachestore/s3/impl/store.hpp"
+#endif
