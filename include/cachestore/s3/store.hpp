@@ -110,7 +110,7 @@ public:
             detail::source_ref r(src);
             return put_streamed(ctx, key, size, r);
         } else {
-            return put_bytes(ctx, key, size, std::span<const std::byte>(src), {});
+            return put_bytes(ctx, key, size, std::span<const std::byte>(src));
         }
     }
 
@@ -148,8 +148,7 @@ private:
 
     result<> get_erased(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n,
                         detail::sink_ref sink);
-    result<> put_bytes(const context& ctx, const chunk_key& key, std::int64_t size, std::span<const std::byte> bytes,
-                       std::string_view known_digest);
+    result<> put_bytes(const context& ctx, const chunk_key& key, std::int64_t size, std::span<const std::byte> bytes);
     result<> put_streamed(const context& ctx, const chunk_key& key, std::int64_t size, detail::source_ref& src);
     template <class Src>
     result<> put_impl(const context& ctx, const chunk_key& key, std::int64_t size, Src& src,

@@ -75,7 +75,6 @@ CACHESTORE_S3_DECL result<> store::get_erased(const context& ctx, const chunk_ke
     spec.method = "GET";
     spec.op = "get_chunk";
     prepare_key(spec, key);
-    gs.start = off;
     spec.headers.emplace_back("range", detail::range_header(off, n));
     spec.sink.self = &gs;
     spec.sink.limit = n;
@@ -139,8 +138,8 @@ CACHESTORE_S3_DECL result<> store::get_erased(const context& ctx, const chunk_ke
 }
 
 CACHESTORE_S3_DECL result<> store::put_bytes(const context& ctx, const chunk_key& key, std::int64_t size,
-                                             std::span<const std::byte> bytes, std::string_view known_digest) {
-    return put_impl(ctx, key, size, bytes, known_digest);
+                                             std::span<const std::byte> bytes) {
+    return put_impl(ctx, key, size, bytes, {});
 }
 
 CACHESTORE_S3_DECL result<> store::put_streamed(const context& ctx, const chunk_key& key, std::int64_t size,
