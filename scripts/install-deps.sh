@@ -8,6 +8,7 @@ servers=1
 pkgs=(build-essential meson ninja-build pkg-config python3 curl openssl cmake   # cmake: the CMake-consumer test
       libcurl4-openssl-dev libssl-dev nlohmann-json3-dev catch2
       libcpp-httplib-dev awscli   # the range_proxy example's HTTP server; the AWS CLI reads through it in its tests
+      libasio-dev   # standalone Asio: the optional Asio adapter's test only (the library does not need it)
       libs3-dev valgrind   # libs3 and valgrind: benchmark baselines only
       clang-16 libclang-rt-16-dev clang-tidy-16)  # libFuzzer and clang-tidy (scripts/fuzz.sh, tidy.sh)
 missing=()

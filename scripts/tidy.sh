@@ -91,6 +91,9 @@ extra_flags() {
       xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
     */s3/config_test.cpp) xflags=("-DCACHESTORE_ERRORS_MD=\"$root/docs/errors.md\"") ;;
     */consumer/compiled.cpp) xflags=(-DCACHESTORE_SEPARATE_COMPILATION) ;;
+    # Asio 1.22 enables co_await under clang only with <experimental/coroutine>,
+    # which libstdc++ does not have; clang 16 has the standard coroutines.
+    */async/asio_test.cpp | *snippets/coroutine.cpp) xflags=(-DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1) ;;
   esac
 }
 

@@ -11,9 +11,12 @@
 #include <string>
 #include <span>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "cachestore/async/pooled.hpp"
+#include "cachestore/async/waiting.hpp"
 #include "cachestore/layers.hpp"
 #include "cachestore/memory_store.hpp"
 #include "cachestore/posix_store.hpp"
@@ -176,8 +179,31 @@ struct tiered_posix_fixture {
     }
 };
 
-using conformance_fixtures = std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture,
-                                        layered_posix_fixture, tiered_memory_fixture, tiered_posix_fixture>;
+// The same suite through the async API (docs/async.md): each call initiates
+// on pooled_async and waits for its completion.
+template <class F>
+struct pooled_fixture {
+    static constexpr bool plain_origin = false;
+    using inner_store = std::remove_reference_t<decltype(std::declval<F&>().store())>;
+    F base;
+    std::optional<cachestore::waiting<cachestore::pooled_async<inner_store&>>> s; // after base: goes first
+    cachestore::result<> ready() { return base.ready(); }
+    bool atomic_commit() const { return base.atomic_commit(); }
+    auto& store() {
+        if (!s) s.emplace(std::in_place, base.store(), cachestore::pooled_options{.threads = 4});
+        return *s;
+    }
+};
+struct pooled_memory_fixture : pooled_fixture<memory_fixture> {
+    static constexpr const char* name = "waiting<pooled_async<memory>>";
+};
+struct pooled_posix_fixture : pooled_fixture<posix_fixture> {
+    static constexpr const char* name = "waiting<pooled_async<posix>>";
+};
+
+using conformance_fixtures =
+    std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture, layered_posix_fixture,
+               tiered_memory_fixture, tiered_posix_fixture, pooled_memory_fixture, pooled_posix_fixture>;
 
 #include "conformance.hpp"
 #include "read_range_cases.hpp"

@@ -28,7 +28,7 @@
 #include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/fill/detail/backoff.hpp"
-#include "cachestore/fill/detail/fill_pool.hpp"
+#include "cachestore/detail/thread_pool.hpp"
 #include "cachestore/fill/detail/flight.hpp"
 #include "cachestore/fill/engine_options.hpp"
 #include "cachestore/fill/metadata_cache.hpp"
@@ -41,6 +41,7 @@ namespace cachestore::fill {
 template <CacheStore S, Origin O>
 class engine {
 public:
+    using pool_type = cachestore::detail::thread_pool; ///< the fill threads (the origin cap) and the commit queue
     using chunk_bytes = std::shared_ptr<const std::vector<std::byte>>;
 
     engine(S& store, O& origin, engine_options opt = {}) : store_(store), origin_(origin), opt_(std::move(opt)) {
@@ -204,7 +205,7 @@ public:
     /// Flights in the table (fills running or queued, and successes whose commit runs).
     [[nodiscard]] std::size_t flights() const { return here().flights.size(); }
     /// Fills running now and queued for a slot, and the most that ever ran at once.
-    [[nodiscard]] detail::fill_pool::gauges origin_gauges() const { return here().pool->now(); }
+    [[nodiscard]] pool_type::gauges origin_gauges() const { return here().pool->now(); }
     [[nodiscard]] std::size_t origin_peak() const { return here().pool->peak_running(); }
 
 private:
@@ -294,7 +295,7 @@ private:
     template <class Run, class Failed>
     void submit_origin_job(proc& p, const char* op, const std::string& object_key, Run run, Failed failed) {
         const auto submitted = context::clock::now();
-        detail::fill_pool::job j;
+        pool_type::job j;
         j.run = [this, submitted, run = std::move(run)](std::stop_token stop) {
             c_.waited(context::clock::now() - submitted);
             run(context(std::move(stop), context::clock::now() + opt_.fill_timeout));
@@ -363,7 +364,7 @@ private:
             }
             if (p.commit_bytes.compare_exchange_weak(queued, queued + bytes)) break;
         }
-        detail::fill_pool::job cj;
+        pool_type::job cj;
         cj.run = [this, &p, path, key, len, buf, f](std::stop_token stop) {
             commit(context(std::move(stop), context::clock::now() + opt_.fill_timeout), key, len, *buf);
             p.flights.retire(path, f);
@@ -414,13 +415,13 @@ private:
         detail::flight_table<object_meta> heads; ///< origin HEADs in flight, by metadata_cache::key_of
         std::unique_ptr<metadata_cache> meta;
         std::atomic<std::size_t> commit_bytes{0};     ///< on the commit queue, or being committed
-        std::unique_ptr<detail::fill_pool> commits; ///< one thread, no queue timeout; null: commits run on the fill's thread
-        std::unique_ptr<detail::fill_pool> pool;
+        std::unique_ptr<pool_type> commits; ///< one thread, no queue timeout; null: commits run on the fill's thread
+        std::unique_ptr<pool_type> pool;
     };
     void make_threads(proc& p) const {
         p.meta = std::make_unique<metadata_cache>(opt_.metadata_entries, opt_.metadata_ttl, opt_.metadata_negative_ttl);
-        if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<detail::fill_pool>(1, detail::fill_pool::no_timeout);
-        p.pool = std::make_unique<detail::fill_pool>(opt_.origin_cap, opt_.origin_queue_timeout);
+        if (opt_.commit_queue_bytes > 0) p.commits = std::make_unique<pool_type>(1, pool_type::no_timeout);
+        p.pool = std::make_unique<pool_type>(opt_.origin_cap, opt_.origin_queue_timeout);
     }
     proc& here() const {
         return proc_.get([this](proc&, proc& fresh) { make_threads(fresh); });

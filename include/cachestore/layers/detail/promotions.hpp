@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "cachestore/detail/fork_generation.hpp"
-#include "cachestore/fill/detail/fill_pool.hpp"
+#include "cachestore/detail/thread_pool.hpp"
 
 namespace cachestore::detail {
 
@@ -123,17 +123,17 @@ public:
     /// is dropped (the ticket released unrun).
     void submit(ticket t, std::function<void(ticket&, std::stop_token)> job) {
         auto shared = std::make_shared<std::pair<ticket, std::function<void(ticket&, std::stop_token)>>>(std::move(t), std::move(job));
-        fill::detail::fill_pool::job j;
+        thread_pool::job j;
         j.run = [shared](std::stop_token stop) {
             shared->second(shared->first, std::move(stop));
             shared->first = ticket(); // released on this thread, before the next job
         };
         j.expired = [shared](bool) { shared->first = ticket(); };
         state& s = here();
-        fill::detail::fill_pool* pool = nullptr;
+        thread_pool* pool = nullptr;
         {
             const std::lock_guard lk(s.mu);
-            if (!s.pool) s.pool = std::make_unique<fill::detail::fill_pool>(threads_, fill::detail::fill_pool::no_timeout);
+            if (!s.pool) s.pool = std::make_unique<thread_pool>(threads_, thread_pool::no_timeout);
             pool = s.pool.get();
         }
         pool->submit(std::move(j));
@@ -204,7 +204,7 @@ private:
         std::size_t reserved = 0;
         std::vector<std::vector<std::byte>> spare; ///< buffers of ended promotions, for the next ones
         std::size_t spare_bytes = 0;
-        std::unique_ptr<fill::detail::fill_pool> pool; ///< started on first use; last: its threads end before the tables go
+        std::unique_ptr<thread_pool> pool; ///< started on first use; last: its threads end before the tables go
     };
 
     /// This process's tables; a forked child's start empty, with no threads.
