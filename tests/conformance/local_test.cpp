@@ -7,9 +7,9 @@
 #include <ctime>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
-#include <span>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -96,7 +96,9 @@ struct posix_bounded_fixture {
         return true;
     }
     cachestore::result<> ready() const {
-        if (!s) return cachestore::fail(cachestore::errc::misconfigured, "open", root, "could not open a bounded temp root");
+        if (!s)
+            return cachestore::fail(cachestore::errc::misconfigured, "open", root,
+                                    "could not open a bounded temp root");
         return {};
     }
     bool atomic_commit() const { return true; }
@@ -122,8 +124,9 @@ struct layered_memory_fixture {
     static constexpr const char* name = "metered<breaker<hedged<memory>>>";
     static constexpr bool plain_origin = false;
     // memory_store cannot move: built in place, layer by layer.
-    layered::stack<cachestore::memory_store> s{std::in_place, cachestore::metered_options{}, std::in_place,
-                                               cachestore::breaker_options{}, std::in_place, cachestore::hedge_options{}};
+    layered::stack<cachestore::memory_store> s{std::in_place, cachestore::metered_options{},
+                                               std::in_place, cachestore::breaker_options{},
+                                               std::in_place, cachestore::hedge_options{}};
     cachestore::result<> ready() const { return {}; }
     bool atomic_commit() const { return true; }
     layered::stack<cachestore::memory_store>& store() { return s; }
@@ -151,7 +154,7 @@ struct tiered_memory_fixture {
     static constexpr const char* name = "tiered<memory, memory>";
     static constexpr bool plain_origin = false;
     cachestore::tiered<cachestore::memory_store, cachestore::memory_store> s{std::piecewise_construct, std::tuple<>{},
-                                                                              std::tuple<>{}};
+                                                                             std::tuple<>{}};
     cachestore::result<> ready() const { return {}; }
     bool atomic_commit() const { return true; }
     auto& store() { return s; }
@@ -187,7 +190,7 @@ struct pooled_fixture {
     using inner_store = std::remove_reference_t<decltype(std::declval<F&>().store())>;
     F base;
     std::optional<cachestore::waiting<cachestore::pooled_async<inner_store&>>> s; // after base: goes first
-    cachestore::result<> ready() { return base.ready(); }
+    cachestore::result<> ready() const { return base.ready(); }
     bool atomic_commit() const { return base.atomic_commit(); }
     auto& store() {
         if (!s) s.emplace(std::in_place, base.store(), cachestore::pooled_options{.threads = 4});
@@ -200,10 +203,26 @@ struct pooled_memory_fixture : pooled_fixture<memory_fixture> {
 struct pooled_posix_fixture : pooled_fixture<posix_fixture> {
     static constexpr const char* name = "waiting<pooled_async<posix>>";
 };
+/// The layers over the async store: metered and breaker change nothing.
+struct layered_pooled_posix_fixture {
+    static constexpr const char* name = "waiting<metered<breaker<pooled_async<posix>>>>";
+    static constexpr bool plain_origin = false;
+    using async_stack = cachestore::metered<cachestore::breaker<cachestore::pooled_async<cachestore::posix_store&>>>;
+    posix_fixture base;
+    std::optional<cachestore::waiting<async_stack>> s;
+    cachestore::result<> ready() const { return base.ready(); }
+    bool atomic_commit() const { return base.atomic_commit(); }
+    auto& store() {
+        if (!s)
+            s.emplace(std::in_place, std::in_place, cachestore::metered_options{}, std::in_place,
+                      cachestore::breaker_options{}, base.store(), cachestore::pooled_options{.threads = 4});
+        return *s;
+    }
+};
 
-using conformance_fixtures =
-    std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture, layered_posix_fixture,
-               tiered_memory_fixture, tiered_posix_fixture, pooled_memory_fixture, pooled_posix_fixture>;
+using conformance_fixtures = std::tuple<memory_fixture, posix_fixture, posix_bounded_fixture, layered_memory_fixture,
+                                        layered_posix_fixture, tiered_memory_fixture, tiered_posix_fixture,
+                                        pooled_memory_fixture, pooled_posix_fixture, layered_pooled_posix_fixture>;
 
 #include "conformance.hpp"
 #include "read_range_cases.hpp"

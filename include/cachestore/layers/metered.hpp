@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "cachestore/async.hpp"
 #include "cachestore/bytes.hpp"
 #include "cachestore/chunk_key.hpp"
 #include "cachestore/context.hpp"
@@ -20,6 +21,7 @@
 #include "cachestore/info.hpp"
 #include "cachestore/layers/detail/archetype_store.hpp"
 #include "cachestore/layers/detail/meter.hpp"
+#include "cachestore/layers/detail/meter_async.hpp"
 #include "cachestore/layers/detail/prometheus.hpp"
 #include "cachestore/layers/histogram.hpp"
 #include "cachestore/layers/operation.hpp"
@@ -39,19 +41,22 @@ struct metered_options {
 /// path is a few relaxed atomic additions on a per-thread shard and two or
 /// three clock reads. Owns the inner store (`metered<S>`), or refers to one
 /// that outlives it (`metered<S&>`). Thread-safe when `S` is; movable.
-template <CacheStore S>
+/// Over an AsyncCacheStore it is one too (docs/async.md): a call runs from
+/// initiation to its completion, with the same counters.
+template <class S>
+    requires CacheStore<S> || AsyncCacheStore<std::remove_reference_t<S>>
 class metered {
 public:
     using inner_type = std::remove_reference_t<S>;
 
     explicit metered(S inner, metered_options opts = {})
-        : inner_(static_cast<S&&>(inner)), meter_(std::make_unique<detail::meter>(std::move(opts.name))) {}
+        : meter_(std::make_unique<detail::meter>(std::move(opts.name))), inner_(static_cast<S&&>(inner)) {}
 
     /// Constructs the inner store in place from `args` (for stores that
     /// cannot move, e.g. memory_store).
     template <class... Args>
     explicit metered(std::in_place_t, metered_options opts, Args&&... args)
-        : inner_(std::forward<Args>(args)...), meter_(std::make_unique<detail::meter>(std::move(opts.name))) {}
+        : meter_(std::make_unique<detail::meter>(std::move(opts.name))), inner_(std::forward<Args>(args)...) {}
 
     [[nodiscard]] inner_type& inner() noexcept { return inner_; }
     [[nodiscard]] const inner_type& inner() const noexcept { return inner_; }
@@ -63,6 +68,7 @@ public:
     // ---- CacheStore ------------------------------------------------------
 
     template <chunk_sink Sink>
+        requires CacheStore<S>
     result<> get_chunk(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n, Sink&& sink) {
         call c(*meter_, store_op::get_chunk);
         std::uint64_t bytes = 0;
@@ -91,6 +97,7 @@ public:
     }
 
     template <chunk_source Src>
+        requires CacheStore<S>
     result<> put_chunk(const context& ctx, const chunk_key& key, std::int64_t size, Src&& src) {
         call c(*meter_, store_op::put_chunk);
         result<> r = inner_.put_chunk(ctx, key, size, std::forward<Src>(src));
@@ -111,26 +118,71 @@ public:
         return r;
     }
 
-    result<info> stat(const context& ctx, const chunk_key& key) {
+    result<info> stat(const context& ctx, const chunk_key& key)
+        requires CacheStore<S>
+    {
         call c(*meter_, store_op::stat);
         result<info> r = inner_.stat(ctx, key);
         c.end(r);
         return r;
     }
 
-    result<> remove(const context& ctx, const chunk_key& key) {
+    result<> remove(const context& ctx, const chunk_key& key)
+        requires CacheStore<S>
+    {
         call c(*meter_, store_op::remove);
         result<> r = inner_.remove(ctx, key);
         c.end(r);
         return r;
     }
 
-    result<> self_test(const context& ctx) {
+    /// Also over an async store that has a (blocking) self_test.
+    result<> self_test(const context& ctx)
+        requires requires(inner_type& s) {
+            { s.self_test(std::declval<const context&>()) } -> std::same_as<result<>>;
+        }
+    {
         call c(*meter_, store_op::self_test);
         result<> r = inner_.self_test(ctx);
         c.end(r);
         return r;
     }
+
+    // ---- AsyncCacheStore (over an async store) ---------------------------
+
+    template <async_chunk_sink K, async_completion D>
+        requires AsyncCacheStore<inner_type>
+    void async_get_chunk(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n, K sink, D done) {
+        auto c = std::make_shared<detail::async_meter_call>(*meter_, store_op::get_chunk);
+        inner_.async_get_chunk(ctx, key, off, n, detail::metered_sink<K>{std::move(sink), c},
+                               detail::metered_done<D, void>{std::move(done), c});
+    }
+
+    template <class Src, async_completion D>
+        requires AsyncCacheStore<inner_type>
+    void async_put_chunk(const context& ctx, const chunk_key& key, std::int64_t size, Src src, D done) {
+        auto c = std::make_shared<detail::async_meter_call>(*meter_, store_op::put_chunk);
+        inner_.async_put_chunk(ctx, key, size, std::move(src),
+                               detail::metered_done<D, void>{std::move(done), c, static_cast<std::uint64_t>(size)});
+    }
+
+    template <async_completion<info> D>
+        requires AsyncCacheStore<inner_type>
+    void async_stat(const context& ctx, const chunk_key& key, D done) {
+        auto c = std::make_shared<detail::async_meter_call>(*meter_, store_op::stat);
+        inner_.async_stat(ctx, key, detail::metered_done<D, info>{std::move(done), c});
+    }
+
+    template <async_completion D>
+        requires AsyncCacheStore<inner_type>
+    void async_remove(const context& ctx, const chunk_key& key, D done) {
+        auto c = std::make_shared<detail::async_meter_call>(*meter_, store_op::remove);
+        inner_.async_remove(ctx, key, detail::metered_done<D, void>{std::move(done), c});
+    }
+
+    template <class F>
+        requires AsyncCacheStore<inner_type>
+    void post(F f) { inner_.post(std::move(f)); }
 
 private:
     using clock = std::chrono::steady_clock;
@@ -158,8 +210,8 @@ private:
         }
     };
 
+    std::unique_ptr<detail::meter> meter_; // first: outlives an async inner store's last completions
     S inner_;
-    std::unique_ptr<detail::meter> meter_;
 };
 
 /// Appends `snaps` (one per metered store; give each a distinct name) in the
@@ -220,5 +272,8 @@ static_assert(CacheStore<metered<detail::archetype_store>>);
 static_assert(CacheStore<metered<detail::archetype_store&>>);
 static_assert(detail::has_get_chunk_into<metered<detail::archetype_store_into>>);
 static_assert(!detail::has_get_chunk_into<metered<detail::archetype_store>>);
+static_assert(AsyncCacheStore<metered<detail::archetype_async_store>>);
+static_assert(!CacheStore<metered<detail::archetype_async_store>>);
+static_assert(!AsyncCacheStore<metered<detail::archetype_store>>);
 
 } // namespace cachestore
