@@ -37,6 +37,8 @@ struct sink_ref {
     void* self;
     bool (*write)(void* self, std::span<const std::byte> bytes);
 
+    bool operator()(std::span<const std::byte> b) const { return write(self, b); }
+
     template <class S>
     static sink_ref to(S& s) noexcept {
         return {

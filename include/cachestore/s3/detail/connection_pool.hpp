@@ -21,20 +21,18 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <curl/curl.h>
 
 #include "cachestore/detail/fork_safe_mutex.hpp"
+#include "cachestore/s3/detail/request_buffers.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -45,8 +43,7 @@ inline void curl_global() {
 }
 
 /// One reusable connection: a multi handle owning one easy handle, plus the
-/// buffers a request on it is built in (reused, so a steady state allocates
-/// nothing per request). Used by one call at a time.
+/// buffers a request on it is built in. Used by one call at a time.
 struct connection {
     CURLM* multi = nullptr;
     CURL* easy = nullptr;
@@ -55,13 +52,7 @@ struct connection {
     std::chrono::steady_clock::time_point idle_since{}; ///< when it last went back to the pool
     bool configured = false;           ///< the per-store constant options are set (see perform)
     bool custom_method = false;        ///< CURLOPT_CUSTOMREQUEST is set and must be cleared
-    std::string url;                   ///< the request URL
-    std::string header_text;           ///< header lines, NUL-separated
-    std::vector<curl_slist> header_nodes; ///< a curl_slist over header_text (owned here, not by curl)
-    std::vector<std::pair<std::string_view, std::string_view>> signed_headers; ///< scratch for signing
-    std::string authorization;         ///< scratch for signing
-    std::string signature;             ///< scratch for signing
-    std::array<char, 16> amz_date{};   ///< the x-amz-date of the request last signed here
+    request_buffers bufs;              ///< what a request on it is signed and laid out in
 
     connection() {
         curl_global();

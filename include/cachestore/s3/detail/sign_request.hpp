@@ -1,5 +1,5 @@
 // cachestore/s3/detail/sign_request.hpp - a request's URL, SigV4 signature
-// and header lines, built in the connection's reusable buffers.
+// and header lines, built in reusable buffers (request_buffers.hpp).
 #pragma once
 
 #include <chrono>
@@ -16,16 +16,16 @@
 
 #include "cachestore/error.hpp"
 #include "cachestore/s3/credentials.hpp"
-#include "cachestore/s3/detail/connection_pool.hpp"
 #include "cachestore/s3/detail/request.hpp"
+#include "cachestore/s3/detail/request_buffers.hpp"
 #include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/sigv4.hpp"
 
 namespace cachestore::s3::detail {
 
 /// Builds the URL, signs the request and lays out its header lines, all in
-/// `c`'s reusable buffers: in a steady state this allocates nothing.
-inline result<> sign_into(const store_state& st, const credentials& creds, const request_spec& spec, connection& c) {
+/// the reusable buffers `c`: in a steady state this allocates nothing.
+inline result<> sign_into(const store_state& st, const credentials& creds, const request_spec& spec, request_buffers& c) {
     c.amz_date = sigv4::amz_date_chars(std::chrono::system_clock::now());
     const std::string_view amz_date(c.amz_date.data(), c.amz_date.size());
     try {

@@ -247,11 +247,10 @@ struct exchange {
     }
 };
 
-/// Sets the options that are the same for every request of one store (the
-/// pool belongs to one store): once per connection instead of a
-/// curl_easy_reset and ~20 setopts per request.
-inline void configure(connection& c, const http_request& req) {
-    CURL* e = c.easy;
+/// Sets the options that are the same for every request of one store (a
+/// pooled connection or a transfer slot belongs to one store): once per easy
+/// handle instead of a curl_easy_reset and ~20 setopts per request.
+inline void configure(CURL* e, const http_request& req) {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &exchange::on_header);
@@ -275,28 +274,26 @@ inline void configure(connection& c, const http_request& req) {
     if (req.ca_dir != nullptr) curl_easy_setopt(e, CURLOPT_CAPATH, req.ca_dir);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, &exchange::on_seek);
     if (req.share != nullptr) curl_easy_setopt(e, CURLOPT_SHARE, req.share);
-    c.configured = true;
 }
 
-/// Performs one HTTP exchange on `c`. Never throws; fills `res`. Returns
-/// false when the connection must not be reused.
-inline bool perform(connection& c, const http_request& req, response& res, const context& ctx,
-                    std::chrono::steady_clock::time_point deadline) {
-    CURL* e = c.easy;
-    if (!c.configured) configure(c, req);
-    exchange x{req, res, ctx, deadline};
+/// Points a configured easy handle at one request and its exchange `x`.
+/// `custom_method` is the handle's own flag: CURLOPT_CUSTOMREQUEST is set and
+/// must be cleared before the next request. Undo with unhook() before `x`,
+/// the request's headers or its error buffer go away.
+inline void arm(CURL* e, bool& custom_method, exchange& x) {
+    const http_request& req = x.req;
     curl_easy_setopt(e, CURLOPT_URL, req.url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req.headers);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, res.curl_message);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x.res.curl_message);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(e, CURLOPT_READDATA, &x);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, &x);
     // The method: HTTPGET clears NOBODY and UPLOAD left by the previous request.
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    if (c.custom_method) {
+    if (custom_method) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, nullptr);
-        c.custom_method = false;
+        custom_method = false;
     }
     const std::string_view method = req.method;
     if (method == "HEAD") {
@@ -306,20 +303,52 @@ inline bool perform(connection& c, const http_request& req, response& res, const
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(std::max<std::int64_t>(req.body.size, 0)));
     } else if (method != "GET") {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method);
-        c.custom_method = true;
+        custom_method = true;
     }
+}
+
+/// Leaves nothing in the handle pointing at a finished request.
+inline void unhook(CURL* e) noexcept {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, nullptr);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, nullptr);
+    curl_easy_setopt(e, CURLOPT_READDATA, nullptr);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, nullptr);
+}
+
+/// What libcurl knows of a transfer that ended, read while the handle is
+/// still in its multi handle (its CURLMSG_DONE result is in res.curl).
+inline void harvest(CURL* e, response& res) {
+    long connects = 0;
+    if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) res.reused = connects == 0;
+    // At least 1 us once a connection, new or reused, was ready to send on (TCP and TLS done); 0 before.
+    curl_off_t pretransfer_us = 0;
+    if (curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) == CURLE_OK)
+        res.connected = pretransfer_us > 0;
+    if (res.status == 0) {
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        res.status = status;
+    }
+}
+
+/// Performs one HTTP exchange on `c`. Never throws; fills `res`. Returns
+/// false when the connection must not be reused.
+inline bool perform(connection& c, const http_request& req, response& res, const context& ctx,
+                    std::chrono::steady_clock::time_point deadline) {
+    CURL* e = c.easy;
+    if (!c.configured) {
+        configure(e, req);
+        c.configured = true;
+    }
+    exchange x{req, res, ctx, deadline};
+    arm(e, c.custom_method, x);
     // Nothing in the handle may point at this call's stack or headers once it returns.
-    struct unhook {
+    struct unhook_at_exit {
         CURL* e;
-        ~unhook() {
-            curl_easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
-            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
-            curl_easy_setopt(e, CURLOPT_HEADERDATA, nullptr);
-            curl_easy_setopt(e, CURLOPT_WRITEDATA, nullptr);
-            curl_easy_setopt(e, CURLOPT_READDATA, nullptr);
-            curl_easy_setopt(e, CURLOPT_SEEKDATA, nullptr);
-        }
-    } unhook_at_exit{e};
+        ~unhook_at_exit() { unhook(e); }
+    } unhook_guard{e};
 
     if (x.expired_or_stopped()) return true;
     if (curl_multi_add_handle(c.multi, e) != CURLM_OK) {
@@ -350,32 +379,22 @@ inline bool perform(connection& c, const http_request& req, response& res, const
     int queued = 0;
     while (CURLMsg* m = curl_multi_info_read(c.multi, &queued))
         if (m->msg == CURLMSG_DONE && m->easy_handle == e) res.curl = m->data.result;
-    long connects = 0;
-    if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK) res.reused = connects == 0;
-    // At least 1 us once a connection, new or reused, was ready to send on (TCP and TLS done); 0 before.
-    curl_off_t pretransfer_us = 0;
-    if (curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) == CURLE_OK)
-        res.connected = pretransfer_us > 0;
-    if (res.status == 0) {
-        long status = 0;
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        res.status = status;
-    }
+    harvest(e, res);
     curl_multi_remove_handle(c.multi, e);
     return clean && res.curl == CURLE_OK;
 }
 
-/// The timings and sizes of the transfer just performed on `c`, for the
+/// The timings and sizes of the transfer just performed on `e`, for the
 /// observer (only called when one is set). `t0`: the attempt's start;
-/// `t_conn`: when the pool handed out the connection.
-inline request_event observe(connection& c, std::chrono::steady_clock::time_point t0,
+/// `t_conn`: when the attempt got its connection (or transfer slot).
+inline request_event observe(CURL* e, std::chrono::steady_clock::time_point t0,
                              std::chrono::steady_clock::time_point t_conn) {
     using us = std::chrono::microseconds;
     request_event ev;
     curl_off_t v = 0;
     auto info = [&](CURLINFO what) {
         v = 0;
-        curl_easy_getinfo(c.easy, what, &v);
+        curl_easy_getinfo(e, what, &v);
         return v;
     };
     const curl_off_t connect_end = info(CURLINFO_CONNECT_TIME_T);

@@ -17,8 +17,8 @@
 
 #include "cachestore/s3/detail/crypto.hpp"
 #include "cachestore/s3/detail/exchange.hpp"
-#include "cachestore/s3/detail/http_parse.hpp"
 #include "cachestore/s3/detail/open_state.hpp"
+#include "cachestore/s3/detail/operations.hpp"
 #include "cachestore/s3/detail/request.hpp"
 #include "cachestore/s3/detail/self_test.hpp"
 #include "cachestore/s3/detail/state.hpp"
@@ -64,77 +64,14 @@ CACHESTORE_S3_DECL result<> store::get_erased(const context& ctx, const chunk_ke
                                               std::int64_t n, detail::sink_ref sink) {
     if (auto a = cachestore::detail::check_get_args(key, off, n); !a) return a;
     const context cctx = detail::call_context(*st_, ctx);
-    struct get_state {
-        detail::sink_ref sink;
-        std::int64_t off, n;
-        std::int64_t done = 0;  ///< bytes delivered in earlier attempts
-        std::int64_t start = 0; ///< first byte asked for in this attempt
-        error refusal;          ///< why accept() refused a response
-    } gs{sink, off, n, 0, off, {}};
+    detail::get_plan<detail::sink_ref> plan(sink, off, n);
     detail::request_spec spec;
     spec.method = "GET";
     spec.op = "get_chunk";
     prepare_key(spec, key);
-    spec.headers.emplace_back("range", detail::range_header(off, n));
-    spec.sink.self = &gs;
-    spec.sink.limit = n;
-    spec.sink.exact = true;
-    spec.sink.accept = [](void* self, const detail::response& r) {
-        auto& g = *static_cast<get_state*>(self);
-        const std::int64_t want_first = g.start, want_last = g.off + g.n - 1;
-        if (r.status == 206) {
-            if (!r.range) return detail::refuse(g.refusal, errc::protocol, "206 without a valid Content-Range");
-            if (r.range->first != want_first)
-                return detail::refuse(g.refusal, errc::protocol,
-                                      "Content-Range starts at " + std::to_string(r.range->first) + ", asked for " +
-                                          std::to_string(want_first));
-            if (r.range->last != want_last) {
-                if (r.range->last < want_last && r.range->total == r.range->last + 1)
-                    return detail::refuse(g.refusal, errc::out_of_range,
-                                          "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
-                                              std::to_string(r.range->total) + " bytes");
-                return detail::refuse(g.refusal, errc::protocol,
-                                      "Content-Range ends at " + std::to_string(r.range->last) + ", asked for " +
-                                          std::to_string(want_last));
-            }
-            if (r.content_length >= 0 && r.content_length != want_last - want_first + 1)
-                return detail::refuse(g.refusal, errc::protocol, "Content-Length disagrees with Content-Range");
-            return true;
-        }
-        if (r.status == 200) {
-            // Only when the whole object is provably exactly the range.
-            if (want_first == 0 && r.content_length == want_last + 1) return true;
-            if (r.content_length >= 0 && r.content_length < want_last + 1)
-                return detail::refuse(g.refusal, errc::out_of_range,
-                                      "range ends at " + std::to_string(g.off + g.n) + " but the chunk holds " +
-                                          std::to_string(r.content_length) + " bytes");
-            return detail::refuse(g.refusal, errc::protocol,
-                                  "server ignored the Range header (200 with a different body)");
-        }
-        return detail::refuse(g.refusal, errc::protocol, "unexpected 2xx status " + std::to_string(r.status));
-    };
-    spec.sink.write = [](void* self, std::span<const std::byte> b) {
-        auto& g = *static_cast<get_state*>(self);
-        return g.sink.write(g.sink.self, b);
-    };
-    spec.retry_state = &gs;
-    spec.before_retry = [](detail::request_spec& s, const detail::response& last, void* state) {
-        // Resume after the bytes the sink already has: it sees each byte once.
-        auto& g = *static_cast<get_state*>(state);
-        g.done += last.delivered;
-        g.start = g.off + g.done;
-        s.sink.limit = g.n - g.done;
-        s.headers[0].second = detail::range_header(g.start, g.n - g.done);
-    };
+    plan.attach(spec);
     detail::response res;
-    auto r = detail::execute(*st_, cctx, spec, res, &gs.refusal);
-    if (!r) return r;
-    const std::int64_t total = gs.done + res.delivered;
-    if (total != n)
-        return detail::fail_ctx(errc::transient, spec, res,
-                                "truncated body: received " + std::to_string(total) + " of " + std::to_string(n) +
-                                    " bytes");
-    return {};
+    return plan.finish(detail::execute(*st_, cctx, spec, res, &plan.refusal), spec, res);
 }
 
 CACHESTORE_S3_DECL result<> store::put_bytes(const context& ctx, const chunk_key& key, std::int64_t size,
@@ -167,9 +104,7 @@ result<> store::put_impl(const context& ctx, const chunk_key& key, std::int64_t 
         detail::request_spec head = spec;
         head.method = "HEAD";
         detail::response res;
-        auto r = detail::execute(*st_, cctx, head, res, nullptr);
-        if (r) return detail::fail_ctx(errc::commit_lost, spec, res, "chunk already committed");
-        if (r.error().code != errc::not_found) return r;
+        if (auto r = detail::put_head_verdict(detail::execute(*st_, cctx, head, res, nullptr), spec, res); !r) return r;
     }
     // The body: docs/s3.md, "Payload and integrity". In memory: sent in
     // place, replayable; signed with its SHA-256 (the caller's, or ours)
@@ -225,12 +160,7 @@ result<> store::put_impl(const context& ctx, const chunk_key& key, std::int64_t 
 
 CACHESTORE_S3_DECL result<> store::finish_put(const context& cctx, detail::request_spec& spec) {
     detail::response res;
-    auto r = detail::execute(*st_, cctx, spec, res, nullptr);
-    if (!r && r.error().code == errc::commit_lost)
-        r.error().message = "another writer committed this chunk first (412)";
-    if (!r && !spec.body_replayable && r.error().code == errc::transient)
-        r.error().message += " (a streamed body cannot be sent again: not retried; nothing was committed)";
-    return r;
+    return detail::put_verdict(detail::execute(*st_, cctx, spec, res, nullptr), spec);
 }
 
 CACHESTORE_S3_DECL result<info> store::stat(const context& ctx, const chunk_key& key) {
@@ -241,11 +171,7 @@ CACHESTORE_S3_DECL result<info> store::stat(const context& ctx, const chunk_key&
     spec.op = "stat";
     prepare_key(spec, key);
     detail::response res;
-    if (auto r = detail::execute(*st_, cctx, spec, res, nullptr); !r) return std::unexpected(std::move(r.error()));
-    if (res.content_length < 0) return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no Content-Length");
-    auto when = detail::parse_http_date(res.last_modified);
-    if (!when) return detail::fail_ctx(errc::protocol, spec, res, "HEAD answer has no valid Last-Modified");
-    return info{res.content_length, *when};
+    return detail::stat_from(detail::execute(*st_, cctx, spec, res, nullptr), spec, res);
 }
 
 CACHESTORE_S3_DECL result<> store::remove(const context& ctx, const chunk_key& key) {
@@ -256,9 +182,7 @@ CACHESTORE_S3_DECL result<> store::remove(const context& ctx, const chunk_key& k
     spec.op = "remove";
     prepare_key(spec, key);
     detail::response res;
-    auto r = detail::execute(*st_, cctx, spec, res, nullptr);
-    if (!r && r.error().code == errc::not_found && r.error().s3_code != "NoSuchBucket") return {};
-    return r;
+    return detail::remove_from(detail::execute(*st_, cctx, spec, res, nullptr));
 }
 
 CACHESTORE_S3_DECL result<> store::debug_put_with_payload_hash(const context& ctx, std::string object_key,
