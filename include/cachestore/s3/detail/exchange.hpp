@@ -167,7 +167,7 @@ inline bool bodiless_redirect(const store_state& st, const response& head_res, e
     get.headers.emplace_back("range", "bytes=0-0");
     get.sink.limit = 1;
     get.sink.accept = [](void*, const response&) { return true; };
-    get.sink.write = [](void*, std::span<const std::byte>) { return true; };
+    get.sink.write = [](void*, std::span<const std::byte>) { return sink_verdict::proceed; };
     return get;
 }
 
@@ -333,7 +333,7 @@ inline result<> simple(store_state& st, const context& ctx, const char* method, 
         spec.sink.accept = [](void*, const response&) { return true; };
         spec.sink.write = [](void* self, std::span<const std::byte> b) {
             static_cast<collect*>(self)->body.append(reinterpret_cast<const char*>(b.data()), b.size());
-            return true;
+            return sink_verdict::proceed;
         };
     }
     auto r = execute(st, ctx, spec, res, nullptr);

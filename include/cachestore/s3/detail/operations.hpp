@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "cachestore/async.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
@@ -40,7 +41,7 @@ struct get_plan {
         spec.sink.exact = true;
         spec.sink.accept = [](void* self, const response& r) { return static_cast<get_plan*>(self)->accept(r); };
         spec.sink.write = [](void* self, std::span<const std::byte> b) {
-            return static_cast<bool>(static_cast<get_plan*>(self)->sink(b));
+            return static_cast<get_plan*>(self)->sink(b) ? sink_verdict::proceed : sink_verdict::stop;
         };
         spec.retry_state = this;
         spec.before_retry = [](request_spec& s, const response& last, void* state) {

@@ -27,6 +27,7 @@
 
 #include <curl/curl.h>
 
+#include "cachestore/async.hpp"
 #include "cachestore/context.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/s3/detail/connection_pool.hpp"
@@ -68,7 +69,10 @@ struct response;
 struct body_sink {
     void* self = nullptr;
     bool (*accept)(void* self, const response& r) = nullptr;
-    bool (*write)(void* self, std::span<const std::byte> bytes) = nullptr;
+    /// Takes `bytes` whatever it answers: `proceed`, `stop` (the transfer
+    /// ends, sink_stopped) or `pause` (nothing more until the driver resumes
+    /// the transfer; the blocking driver's sinks never pause).
+    sink_verdict (*write)(void* self, std::span<const std::byte> bytes) = nullptr;
     std::int64_t limit = -1; ///< at most this many body bytes (-1: no limit)
     bool exact = false;      ///< a 2xx body must be exactly `limit` bytes: fewer is a truncated (transient) answer
 };
@@ -121,6 +125,11 @@ struct exchange {
     response& res;
     const context& ctx;
     std::chrono::steady_clock::time_point deadline;
+    /// The sink said `pause`: on_write hands libcurl CURL_WRITEFUNC_PAUSE for
+    /// the rest of the receive (libcurl keeps those bytes and delivers them
+    /// again once resumed). The driver clears it, then calls
+    /// curl_easy_pause(CURLPAUSE_CONT) outside libcurl's callbacks.
+    bool pause_pending = false;
 
     bool expired_or_stopped() {
         if (ctx.stop_requested()) {
@@ -189,6 +198,7 @@ struct exchange {
             return len;
         }
         if (x.req.sink.write == nullptr) return len; // body not wanted
+        if (x.pause_pending) return CURL_WRITEFUNC_PAUSE; // not delivered: libcurl offers these bytes again
         if (!x.res.accepted) {
             x.res.accepted = true;
             if (!x.guarded([&] { return x.req.sink.accept(x.req.sink.self, x.res); })) {
@@ -201,11 +211,16 @@ struct exchange {
             return CURL_WRITEFUNC_ERROR;
         }
         const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), len);
-        if (!x.guarded([&] { return x.req.sink.write(x.req.sink.self, bytes); })) {
+        sink_verdict v = sink_verdict::stop;
+        if (!x.guarded([&] {
+                v = x.req.sink.write(x.req.sink.self, bytes);
+                return v != sink_verdict::stop;
+            })) {
             if (x.res.reason == abort_reason::none) x.res.reason = abort_reason::sink_stopped;
             return CURL_WRITEFUNC_ERROR;
         }
         x.res.delivered += static_cast<std::int64_t>(len);
+        if (v == sink_verdict::pause) x.pause_pending = true; // this span was taken: answered in full below
         if (x.expired_or_stopped()) return CURL_WRITEFUNC_ERROR;
         return len;
     }

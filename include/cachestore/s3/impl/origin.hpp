@@ -101,7 +101,7 @@ CACHESTORE_S3_DECL result<std::size_t> origin::get(const context& ctx, const ori
         auto& g = *static_cast<get_state*>(self);
         std::memcpy(g.out.data() + g.done, b.data(), b.size()); // the transport caps the body at sink.limit
         g.done += static_cast<std::int64_t>(b.size());
-        return true;
+        return sink_verdict::proceed;
     };
     spec.retry_state = &gs;
     spec.before_retry = [](detail::request_spec& s, const detail::response&, void* state) {
