@@ -201,3 +201,18 @@ TEST_CASE("a pause longer than the low-speed window does not trip it", "[pause]"
     CHECK(sink.pauses >= 2);
     CHECK(sclock::now() - t0 >= 3s);
 }
+
+TEST_CASE("a chunked answer pauses within the same bound", "[pause]") {
+    // Transfer-Encoding: chunked, 16 KiB chunks (the fault server's long_body
+    // rule with nothing extra): decoding must not make libcurl hold more.
+    const auto a = server().control("POST", "/_fault/script",
+                                    R"([{"method": "GET", "key": "pause-chunked", "count": "always",
+                                         "action": "long_body", "mode": "chunked", "extra": 0}])");
+    REQUIRE(a.status == 200);
+    pause_every sink;
+    const auto rep = paused_round_trip("pause-chunked", 4, std::size_t{256} << 10, 50ms, 10, sink);
+    CHECK(server().control("POST", "/_fault/reset").status == 200);
+    CHECK(sink.pauses >= 15);
+    WARN("chunked: libcurl held at most " << rep.max_held_while_paused << " bytes beyond the sink's while paused");
+    CHECK(rep.max_held_while_paused <= CURL_MAX_WRITE_SIZE);
+}
