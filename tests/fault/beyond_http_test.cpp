@@ -348,6 +348,50 @@ TEST_CASE("credentials: refused credentials are refreshed once and the call retr
     }
 }
 
+TEST_CASE("credentials: current_nowait answers without asking the source, or says current() may have to",
+          "[beyond][credentials]") {
+    // What an event loop calls (docs/async.md): never a fetch, a probe or a
+    // wait on its thread; nullopt sends current() to a helper.
+    counting_source src;
+    s3::credentials_refresh opts;
+    opts.recheck = 100ms;
+    auto p = src.provider(opts);
+    CHECK_FALSE(p->current_nowait()); // nothing fetched yet
+    CHECK(src.fetches == 0);
+    auto first = p->current();
+    REQUIRE(first);
+    CHECK(src.fetches == 1);
+    auto again = p->current_nowait();
+    REQUIRE(again);
+    CHECK(*again == *first); // the same snapshot, and no fetch
+    CHECK(src.fetches == 1);
+    std::this_thread::sleep_for(150ms); // past the recheck: current() may ask the source
+    CHECK_FALSE(p->current_nowait());
+    CHECK(src.fetches == 1);
+    REQUIRE(p->current());
+    CHECK(p->current_nowait());
+
+    // Credentials that expired are never handed out: current() must ask.
+    counting_source brief;
+    brief.lifetime = 1s;
+    s3::credentials_refresh no_ahead;
+    no_ahead.refresh_ahead = 0s;
+    no_ahead.recheck = 60s;
+    auto q = brief.provider(no_ahead);
+    REQUIRE(q->current());
+    CHECK(q->current_nowait());
+    std::this_thread::sleep_for(1100ms);
+    CHECK_FALSE(q->current_nowait());
+
+    // Fixed credentials: always at hand.
+    s3::credentials fixed;
+    fixed.access_key_id = "AKIDFIXED0000000000";
+    fixed.secret_access_key = "fixed/secret+key000000000000000000000000";
+    auto f = s3::credentials_provider::fixed(fixed);
+    REQUIRE(f->current_nowait());
+    CHECK((*f->current_nowait())->access_key_id == "AKIDFIXED0000000000");
+}
+
 TEST_CASE("credentials: temporary credentials are renewed ahead of their expiry", "[beyond][credentials]") {
     scenario sc;
     counting_source src;

@@ -75,11 +75,22 @@ public:
 
     /// The credentials to sign with now.
     [[nodiscard]] result<snapshot> current() {
-        if (fetched_.load(std::memory_order_acquire) &&
-            clock::now().time_since_epoch().count() < next_check_.load(std::memory_order_relaxed)) {
-            if (auto s = load(); s && !expired(*s, std::chrono::seconds(0))) return s;
-        }
+        if (auto s = current_nowait()) return std::move(*s);
         return refresh(nullptr);
+    }
+
+    /// The credentials to sign with now when that needs no call to the
+    /// source (no fetch, no probe, no wait for another thread's refresh);
+    /// nullopt when current() may have to ask (nothing fetched yet, the
+    /// recheck interval passed, or the credentials expired). An event loop calls this and
+    /// runs current() on a helper thread only when it says nullopt.
+    [[nodiscard]] std::optional<snapshot> current_nowait() const {
+        if (!fetched_.load(std::memory_order_acquire)) return std::nullopt;
+        const bool fixed_source = !fetch_ && !probe_;
+        if (!fixed_source && clock::now().time_since_epoch().count() >= next_check_.load(std::memory_order_relaxed))
+            return std::nullopt;
+        if (auto s = load(); s && !expired(*s, std::chrono::seconds(0))) return s;
+        return std::nullopt;
     }
 
     /// The server refused `used`: fetch again now (once, whichever thread
