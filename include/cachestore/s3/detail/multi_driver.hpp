@@ -86,9 +86,9 @@ private:
             return 0;
         }
         using loop = cachestore::detail::epoll_loop;
-        const unsigned interest = (what == CURL_POLL_IN ? loop::readable : 0U) |
-                                  (what == CURL_POLL_OUT ? loop::writable : 0U) |
-                                  (what == CURL_POLL_INOUT ? loop::readable | loop::writable : 0U);
+        // CURL_POLL_INOUT is CURL_POLL_IN | CURL_POLL_OUT.
+        const unsigned interest = ((what & CURL_POLL_IN) != 0 ? loop::readable : 0U) |
+                                  ((what & CURL_POLL_OUT) != 0 ? loop::writable : 0U);
         if (!d.loop_.watch(s, interest, &multi_driver::on_ready, &d)) return -1;
         if (std::find(d.watched_.begin(), d.watched_.end(), s) == d.watched_.end()) d.watched_.push_back(s);
         return 0;
