@@ -322,14 +322,31 @@ std::string sha256_hex(std::span<const std::byte> b) {
 // own SigV4 (CURLOPT_AWS_SIGV4) signs every request.
 // ---------------------------------------------------------------------------
 
+/// Where a baseline's response body goes: copied into `out`, at most `cap`
+/// bytes (more fails the transfer), or discarded when `out` is null.
+struct body_buffer {
+    std::byte* out = nullptr;
+    std::int64_t cap = 0, got = 0;
+
+    static std::size_t on_write(char* p, std::size_t sz, std::size_t n, void* self) {
+        auto& b = *static_cast<body_buffer*>(self);
+        const auto len = static_cast<std::int64_t>(sz * n);
+        if (b.out == nullptr) return sz * n; // HEAD/DELETE/PUT answers
+        if (b.got + len > b.cap) return 0;
+        std::memcpy(b.out + b.got, p, static_cast<std::size_t>(len));
+        b.got += len;
+        return sz * n;
+    }
+};
+
 class raw_http {
 public:
     raw_http(const server& sv, bool sign) : h_(curl_easy_init()), sign_(sign) {
         if (h_ == nullptr) die("curl_easy_init failed");
         curl_easy_setopt(h_, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h_, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(h_, CURLOPT_WRITEFUNCTION, &raw_http::on_write);
-        curl_easy_setopt(h_, CURLOPT_WRITEDATA, this);
+        curl_easy_setopt(h_, CURLOPT_WRITEFUNCTION, &body_buffer::on_write);
+        curl_easy_setopt(h_, CURLOPT_WRITEDATA, &body_);
         curl_easy_setopt(h_, CURLOPT_READFUNCTION, &raw_http::on_read);
         curl_easy_setopt(h_, CURLOPT_READDATA, this);
         curl_easy_setopt(h_, CURLOPT_ERRORBUFFER, errbuf_);
@@ -361,21 +378,19 @@ public:
         char range[64];
         std::snprintf(range, sizeof range, "%lld-%lld", static_cast<long long>(off),
                       static_cast<long long>(off + n - 1));
-        out_ = out;
-        cap_ = n;
-        got_ = 0;
+        body_ = {out, n, 0};
         curl_easy_setopt(h_, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(h_, CURLOPT_URL, url.c_str());
         curl_easy_setopt(h_, CURLOPT_RANGE, range);
         const long st = perform("GET");
         curl_easy_setopt(h_, CURLOPT_RANGE, nullptr);
-        if ((st != 206 && st != 200) || got_ != n) return bad("GET", st);
+        if ((st != 206 && st != 200) || body_.got != n) return bad("GET", st);
         return true;
     }
 
     /// HEAD; returns the status (0 on a transport error), the length in *len.
     long head(const std::string& url, std::int64_t* len = nullptr) {
-        out_ = nullptr;
+        body_.out = nullptr;
         curl_easy_setopt(h_, CURLOPT_URL, url.c_str());
         curl_easy_setopt(h_, CURLOPT_NOBODY, 1L);
         const long st = perform("HEAD");
@@ -390,7 +405,7 @@ public:
 
     /// PUT of body; `payload_hash` is sent (and signed) as x-amz-content-sha256 when signing.
     long put(const std::string& url, std::span<const std::byte> body, const std::string& payload_hash = {}) {
-        out_ = nullptr;
+        body_.out = nullptr;
         in_ = body;
         in_pos_ = 0;
         curl_slist* h = nullptr;
@@ -411,7 +426,7 @@ public:
     }
 
     long del(const std::string& url) {
-        out_ = nullptr;
+        body_.out = nullptr;
         curl_easy_setopt(h_, CURLOPT_URL, url.c_str());
         curl_easy_setopt(h_, CURLOPT_CUSTOMREQUEST, "DELETE");
         curl_easy_setopt(h_, CURLOPT_NOBODY, 1L);
@@ -446,18 +461,9 @@ private:
         return st;
     }
     bool bad(const char* what, long st) const {
-        report_failure(std::string("raw libcurl ") + what, "HTTP " + std::to_string(st) + ", " + std::to_string(got_) +
-                                                               " of " + std::to_string(cap_) + " bytes");
+        report_failure(std::string("raw libcurl ") + what, "HTTP " + std::to_string(st) + ", " + std::to_string(body_.got) +
+                                                               " of " + std::to_string(body_.cap) + " bytes");
         return false;
-    }
-    static std::size_t on_write(char* p, std::size_t sz, std::size_t n, void* self) {
-        auto& x = *static_cast<raw_http*>(self);
-        const auto len = static_cast<std::int64_t>(sz * n);
-        if (x.out_ == nullptr) return sz * n; // HEAD/DELETE/PUT answers: discard
-        if (x.got_ + len > x.cap_) return 0;
-        std::memcpy(x.out_ + x.got_, p, static_cast<std::size_t>(len));
-        x.got_ += len;
-        return sz * n;
     }
     static std::size_t on_read(char* p, std::size_t sz, std::size_t n, void* self) {
         auto& x = *static_cast<raw_http*>(self);
@@ -472,8 +478,7 @@ private:
     std::string sigv4_;
     curl_slist* hdrs_ = nullptr;
     char errbuf_[CURL_ERROR_SIZE] = {};
-    std::byte* out_ = nullptr;
-    std::int64_t cap_ = 0, got_ = 0;
+    body_buffer body_;
     std::span<const std::byte> in_;
     std::size_t in_pos_ = 0;
 };
@@ -600,12 +605,13 @@ public:
             x.e = curl_easy_init();
             if (x.e == nullptr) die("curl_easy_init failed");
             x.buf.resize(static_cast<std::size_t>(n));
+            x.body = {x.buf.data(), n, 0};
             curl_easy_setopt(x.e, CURLOPT_NOSIGNAL, 1L);
             curl_easy_setopt(x.e, CURLOPT_TCP_KEEPALIVE, 1L);
             curl_easy_setopt(x.e, CURLOPT_URL, url.c_str());
             curl_easy_setopt(x.e, CURLOPT_RANGE, range_);
-            curl_easy_setopt(x.e, CURLOPT_WRITEFUNCTION, &multi_pump::on_write);
-            curl_easy_setopt(x.e, CURLOPT_WRITEDATA, &x);
+            curl_easy_setopt(x.e, CURLOPT_WRITEFUNCTION, &body_buffer::on_write);
+            curl_easy_setopt(x.e, CURLOPT_WRITEDATA, &x.body);
             curl_easy_setopt(x.e, CURLOPT_PRIVATE, &x);
             if (curl_multi_add_handle(m_, x.e) != CURLM_OK) die("curl_multi_add_handle failed");
         }
@@ -633,12 +639,12 @@ public:
                 auto& x = *static_cast<xfer*>(priv);
                 long st = 0;
                 curl_easy_getinfo(x.e, CURLINFO_RESPONSE_CODE, &st);
-                if (msg->data.result != CURLE_OK || st != 206 || x.got != n_)
+                if (msg->data.result != CURLE_OK || st != 206 || x.body.got != n_)
                     return (report_failure("raw multi GET", std::string(curl_easy_strerror(msg->data.result)) + ", HTTP " +
                                                                 std::to_string(st)),
                             false);
                 ++ready_;
-                x.got = 0;
+                x.body.got = 0;
                 curl_multi_remove_handle(m_, x.e); // and again at once: a new transfer, its connection kept
                 curl_multi_add_handle(m_, x.e);
             }
@@ -652,16 +658,8 @@ private:
     struct xfer {
         CURL* e = nullptr;
         std::vector<std::byte> buf;
-        std::int64_t got = 0;
+        body_buffer body; ///< into buf
     };
-    static std::size_t on_write(char* p, std::size_t sz, std::size_t n, void* self) {
-        auto& x = *static_cast<xfer*>(self);
-        const auto len = static_cast<std::int64_t>(sz * n);
-        if (x.got + len > static_cast<std::int64_t>(x.buf.size())) return 0;
-        std::memcpy(x.buf.data() + x.got, p, static_cast<std::size_t>(len));
-        x.got += len;
-        return sz * n;
-    }
 
     CURLM* m_;
     std::int64_t n_;
