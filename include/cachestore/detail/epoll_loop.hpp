@@ -23,9 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -47,7 +45,7 @@ public:
         if (ep_ < 0 || wake_ < 0) return;
         epoll_event ev{};
         ev.events = EPOLLIN;
-        ev.data.ptr = nullptr; // the wake-up descriptor
+        ev.data.u64 = wake_tag; // the wake-up descriptor
         if (::epoll_ctl(ep_, EPOLL_CTL_ADD, wake_, &ev) != 0) close_all();
     }
     epoll_loop(const epoll_loop&) = delete;
@@ -67,19 +65,21 @@ public:
     /// watched descriptor, it changes the interest. The descriptor stays the
     /// caller's (never closed here). False if epoll refused it.
     bool watch(int fd, unsigned interest, io_fn fn, void* self) {
+        if (fd < 0) return false;
+        if (regs_.size() <= static_cast<std::size_t>(fd)) regs_.resize(static_cast<std::size_t>(fd) + 1);
+        reg& r = regs_[static_cast<std::size_t>(fd)];
         epoll_event ev{};
         ev.events = ((interest & readable) != 0 ? EPOLLIN : 0U) | ((interest & writable) != 0 ? EPOLLOUT : 0U);
-        auto it = regs_.find(fd);
-        if (it != regs_.end()) {
-            it->second->fn = fn;
-            it->second->self = self;
-            ev.data.ptr = it->second.get();
+        if (r.fn != nullptr) {
+            r.fn = fn;
+            r.self = self;
+            ev.data.u64 = tag(fd, r.gen);
             return ::epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &ev) == 0;
         }
-        auto r = std::make_unique<reg>(reg{fd, fn, self});
-        ev.data.ptr = r.get();
+        ev.data.u64 = tag(fd, r.gen + 1); // a new registration: events of an earlier one are not its own
         if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
-        regs_.emplace(fd, std::move(r));
+        r = reg{fn, self, r.gen + 1};
+        ++watched_;
         return true;
     }
 
@@ -87,16 +87,16 @@ public:
     /// callback for it runs afterwards, not even one already reported in the
     /// batch being dispatched.
     void unwatch(int fd) {
-        auto it = regs_.find(fd);
-        if (it == regs_.end()) return;
+        if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
+        reg& r = regs_[static_cast<std::size_t>(fd)];
+        if (r.fn == nullptr) return;
         ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr); // fails harmlessly if the caller already closed it
-        it->second->fn = nullptr;
-        retired_.push_back(std::move(it->second)); // freed after the batch: its events may still be pending
-        regs_.erase(it);
+        r.fn = nullptr; // an event of it still pending in this batch is dropped (fn, then gen differ)
+        --watched_;
     }
 
     /// Descriptors watched now.
-    [[nodiscard]] std::size_t watched() const noexcept { return regs_.size(); }
+    [[nodiscard]] std::size_t watched() const noexcept { return watched_; }
 
     /// Loop thread: calls `fn(self)` once, `after` from now; replaces the
     /// timer armed before. A negative `after` disarms it.
@@ -148,21 +148,23 @@ public:
         int n = ::epoll_wait(ep_, evs.data(), static_cast<int>(evs.size()), static_cast<int>(wait.count()));
         if (n < 0) n = 0; // EINTR: the caller loops
         for (int i = 0; i < n; ++i) {
-            auto* r = static_cast<reg*>(evs[static_cast<std::size_t>(i)].data.ptr);
-            if (r == nullptr) { // the wake-up descriptor
+            const std::uint64_t t = evs[static_cast<std::size_t>(i)].data.u64;
+            if (t == wake_tag) {
                 std::uint64_t v = 0;
                 while (::read(wake_, &v, sizeof v) < 0 && errno == EINTR) {
                 }
                 continue;
             }
-            if (r->fn == nullptr) continue; // unwatched earlier in this batch
+            const auto fd = static_cast<std::size_t>(t & 0xffffffffU);
+            if (fd >= regs_.size()) continue;
+            const reg& r = regs_[fd];
+            if (r.fn == nullptr || r.gen != static_cast<std::uint32_t>(t >> 32)) continue; // unwatched in this batch
             const std::uint32_t e = evs[static_cast<std::size_t>(i)].events;
             const unsigned ready = ((e & EPOLLIN) != 0 ? readable : 0U) | ((e & EPOLLOUT) != 0 ? writable : 0U) |
                                    ((e & (EPOLLERR | EPOLLHUP)) != 0 ? failed : 0U);
-            r->fn(r->self, r->fd, ready);
+            r.fn(r.self, static_cast<int>(fd), ready);
             ++ran;
         }
-        retired_.clear();
         if (timer_at_ != clock::time_point::max() && clock::now() >= timer_at_) {
             timer_at_ = clock::time_point::max(); // one-shot; the callback may arm it again
             timer_fn_(timer_self_);
@@ -175,16 +177,24 @@ public:
     /// without touching the parent's epoll interest set. The loop is dead.
     void abandon() noexcept {
         regs_.clear();
-        retired_.clear();
+        watched_ = 0;
         close_all();
     }
 
 private:
+    /// One descriptor's registration, indexed by its number: no allocation
+    /// per watch. `gen` counts its registrations; an event carries the one
+    /// it was reported for, so an event of an unwatched (or unwatched and
+    /// watched again) descriptor is dropped.
     struct reg {
-        int fd;
-        io_fn fn;
-        void* self;
+        io_fn fn = nullptr;
+        void* self = nullptr;
+        std::uint32_t gen = 0;
     };
+    static constexpr std::uint64_t wake_tag = ~std::uint64_t{0};
+    static std::uint64_t tag(int fd, std::uint32_t gen) noexcept {
+        return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
+    }
 
     std::size_t run_posted() {
         std::vector<std::move_only_function<void()>> batch;
@@ -204,8 +214,8 @@ private:
 
     int ep_;
     int wake_;
-    std::unordered_map<int, std::unique_ptr<reg>> regs_;
-    std::vector<std::unique_ptr<reg>> retired_;
+    std::vector<reg> regs_; ///< by descriptor number
+    std::size_t watched_ = 0;
     clock::time_point timer_at_ = clock::time_point::max();
     timer_fn timer_fn_ = nullptr;
     void* timer_self_ = nullptr;
