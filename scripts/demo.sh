@@ -13,6 +13,8 @@
 #   5. range_proxy             (RGW only) 32 clients at once on a cold 64 MiB object in
 #                              the bucket, through the S3-compatible proxy: the origin's
 #                              request count (1 HEAD, 1 GET per chunk)
+#   6. async_reads             (RGW only) 256 reads in flight on one thread: the S3
+#                              async engine on an Asio io_context (throughput, p50/p99)
 # and prints a summary. The origin is a local file made to behave like a
 # remote object store (50 ms to first byte, 100 MiB/s per stream), so the
 # cold/warm difference is what a proxy in front of a cloud origin would see.
@@ -65,7 +67,8 @@ if [ ! -f build-demo/build.ninja ]; then
   meson setup build-demo -Dtests=false -Dexamples=true -Doptimization=1 -Ddebug=false \
     >"$work/setup.log" 2>&1 || { cat "$work/setup.log"; exit 1; }
 fi
-meson compile -C build-demo examples/cachestore examples/read_through examples/fill_race examples/range_proxy
+meson compile -C build-demo examples/cachestore examples/read_through examples/fill_race examples/range_proxy \
+  examples/async_reads
 bin=$root/build-demo/examples
 
 if [ "$mode" = rgw ]; then
@@ -154,6 +157,11 @@ for line in prom.splitlines():
                         "cachestore_fill_metadata_total", "range_proxy_origin_requests_total")):
         print("  " + line)
 EOF
+fi
+
+if [ "$mode" = rgw ]; then
+  step "6. async_reads: 256 reads of 4 KiB in flight on one thread for 2 s (the S3 async engine on Asio)"
+  "$bin/async_reads" --store "$store" --in-flight 256 --seconds 2 --size 4K
 fi
 
 step "Summary"

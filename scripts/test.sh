@@ -64,11 +64,11 @@ tidy_pid=$!
 # The concurrent suites, built and run under TSan (libcurl itself is not
 # instrumented; TSan still sees every access our code makes).
 tsan_tests=(fill-flight fill-engine fill-metadata conformance-local async-epoll-loop async-pooled posix_store posix-bounds posix-accounting posix-stress layers layers-fault callbacks-throw conformance-s3-rgw
-            conformance-s3-rgw-tls conformance-s3-rgw-layers conformance-s3-moto s3-rgw-specific)
+            conformance-s3-rgw-tls conformance-s3-rgw-layers conformance-s3-moto s3-rgw-specific async-engine conformance-s3-async-rgw)
 tsan_targets=(tests/fill_flight_test tests/fill_engine_test tests/fill_metadata_test tests/conformance_local_test tests/async_epoll_loop_test tests/async_pooled_test tests/posix_store_test tests/posix_bounds_test tests/posix_accounting_test
               tests/posix_stress_test
               tests/layers/layers_test tests/layers/layers_fault_test tests/fault/callbacks_test tests/conformance_s3_test
-              tests/conformance_s3_rgw_layers_test tests/s3_rgw_specific_test)
+              tests/conformance_s3_rgw_layers_test tests/s3_rgw_specific_test tests/fault/async_engine_test tests/conformance_s3_async_test)
 
 # The plain tree is built first. The sanitizer trees are only configured here:
 # they compile (at nice 10) while the plain tree's tests run, which spend much

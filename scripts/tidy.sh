@@ -87,6 +87,9 @@ extra_flags() {
     *) xchecks=(--checks=-clang-analyzer-*) ;;
   esac
   case $1 in
+    */fault/async_asio_host_test.cpp) # both: the fault server and Asio's coroutines (below)
+      xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"'
+              -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1) ;;
     */fault/*_test.cpp | */s3/tls_test.cpp | */layers/fault_layers_test.cpp)
       xflags=("-DFAULT_SERVER_PY=\"$root/tests/fault/fault_server.py\"" '-DFAULT_PYTHON3="python3"') ;;
     */s3/config_test.cpp) xflags=("-DCACHESTORE_ERRORS_MD=\"$root/docs/errors.md\"") ;;

@@ -39,6 +39,10 @@
 
 #include "cachestore/cachestore.hpp"
 #include "cachestore/s3.hpp"
+#ifdef FAULT_THROUGH_ASYNC
+#include "cachestore/async/waiting.hpp"
+#include "cachestore/s3/async.hpp"
+#endif
 #include "../proc_status.hpp"
 #include "fault_process.hpp"
 
@@ -194,13 +198,32 @@ inline s3::config base_config() {
     return c;
 }
 
+#ifdef FAULT_THROUGH_ASYNC
+/// The matrix through the async engine (docs/async.md): get, stat, remove and
+/// put initiate on s3::async_store and wait (waiting<>); the rest is its
+/// blocking store's.
+struct store_under_test : waiting<s3::async_store> {
+    using waiting::waiting;
+    result<std::string> object_key(const chunk_key& k) { return inner().blocking().object_key(k); }
+    bool conditional_commit() { return inner().blocking().conditional_commit(); }
+    result<> self_test(const context& ctx) { return inner().self_test(ctx); }
+    s3::self_test_report last_self_test() { return inner().blocking().last_self_test(); }
+    static auto create(const s3::config& c) { return s3::async_store::create(c); }
+};
+#else
+struct store_under_test : s3::store {
+    explicit store_under_test(s3::store s) : s3::store(std::move(s)) {}
+    static auto create(const s3::config& c) { return s3::store::create(c); }
+};
+#endif
+
 /// A fresh server state, one store, one stored chunk of `size` bytes (unless
 /// told not to seed it), and the descriptor / thread counts from before the
 /// store existed, checked by finish().
 struct scenario {
     std::size_t fds0 = 0, tasks0 = 0;
     s3::config cfg = base_config();
-    std::optional<s3::store> st;
+    std::optional<store_under_test> st;
     chunk_key key;
     std::string okey; ///< the object key on the server
     std::vector<std::byte> data;
@@ -225,7 +248,7 @@ struct scenario {
     /// (Re)creates the store from cfg (after a test changed it).
     void open() {
         st.reset();
-        auto s = s3::store::create(cfg);
+        auto s = store_under_test::create(cfg);
         INFO((s.has_value() ? std::string() : s.error().to_string()));
         REQUIRE(s.has_value());
         st.emplace(std::move(*s));
@@ -234,7 +257,7 @@ struct scenario {
     /// The open store, checked once here. Tests call sc.store(), never sc.st->:
     /// an optional access in the large TEST_CASE bodies makes clang-tidy's
     /// bugprone-unchecked-optional-access run for many minutes on this file.
-    s3::store& store() {
+    store_under_test& store() {
         if (!st) throw std::logic_error("scenario: the store is not open");
         return *st;
     }

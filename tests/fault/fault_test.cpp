@@ -384,9 +384,10 @@ TEST_CASE("fault: an answer that is not HTTP at all is misconfigured (wrong endp
         sc.finish();
     }
     SECTION("on a kept-alive connection: retried once on a new one, then misconfigured") {
-        scenario sc; // seeding left a kept-alive connection in the pool
-        script(json::array({sc.rule("GET", "garbage", "always")}));
+        scenario sc;
         checking_sink sink;
+        REQUIRE(sc.get(0, 10, sink).has_value()); // leaves a kept-alive connection where GETs go
+        script(json::array({sc.rule("GET", "garbage", "always")}));
         auto r = sc.get(0, 100, sink);
         INFO(r);
         REQUIRE_FALSE(r.has_value());

@@ -16,9 +16,11 @@
 
 #include <sys/wait.h>
 
+#include "cachestore/async/waiting.hpp"
 #include "cachestore/fill/engine.hpp"
 #include "cachestore/layers.hpp"
 #include "cachestore/posix_store.hpp"
+#include "cachestore/s3/async.hpp"
 #include "../temp_dir.hpp"
 #include "../wait_child.hpp"
 
@@ -328,4 +330,35 @@ TEST_CASE("process model: the read-through engine (fill threads, flights) across
     CHECK(busy.end() == 0);
     CHECK(engine_round_trip(*e, o.bytes, "parent-after", why));
     e.reset();
+}
+
+TEST_CASE("process model: an S3 async store (loop thread, multi handle, put pool) across fork() with operations "
+          "in flight",
+          "[fork][process][async]") {
+    control("POST", "/_fault/reset");
+    auto made = s3::async_store::create(base_config(), {.max_connections = 4});
+    REQUIRE(made.has_value());
+    auto a = std::make_unique<s3::async_store>(std::move(*made));
+    waiting<s3::async_store&> w(*a);
+    std::string why;
+    REQUIRE(round_trip(w, "async-parent-before", why));
+    // Reads, stats and uploads in flight on the parent's loop at each fork.
+    busy_threads busy([&w](int t, int i) {
+        std::string x;
+        return round_trip(w, "async-busy-" + std::to_string(t) + "-" + std::to_string(i % 4), x);
+    });
+    std::this_thread::sleep_for(20ms);
+    fork_children([&](int) {
+        // The child's first operation makes the child's own engine; the
+        // parent's operations are never completed here.
+        std::string x;
+        const int rc = round_trip(w, "async-child", x) ? child_exit::ok : child_exit::round_trip_failed;
+        if (rc != 0) std::fprintf(stderr, "child: %s\n", x.c_str());
+        a.reset(); // the child's loop thread and put pool joined; the parent's left alone
+        return rc;
+    });
+    CHECK(busy.end() == 0);
+    CHECK(round_trip(w, "async-parent-after", why));
+    INFO(why);
+    a.reset();
 }

@@ -146,6 +146,8 @@ public:
     result<> self_test(const context& ctx);
 
 private:
+    friend class async_store; // its engine sends on this store's state (s3/async.hpp)
+
     explicit store(std::unique_ptr<detail::store_state> st) noexcept;
 
     result<> get_erased(const context& ctx, const chunk_key& key, std::int64_t off, std::int64_t n,

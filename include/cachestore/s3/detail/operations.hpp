@@ -6,9 +6,12 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "cachestore/async.hpp"
+#include "cachestore/chunk_key.hpp"
 #include "cachestore/error.hpp"
 #include "cachestore/info.hpp"
 #include "cachestore/s3/detail/http_parse.hpp"
@@ -18,8 +21,19 @@
 
 namespace cachestore::s3::detail {
 
+/// Names `spec`'s object: the chunk's storage path (for errors) under
+/// `prefix`. Precondition: `key` was validated.
+inline void prepare_key(request_spec& spec, std::string_view prefix, const chunk_key& key) {
+    spec.error_path.clear();
+    cachestore::detail::append_storage_path(spec.error_path, key);
+    spec.object_key.reserve(prefix.size() + spec.error_path.size());
+    spec.object_key.assign(prefix);
+    spec.object_key += spec.error_path;
+}
+
 /// A ranged GET of `n` bytes from `off` into `sink` (called with each span;
-/// false stops the transfer). A retried attempt asks only for the bytes the
+/// false stops the transfer, or, for a sink returning sink_verdict, its
+/// verdict). A retried attempt asks only for the bytes the
 /// sink has not had: it sees each byte once. Must outlive the request.
 template <class Sink>
 struct get_plan {
@@ -41,7 +55,12 @@ struct get_plan {
         spec.sink.exact = true;
         spec.sink.accept = [](void* self, const response& r) { return static_cast<get_plan*>(self)->accept(r); };
         spec.sink.write = [](void* self, std::span<const std::byte> b) {
-            return static_cast<get_plan*>(self)->sink(b) ? sink_verdict::proceed : sink_verdict::stop;
+            auto& g = *static_cast<get_plan*>(self);
+            if constexpr (std::is_same_v<decltype(g.sink(b)), sink_verdict>) {
+                return g.sink(b); // a pausing sink (the async engine's)
+            } else {
+                return g.sink(b) ? sink_verdict::proceed : sink_verdict::stop;
+            }
         };
         spec.retry_state = this;
         spec.before_retry = [](request_spec& s, const response& last, void* state) {

@@ -218,9 +218,7 @@ CACHESTORE_S3_DECL result<> store::self_test(const context& ctx) {
 }
 
 CACHESTORE_S3_DECL void store::prepare_key(detail::request_spec& spec, const chunk_key& key) const {
-    spec.error_path.clear();
-    cachestore::detail::append_storage_path(spec.error_path, key);
-    spec.object_key = st_->cfg.prefix + spec.error_path;
+    detail::prepare_key(spec, st_->cfg.prefix, key);
 }
 
 } // namespace cachestore::s3
