@@ -258,7 +258,7 @@ server server_from_env(const std::string& target) {
     return s;
 }
 
-s3::store make_store(const server& sv) {
+s3::config bench_config(const server& sv) {
     s3::config cfg;
     cfg.endpoint = sv.endpoint;
     cfg.bucket = sv.bucket;
@@ -267,7 +267,11 @@ s3::store make_store(const server& sv) {
     cfg.creds.secret_access_key = sv.secret;
     cfg.commit = s3::commit_mode::stat_then_put; // nginx ignores If-None-Match; HEAD + PUT everywhere
     cfg.tls.ca_file = sv.ca_file;
-    auto st = s3::store::create(cfg);
+    return cfg;
+}
+
+s3::store make_store(const server& sv) {
+    auto st = s3::store::create(bench_config(sv));
     if (!st) die("store::create: " + st.error().to_string());
     return std::move(*st);
 }
@@ -749,14 +753,19 @@ struct sample {
     bool ok = true;
 };
 
-double thread_cpu_seconds() {
+double cpu_clock_seconds(clockid_t c) {
     timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(c, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
+double thread_cpu_seconds() { return cpu_clock_seconds(CLOCK_THREAD_CPUTIME_ID); }
+double process_cpu_seconds() { return cpu_clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
-/// Runs `op` on `threads` threads until `b` is used up; ops and seconds (minus untimed parts).
-sample measure(int threads, const op_fn& op, const budget& b) {
+/// Runs `op` on `threads` threads until `b` is used up; ops and seconds (minus
+/// untimed parts). CPU: those threads', or with `process_cpu` the whole
+/// process's (an operation that works on threads of its own: the async engine).
+sample measure(int threads, const op_fn& op, const budget& b, bool process_cpu = false) {
+    const double process0 = process_cpu ? process_cpu_seconds() : 0.0;
     std::atomic<long> total_ops{0};
     std::atomic<bool> failed{false};
     std::atomic<long long> untimed_ns{0};
@@ -791,7 +800,7 @@ sample measure(int threads, const op_fn& op, const budget& b) {
     s.secs = std::chrono::duration<double>(clk::now() - t0).count() -
              static_cast<double>(untimed_ns.load()) * 1e-9 / threads;
     s.ops = static_cast<double>(total_ops.load());
-    s.cpu = static_cast<double>(cpu_ns.load()) * 1e-9;
+    s.cpu = process_cpu ? process_cpu_seconds() - process0 : static_cast<double>(cpu_ns.load()) * 1e-9;
     s.ok = !failed;
     return s;
 }
@@ -803,6 +812,7 @@ sample measure(int threads, const op_fn& op, const budget& b) {
 struct side {
     int threads = 1;
     op_fn op;
+    bool process_cpu = false; ///< see measure()
 };
 
 struct ratio_row {
@@ -843,7 +853,8 @@ void run_row(const ratio_row& row) {
     std::fprintf(stderr, "bench: %s vs %s ...\n", row.name.c_str(), row.baseline.c_str());
     // Warm-up: connections, page cache, thread-local state.
     budget warm{0.0, std::min<long>(b.min_ops, 3), std::min<long>(b.min_ops, 3)};
-    if (!measure(row.ours.threads, row.ours.op, warm).ok || !measure(row.base.threads, row.base.op, warm).ok) {
+    if (!measure(row.ours.threads, row.ours.op, warm, row.ours.process_cpu).ok ||
+        !measure(row.base.threads, row.base.op, warm, row.base.process_cpu).ok) {
         r.note = "failed (see stderr)";
         g_rows.push_back(r);
         return;
@@ -860,8 +871,8 @@ void run_row(const ratio_row& row) {
         for (int k = 0; k < slices; ++k) {
             for (int pass = 0; pass < 2; ++pass) {
                 const bool ours_now = (pass == 0) == ((i + k) % 2 == 0);
-                const sample x =
-                    ours_now ? measure(row.ours.threads, row.ours.op, sb) : measure(row.base.threads, row.base.op, sb);
+                const sample x = ours_now ? measure(row.ours.threads, row.ours.op, sb, row.ours.process_cpu)
+                                          : measure(row.base.threads, row.base.op, sb, row.base.process_cpu);
                 sample& acc = ours_now ? o : s;
                 acc.ops += x.ops;
                 acc.secs += x.secs;
@@ -1663,6 +1674,8 @@ int callgrind_check(fixture& f) {
 #include "layers_rows.hpp"
 // The tiered store's rows against RGW (issue 20): far hits with promotion, a Zipf workload.
 #include "tiered_rows.hpp"
+// The async engine's rows (issue 22): 1,000 in flight on one thread, 64 large reads, memory per operation.
+#include "async_rows.hpp"
 
 namespace bench {
 
@@ -1782,6 +1795,7 @@ int run(int argc, char** argv) {
         }
         ratio_rows(f);
         layer_ratio_rows(f);
+        async_rows(f);
         tiered_rows(f);
         if (g_opt.measurements) {
             const bool nginx = f.sv.name == "nginx"; // the rest are client-side and done once, on nginx

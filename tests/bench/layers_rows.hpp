@@ -61,14 +61,14 @@ inline void layer_ratio_rows(fixture& f) {
              through(stack, "stacked get_chunk"), undecorated});
 }
 
-#if defined(CACHESTORE_BENCH_FAULT_SERVER) && defined(CACHESTORE_BENCH_PYTHON3)
-
 /// p-th percentile (0..1) of sorted values, nearest rank.
 inline double percentile(const std::vector<double>& sorted, double p) {
     if (sorted.empty()) return 0;
     const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(sorted.size())));
     return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
+
+#if defined(CACHESTORE_BENCH_FAULT_SERVER) && defined(CACHESTORE_BENCH_PYTHON3)
 
 /// A control request to the proxy; a failure is reported (and ends the run non-zero).
 inline void proxy_control(const faultproc::fault_process& p, const char* method, const std::string& path) {

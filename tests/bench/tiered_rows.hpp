@@ -111,12 +111,6 @@ bool promotions_settled(Tiered& t) {
 
 using tiered_rgw = cachestore::tiered<cachestore::posix_store, s3::store&>;
 
-inline double process_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 /// The next read of a promoted chunk: `n` chunks read once (far hit), the
 /// promotion waited for, then read again, which must be a near hit.
 inline void next_read_measurement(fixture& f, tiered_rgw& t, const std::vector<cachestore::chunk_key>& keys,
