@@ -23,9 +23,10 @@
 #include <utility>
 
 // One code path for every store: pooled_async gives a blocking store (memory,
-// POSIX, a layer stack) the AsyncCacheStore face; the S3 driver will have its
-// own. `write` hands the bytes to the client and says whether it can take
-// more now; when it cannot, the read pauses until `resume()`.
+// POSIX, a layer stack) the AsyncCacheStore face; the S3 driver has its
+// own (s3::async_store). `write` hands the bytes to the client and says
+// whether it can take more now; when it cannot, the read pauses until
+// `resume()`.
 struct client_writer {
     std::function<bool(std::span<const std::byte>, const cachestore::resume_handle&)> write;
     cachestore::sink_verdict operator()(std::span<const std::byte> b, const cachestore::resume_handle& h) const {
