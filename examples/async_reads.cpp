@@ -178,13 +178,4 @@ int run_main(int argc, char** argv) {
     return rd.failed == 0 && rd.wrong == 0 && rd.reads > 0 ? ex::exit_ok : 1;
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run_main(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "async_reads: unexpected error: %s\n", e.what());
-    } catch (...) {
-        std::fputs("async_reads: unexpected error\n", stderr);
-    }
-    return ex::exit_other;
-}
+int main(int argc, char** argv) { return ex::guarded_main("async_reads", run_main, argc, argv); }

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -382,6 +383,21 @@ inline int report_usage(std::string_view program, bool json, const std::string& 
     if (!p.positional().empty()) throw usage_error("unexpected argument '" + p.positional()[0] + "'");
     url = store_url_from(p);
     return true;
+}
+
+/// An example's main(): `run(argc, argv)`, with anything that escapes it
+/// (std::bad_alloc, a bug) said as "PROGRAM: unexpected error" and
+/// exit_other instead of std::terminate.
+template <class Run>
+[[nodiscard]] int guarded_main(const char* program, Run run, int argc, char** argv) noexcept {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: unexpected error: %s\n", program, e.what());
+    } catch (...) {
+        std::fprintf(stderr, "%s: unexpected error\n", program);
+    }
+    return exit_other;
 }
 
 // ---- progress bar ------------------------------------------------------------------

@@ -556,13 +556,4 @@ int run_main(int argc, char** argv) {
     return run(o);
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run_main(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "fill_race: unexpected error: %s\n", e.what());
-    } catch (...) {
-        std::fputs("fill_race: unexpected error\n", stderr);
-    }
-    return ex::exit_other;
-}
+int main(int argc, char** argv) { return ex::guarded_main("fill_race", run_main, argc, argv); }

@@ -374,13 +374,4 @@ int run_main(int argc, char** argv) {
     });
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run_main(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "range_proxy: unexpected error: %s\n", e.what());
-    } catch (...) {
-        std::fputs("range_proxy: unexpected error\n", stderr);
-    }
-    return ex::exit_other;
-}
+int main(int argc, char** argv) { return ex::guarded_main("range_proxy", run_main, argc, argv); }

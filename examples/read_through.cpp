@@ -578,13 +578,4 @@ int run_main(int argc, char** argv) {
     return signals.received() != 0 && rc != 0 ? 128 + signals.received() : rc;
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run_main(argc, argv);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "read_through: unexpected error: %s\n", e.what());
-    } catch (...) {
-        std::fputs("read_through: unexpected error\n", stderr);
-    }
-    return ex::exit_other;
-}
+int main(int argc, char** argv) { return ex::guarded_main("read_through", run_main, argc, argv); }

@@ -63,11 +63,13 @@ inline target conformance_target() {
     return target{"s3 (no server chosen)", nullptr, false, false};
 }
 
-/// One store per process, for the one target a process tests, self-tested
-/// once (which, in auto mode, turns on If-None-Match commits where the server
+/// One store of type S per process (s3::store, s3::async_store), for the one
+/// target a process tests: S::create(config, args...), self-tested once
+/// (which, in auto mode, turns on If-None-Match commits where the server
 /// enforces them).
-struct shared_store {
-    std::optional<cachestore::s3::store> store;
+template <class S>
+struct shared_of {
+    std::optional<S> store;
     cachestore::error err;
     /// A fixture's ready(): the store, or why there is none.
     cachestore::result<> ready() const {
@@ -75,13 +77,14 @@ struct shared_store {
         return {};
     }
     /// The store, for a fixture whose ready() succeeded.
-    cachestore::s3::store& engaged() {
+    S& engaged() {
         if (!store) throw std::logic_error("s3test: the store is used without a successful ready()");
         return *store;
     }
-    static shared_store& get(const target& t) {
-        static shared_store s = [&t] {
-            shared_store r;
+    template <class... Args>
+    static shared_of& get(const target& t, const Args&... args) {
+        static shared_of s = [&] {
+            shared_of r;
             if (t.server == nullptr) {
                 r.err = cachestore::fail(cachestore::errc::misconfigured, "test setup", {},
                                          std::string(conformance_server_var) + " is not rgw, rgw-tls or moto")
@@ -93,7 +96,7 @@ struct shared_store {
                 r.err = cfg.error();
                 return r;
             }
-            auto st = cachestore::s3::store::create(*cfg);
+            auto st = S::create(*cfg, args...);
             if (!st) {
                 r.err = st.error();
                 return r;
@@ -108,5 +111,6 @@ struct shared_store {
         return s;
     }
 };
+using shared_store = shared_of<cachestore::s3::store>;
 
 } // namespace s3test
