@@ -5,12 +5,13 @@
 // store, cold then warm, and checks every byte. Without RGW it fails under
 // CI=true and says so otherwise.
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <cachestore/s3/store.hpp> // main() puts the origin object
+
+#include "rgw_env.hpp"
 
 // [origin]
 #include <cachestore/fill/engine.hpp>
@@ -35,23 +36,11 @@ cachestore::result<cachestore::read_stats> serve(cachestore::fill::engine<caches
 
 namespace {
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name); // NOLINT(concurrency-mt-unsafe): single-threaded main
-    return v == nullptr ? std::string() : std::string(v);
-}
-
 int run() {
-    if (env("CACHESTORE_RGW_ENDPOINT").empty()) {
-        const bool ci = env("CI") == "true" || env("CI") == "1";
-        std::fprintf(ci ? stderr : stdout, "origin snippet: CACHESTORE_RGW_ENDPOINT not set, not run%s\n",
-                     ci ? " (CI=true: failing)" : "");
-        return ci ? 1 : 0;
-    }
-    cachestore::s3::config cfg;
-    cfg.endpoint = env("CACHESTORE_RGW_ENDPOINT");
-    cfg.bucket = env("CACHESTORE_RGW_BUCKET");
-    cfg.creds.access_key_id = env("CACHESTORE_RGW_ACCESS_KEY");
-    cfg.creds.secret_access_key = env("CACHESTORE_RGW_SECRET_KEY");
+    int no_server = 0;
+    const auto rgw = snippet::rgw_config("origin snippet", no_server);
+    if (!rgw) return no_server;
+    const cachestore::s3::config& cfg = *rgw;
     auto bucket = cachestore::s3::store::create(cfg); // only to put the origin object
     auto origin = cachestore::s3::origin::create(cfg);
     if (!bucket || !origin) return 1;

@@ -7,11 +7,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "rgw_env.hpp"
 
 // [s3_async]
 #include <asio/bind_executor.hpp>
@@ -48,23 +49,11 @@ int read_ranges(asio::io_context& io, cachestore::s3::async_store& store, const 
 
 namespace {
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name); // NOLINT(concurrency-mt-unsafe): single-threaded main
-    return v == nullptr ? std::string() : std::string(v);
-}
-
 int run() {
-    if (env("CACHESTORE_RGW_ENDPOINT").empty()) {
-        const bool ci = env("CI") == "true" || env("CI") == "1";
-        std::fprintf(ci ? stderr : stdout, "s3_async snippet: CACHESTORE_RGW_ENDPOINT not set, not run%s\n",
-                     ci ? " (CI=true: failing)" : "");
-        return ci ? 1 : 0;
-    }
-    cachestore::s3::config cfg;
-    cfg.endpoint = env("CACHESTORE_RGW_ENDPOINT");
-    cfg.bucket = env("CACHESTORE_RGW_BUCKET");
-    cfg.creds.access_key_id = env("CACHESTORE_RGW_ACCESS_KEY");
-    cfg.creds.secret_access_key = env("CACHESTORE_RGW_SECRET_KEY");
+    int no_server = 0;
+    const auto rgw = snippet::rgw_config("s3_async snippet", no_server);
+    if (!rgw) return no_server;
+    const cachestore::s3::config& cfg = *rgw;
     auto store = cachestore::s3::async_store::create(cfg, {.own_thread = false});
     if (!store) {
         std::fprintf(stderr, "%s\n", store.error().to_string().c_str());
