@@ -30,27 +30,33 @@ enum class sink_verdict : std::uint8_t {
 
 namespace detail {
 /// What a resume_handle points at: a driver's per-operation gate. `fn` does
-/// the driver's resume; the gate embeds this as its first base.
+/// the driver's resume of pause number `pause` (the operation's sink calls
+/// counted from 1); the gate embeds this as its first base.
 struct resume_target {
-    void (*fn)(resume_target&) noexcept = nullptr;
+    void (*fn)(resume_target&, std::uint64_t pause) noexcept = nullptr;
 };
 } // namespace detail
 
 /// Lets a sink that paused a read continue it, from any thread. Copyable,
-/// two pointers. `resume()` is thread-safe and idempotent, never calls the
-/// sink inline, and does nothing once the operation ended or its store is
-/// gone. A resume() made while the sink call that returns `pause` is still
-/// running counts for that pause.
+/// three words. A handle names the one sink call it was given to: its
+/// `resume()` ends that call's pause and no later one, so it is idempotent
+/// (a second call, or one that arrives after the read went on, does
+/// nothing). Thread-safe, never calls the sink inline, and does nothing once
+/// the operation ended or its store is gone. A resume() made while the sink
+/// call that returns `pause` is still running counts for that pause.
 class resume_handle {
 public:
     resume_handle() = default;
-    explicit resume_handle(std::shared_ptr<detail::resume_target> t) noexcept : t_(std::move(t)) {}
+    /// For drivers: the handle of the operation's sink call number `pause`.
+    resume_handle(std::shared_ptr<detail::resume_target> t, std::uint64_t pause) noexcept
+        : t_(std::move(t)), pause_(pause) {}
     void resume() const noexcept {
-        if (t_ && t_->fn != nullptr) t_->fn(*t_);
+        if (t_ && t_->fn != nullptr) t_->fn(*t_, pause_);
     }
 
 private:
     std::shared_ptr<detail::resume_target> t_;
+    std::uint64_t pause_ = 0;
 };
 
 /// A sink for an asynchronous read: a move-constructible chunk_sink

@@ -28,6 +28,7 @@
 #include "cachestore/layers/breaker.hpp"
 #include "cachestore/layers/metered.hpp"
 #include "cachestore/memory_store.hpp"
+#include "pause_cases.hpp"
 #include "wait_child.hpp"
 
 using namespace std::chrono_literals;
@@ -191,6 +192,16 @@ TEST_CASE("a pausing sink gets nothing more until resume(), from any thread") {
     }
 }
 
+TEST_CASE("a stale resume_handle wakes no later pause") {
+    // Found in CI under load: the case above resumed each pause twice, and
+    // the second resume(), late, woke the next pause (the handle named the
+    // operation, not the pause), so bytes came while the sink had paused.
+    const auto data = pattern(1 << 20);
+    cachestore::pooled_async<cachestore::memory_store> a(std::in_place, {.threads = 2});
+    REQUIRE(cachestore::waiting<decltype(a)&>(a).put_chunk({}, key_of(15), 1 << 20, std::span<const std::byte>(data)));
+    pause_cases::stale_handle_resumes_nothing(a, key_of(15), 1 << 20);
+}
+
 TEST_CASE("a stop request ends a paused read, and an operation still queued, at once") {
     const auto data = pattern(1 << 20);
     const auto k = key_of(20);
@@ -281,6 +292,9 @@ TEST_CASE("throwing sinks, sources and completions: the hook sees each, the pool
     REQUIRE(t.wait_for(3, 5s));
     REQUIRE(w.stat({}, key_of(50, 4096)).has_value()); // still serving
     CHECK_FALSE(w.stat({}, key_of(51, 4096)).has_value());
+    // The completion's throw reaches the hook after its t.add(): wait for it.
+    const auto until = clock_type::now() + 5s;
+    while (hooked.load() < 3 && clock_type::now() < until) std::this_thread::sleep_for(1ms);
     CHECK(hooked.load() == 3);
     CHECK(a.stats().callback_exceptions == 3);
     const std::lock_guard lk(t.mu);

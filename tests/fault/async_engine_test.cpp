@@ -10,6 +10,7 @@
 #include <future>
 #include <set>
 
+#include "../async/pause_cases.hpp"
 #include "cachestore/async/waiting.hpp"
 #include "cachestore/s3/async.hpp"
 
@@ -196,6 +197,9 @@ TEST_CASE("async engine: a pausing sink gets every byte once; deadline and stop 
         CHECK(std::memcmp(got.data(), sc.data.data() + 3, got.size()) == 0);
         const std::lock_guard lock(mu);
         resumers.clear();
+    }
+    SECTION("a stale handle's resume() wakes no later pause") {
+        pause_cases::stale_handle_resumes_nothing(a, sc.key, static_cast<std::int64_t>(sc.data.size()));
     }
     SECTION("the deadline passes while paused") {
         std::promise<result<>> p;

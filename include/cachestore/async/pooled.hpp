@@ -57,24 +57,28 @@ namespace detail {
 /// block there), or null.
 inline thread_local const void* pooled_current = nullptr;
 
-/// What a paused read waits on: resume() from any thread, the operation's
-/// stop token, or its deadline.
+/// What a paused read waits on: resume() of its sink call from any thread,
+/// the operation's stop token, or its deadline. `resumed` is the highest
+/// sink call number resumed so far: a stale handle's resume() is below the
+/// call now waiting and wakes nothing.
 struct pause_gate : resume_target {
-    std::atomic<bool> resumed{false};
+    std::atomic<std::uint64_t> resumed{0};
     std::mutex mu;
     std::condition_variable_any cv;
 
     pause_gate() noexcept { fn = &on_resume; }
-    static void on_resume(resume_target& t) noexcept {
+    static void on_resume(resume_target& t, std::uint64_t pause) noexcept {
         auto& g = static_cast<pause_gate&>(t);
-        g.resumed.store(true);
+        std::uint64_t seen = g.resumed.load();
+        while (seen < pause && !g.resumed.compare_exchange_weak(seen, pause)) {
+        }
         { const std::lock_guard lk(g.mu); }
         g.cv.notify_all();
     }
-    /// True when resumed, false when stopped or past the deadline first.
-    bool wait(const std::stop_token& stop, std::chrono::steady_clock::time_point deadline) {
+    /// True when sink call `pause` was resumed, false when stopped or past the deadline first.
+    bool wait(std::uint64_t pause, const std::stop_token& stop, std::chrono::steady_clock::time_point deadline) {
         std::unique_lock lk(mu);
-        const auto ready = [this] { return resumed.load(); };
+        const auto ready = [this, pause] { return resumed.load() >= pause; };
         if (deadline == std::chrono::steady_clock::time_point::max()) return cv.wait(lk, stop, ready);
         return cv.wait_until(lk, stop, deadline, ready);
     }
@@ -274,11 +278,11 @@ private:
     static result<> read_pausing(inner_type& s, const context& c, const chunk_key& key, std::int64_t off,
                                  std::int64_t n, K& sink) {
         auto gate = std::make_shared<detail::pause_gate>();
-        const resume_handle handle(gate);
+        std::uint64_t calls = 0;
         bool deadline_in_pause = false;
         auto r = s.get_chunk(c, key, off, n, [&](std::span<const std::byte> b) -> bool {
-            gate->resumed.store(false);
-            switch (sink(b, handle)) {
+            const std::uint64_t pause = ++calls;
+            switch (sink(b, resume_handle(gate, pause))) {
             case sink_verdict::proceed:
                 return true;
             case sink_verdict::stop:
@@ -286,7 +290,7 @@ private:
             case sink_verdict::pause:
                 break;
             }
-            if (gate->wait(c.stop_token(), c.deadline())) return true;
+            if (gate->wait(pause, c.stop_token(), c.deadline())) return true;
             deadline_in_pause = !c.stop_requested();
             return false;
         });

@@ -121,7 +121,7 @@ public:
         prepare(e, *op, ctx, "GET", "get_chunk", key);
         op->plan.attach(op->spec);
         if constexpr (pausing_sink<K>)
-            op->handle = resume_handle(std::make_shared<detail::resume_gate>(e.box(), op->seq));
+            op->gate = std::make_shared<detail::resume_gate>(e.box(), op->seq);
         e.submit(std::move(op));
     }
 

@@ -177,9 +177,10 @@ public:
     void cancel(std::uint64_t seq) {
         if (async_op* op = find(seq)) stop_op(*op, abort_reason::cancelled);
     }
-    void resume(std::uint64_t seq) {
+    void resume(std::uint64_t seq, std::uint64_t pause) {
         async_op* op = find(seq);
         if (op == nullptr || op->state != op_state::active || !op->x || !op->x->pause_pending) return;
+        if (pause != op->sink_calls) return; // a stale handle's: the read went on since
         op->x->pause_pending = false;
         driver_.resume(op->at->easy); // may finish the transfer (on_done) before it returns
     }
@@ -509,11 +510,11 @@ private:
     std::thread thread_; // last: started when everything else exists
 };
 
-inline void mailbox::post_resume(std::uint64_t seq) noexcept {
+inline void mailbox::post_resume(std::uint64_t seq, std::uint64_t pause) noexcept {
     const std::lock_guard lock(mu);
     if (engine != nullptr) {
         async_engine* e = engine;
-        e->post_message([e, seq] { e->resume(seq); });
+        e->post_message([e, seq, pause] { e->resume(seq, pause); });
     }
 }
 

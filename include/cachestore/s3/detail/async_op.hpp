@@ -46,17 +46,18 @@ struct slot {
 struct mailbox {
     std::mutex mu;
     async_engine* engine = nullptr;
-    void post_resume(std::uint64_t seq) noexcept;
+    void post_resume(std::uint64_t seq, std::uint64_t pause) noexcept;
 };
 
-/// A pausing sink's resume_handle target: one per operation with such a sink.
+/// A pausing sink's resume_handle target: one per operation with such a
+/// sink. A resume posts the operation and the sink call it names.
 struct resume_gate : cachestore::detail::resume_target {
     std::shared_ptr<mailbox> box;
     std::uint64_t seq;
     resume_gate(std::shared_ptr<mailbox> b, std::uint64_t s) noexcept : box(std::move(b)), seq(s) {
-        fn = [](cachestore::detail::resume_target& t) noexcept {
+        fn = [](cachestore::detail::resume_target& t, std::uint64_t pause) noexcept {
             auto& g = static_cast<resume_gate&>(t);
-            g.box->post_resume(g.seq);
+            g.box->post_resume(g.seq, pause);
         };
     }
 };
@@ -99,6 +100,7 @@ struct async_op {
     std::optional<exchange> x;   ///< while active
     slot* at = nullptr;          ///< while active
     int attempt = 0;
+    std::uint64_t sink_calls = 0; ///< a pausing sink's, on the loop thread: the pause a resume must name
     bool refreshed = false;
     credentials_provider::snapshot snap;
     std::chrono::steady_clock::time_point t_queued{}, t_slot{};
@@ -118,14 +120,16 @@ struct async_op {
     [[nodiscard]] request_spec& sending() noexcept { return probing ? *probe_spec : spec; }
 };
 
-/// The sink the GET plan calls: the caller's sink, either form.
+/// The sink the GET plan calls: the caller's sink, either form; a pausing
+/// one gets the handle of this call (the operation's sink call number).
 template <class K>
 struct async_sink_call {
     K* sink;
-    const resume_handle* handle;
+    const std::shared_ptr<resume_gate>* gate;
+    std::uint64_t* calls;
     sink_verdict operator()(std::span<const std::byte> b) const {
         if constexpr (pausing_sink<K>) {
-            return (*sink)(b, *handle);
+            return (*sink)(b, resume_handle(*gate, ++*calls));
         } else {
             return (*sink)(b) ? sink_verdict::proceed : sink_verdict::stop;
         }
@@ -136,12 +140,12 @@ template <class K, class D>
 struct get_op final : async_op {
     K sink;
     D done;
-    resume_handle handle;
+    std::shared_ptr<resume_gate> gate; ///< a pausing sink's
     get_plan<async_sink_call<K>> plan;
 
     get_op(K k, D d, std::int64_t off, std::int64_t n)
-        : sink(std::move(k)), done(std::move(d)), plan(async_sink_call<K>{nullptr, nullptr}, off, n) {
-        plan.sink = async_sink_call<K>{&sink, &handle};
+        : sink(std::move(k)), done(std::move(d)), plan(async_sink_call<K>{nullptr, nullptr, nullptr}, off, n) {
+        plan.sink = async_sink_call<K>{&sink, &gate, &sink_calls};
         refusal = &plan.refusal;
     }
     void complete(result<> r) override { std::move(done)(plan.finish(std::move(r), spec, res)); }
