@@ -28,7 +28,7 @@
 
 namespace cachestore::s3::detail {
 
-class async_engine;
+class async_machine;
 struct async_op;
 
 /// A transfer slot: an easy handle configured once, its request buffers,
@@ -45,7 +45,7 @@ struct slot {
 /// A resume() after the engine is gone finds null and does nothing.
 struct mailbox {
     std::mutex mu;
-    async_engine* engine = nullptr;
+    async_machine* engine = nullptr;
     void post_resume(std::uint64_t seq, std::uint64_t pause) noexcept;
 };
 
