@@ -6,6 +6,7 @@
 // the loop thread, exactly once); argument errors; resume() after the end.
 #include "fault_harness.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <set>
@@ -169,6 +170,7 @@ TEST_CASE("async engine: a pausing sink gets every byte once; deadline and stop 
         std::vector<std::byte> got;
         std::atomic<int> calls_while_paused{0};
         std::atomic<bool> is_paused{false};
+        std::size_t largest = 0; // a pausing sink's transfer gets the small receive buffer
         std::vector<std::jthread> resumers;
         std::mutex mu;
         std::promise<result<>> p;
@@ -176,6 +178,7 @@ TEST_CASE("async engine: a pausing sink gets every byte once; deadline and stop 
             context::with_timeout(20s), sc.key, 3, 1 * MiB - 3,
             [&](std::span<const std::byte> b, const resume_handle& h) {
                 if (is_paused.load()) ++calls_while_paused;
+                largest = std::max(largest, b.size());
                 const std::size_t before = got.size();
                 got.insert(got.end(), b.begin(), b.end());
                 if (before / (64 * KiB) == got.size() / (64 * KiB)) return sink_verdict::proceed;
@@ -193,6 +196,7 @@ TEST_CASE("async engine: a pausing sink gets every byte once; deadline and stop 
         INFO(r);
         REQUIRE(r.has_value());
         CHECK(calls_while_paused.load() == 0);
+        CHECK(largest <= static_cast<std::size_t>(CURL_MAX_WRITE_SIZE));
         REQUIRE(got.size() == sc.data.size() - 3);
         CHECK(std::memcmp(got.data(), sc.data.data() + 3, got.size()) == 0);
         const std::lock_guard lock(mu);

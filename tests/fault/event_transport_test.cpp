@@ -134,6 +134,9 @@ struct get_transfer {
         req.low_speed_limit = 1024;
         req.low_speed_time_s = low_speed_time_s;
         sd::configure(easy, req);
+        // What the engine sets for a pausing sink's transfer (configure's is
+        // receive_buffer, 512 KiB, for sinks that never pause).
+        curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, sd::pausing_receive_buffer);
         sd::arm(easy, custom_method, x);
         curl_easy_setopt(easy, CURLOPT_PRIVATE, this);
     }
@@ -224,8 +227,8 @@ TEST_CASE("a pausing sink: never called while paused, every byte once and in ord
     const auto rep = paused_round_trip("pause-8m", 8, std::size_t{512} << 10, 50ms, 10, sink);
     CHECK(sink.pauses >= 15);
     // What libcurl holds for a paused transfer: the rest of the receive it
-    // was delivering, at most its receive buffer (CURLOPT_BUFFERSIZE, 16 KiB
-    // by default; 16384 bytes measured); the kernel's socket buffer holds
+    // was delivering, at most its receive buffer (CURLOPT_BUFFERSIZE,
+    // pausing_receive_buffer = 16 KiB; 16384 bytes measured); the kernel's socket buffer holds
     // the rest, then TCP's window stops the server.
     WARN("libcurl held at most " << rep.max_held_while_paused << " bytes beyond the sink's while paused");
     CHECK(rep.max_held_while_paused <= CURL_MAX_WRITE_SIZE);

@@ -120,8 +120,10 @@ public:
         auto op = std::make_unique<detail::get_op<K, D>>(std::move(sink), std::move(done), off, n);
         prepare(e, *op, ctx, "GET", "get_chunk", key);
         op->plan.attach(op->spec);
-        if constexpr (pausing_sink<K>)
+        if constexpr (pausing_sink<K>) {
             op->gate = std::make_shared<detail::resume_gate>(e.box(), op->seq);
+            op->recv_buffer = detail::pausing_receive_buffer;
+        }
         e.submit(std::move(op));
     }
 

@@ -196,6 +196,10 @@ protected: // a base of async_engine only
             curl_easy_setopt(s.easy, CURLOPT_PRIVATE, static_cast<void*>(&s));
             s.configured = true;
         }
+        if (s.buffer != op.recv_buffer) { // a pausing sink's read, or the first plain one after it
+            curl_easy_setopt(s.easy, CURLOPT_BUFFERSIZE, op.recv_buffer);
+            s.buffer = op.recv_buffer;
+        }
         arm(s.easy, s.custom_method, *op.x);
         op.at = &s;
         s.op = &op;

@@ -38,6 +38,7 @@ struct slot {
     request_buffers bufs;
     bool configured = false;
     bool custom_method = false;
+    long buffer = receive_buffer; ///< its CURLOPT_BUFFERSIZE (configure sets receive_buffer)
     async_op* op = nullptr;
 };
 
@@ -101,6 +102,7 @@ struct async_op {
     slot* at = nullptr;          ///< while active
     int attempt = 0;
     std::uint64_t sink_calls = 0; ///< a pausing sink's, on the loop thread: the pause a resume must name
+    long recv_buffer = receive_buffer; ///< pausing_receive_buffer for a pausing sink (docs/async.md, flow control)
     bool refreshed = false;
     credentials_provider::snapshot snap;
     std::chrono::steady_clock::time_point t_queued{}, t_slot{};

@@ -262,11 +262,22 @@ struct exchange {
     }
 };
 
+/// libcurl's receive buffer for a body read (CURLOPT_BUFFERSIZE; libcurl's
+/// default is 16 KiB). Each receive is one recv() and one write callback, so
+/// a large read costs per 16 KiB: GET 8 MiB against nginx on 2 cores took
+/// 3.7 ms of client CPU with 16 KiB and 1.6 ms with 512 KiB (2,008 -> 3,276
+/// MiB/s). Pages are touched only as far as a response fills them: a 4 KiB
+/// GET costs what it did. A sink that pauses (the async engine) gets
+/// `pausing_receive_buffer` instead: what libcurl holds for a paused transfer.
+inline constexpr long receive_buffer = 512L * 1024;
+inline constexpr long pausing_receive_buffer = CURL_MAX_WRITE_SIZE;
+
 /// Sets the options that are the same for every request of one store (a
 /// pooled connection or a transfer slot belongs to one store): once per easy
 /// handle instead of a curl_easy_reset and ~20 setopts per request.
 inline void configure(CURL* e, const http_request& req) {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, receive_buffer);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &exchange::on_header);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &exchange::on_write);
