@@ -44,8 +44,8 @@ struct engine_options {
 
 /// The operations of one engine and what they hold: the loop and libcurl's
 /// multi handle, the transfer slots, the queue, the live operations by
-/// sequence number and their timers. Not thread-safe: the loop's thread
-/// only, but for the counters.
+/// sequence number and their timers. The loop's thread only, but for the
+/// counters, stopping(), box() and post_message(), which any thread may call.
 class async_machine {
 public:
     using clock = std::chrono::steady_clock;

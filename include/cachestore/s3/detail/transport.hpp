@@ -265,10 +265,11 @@ struct exchange {
 /// libcurl's receive buffer for a body read (CURLOPT_BUFFERSIZE; libcurl's
 /// default is 16 KiB). Each receive is one recv() and one write callback, so
 /// a large read costs per 16 KiB: GET 8 MiB against nginx on 2 cores took
-/// 3.7 ms of client CPU with 16 KiB and 1.6 ms with 512 KiB (2,008 -> 3,276
-/// MiB/s). Pages are touched only as far as a response fills them: a 4 KiB
-/// GET costs what it did. A sink that pauses (the async engine) gets
-/// `pausing_receive_buffer` instead: what libcurl holds for a paused transfer.
+/// 4.3 ms of client CPU with 16 KiB and 1.6 ms with 512 KiB (1,753 -> 3,148
+/// MiB/s; docs/performance.md). Pages are touched only as far as a response
+/// fills them: a 4 KiB GET costs what it did. A sink that pauses (the async
+/// engine) gets `pausing_receive_buffer` instead: what libcurl holds for a
+/// paused transfer.
 inline constexpr long receive_buffer = 512L * 1024;
 inline constexpr long pausing_receive_buffer = CURL_MAX_WRITE_SIZE;
 
