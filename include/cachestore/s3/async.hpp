@@ -202,7 +202,12 @@ private:
                 blocking, pooled_options{.threads = opts.put_threads, .on_callback_exception = opts.on_callback_exception});
         }
         proc& here() {
-            return procs.get([this](proc&, proc& fresh) { make(fresh); });
+            return procs.get([this](proc& inherited, proc& fresh) {
+                // The parent's engine stays unused here; only the child's
+                // copies of its connections are closed (docs/async.md, fork()).
+                if (inherited.engine) inherited.engine->close_inherited_sockets();
+                make(fresh);
+            });
         }
     };
 

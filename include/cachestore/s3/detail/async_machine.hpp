@@ -31,6 +31,7 @@
 #include "cachestore/s3/detail/async_op.hpp"
 #include "cachestore/s3/detail/exchange.hpp"
 #include "cachestore/s3/detail/multi_driver.hpp"
+#include "cachestore/s3/detail/socket_registry.hpp"
 #include "cachestore/s3/detail/state.hpp"
 #include "cachestore/s3/detail/transport.hpp"
 
@@ -90,9 +91,16 @@ public:
         driver_.resume(op->at->easy); // may finish the transfer (on_done) before it returns
     }
 
+    /// In a forked child, on the parent's engine (never used there): closes
+    /// the child's copies of its connections' sockets (socket_registry.hpp).
+    int close_inherited_sockets() noexcept { return sockets_.close_inherited(); }
+    /// Sockets its connections hold now (for tests).
+    [[nodiscard]] int open_sockets() const noexcept { return sockets_.size(); }
+
 protected: // a base of async_engine only
     async_machine(store_state& st, engine_options o)
         : st_(st), opts_(std::move(o)), box_(std::make_shared<mailbox>()),
+          sockets_(4 * std::max<std::size_t>(opts_.max_connections, 1) + 16), // connecting, open and closing
           driver_(loop_, static_cast<long>(std::max<std::size_t>(opts_.max_connections, 1)), &async_machine::on_done,
                   this) {
         box_->engine = this;
@@ -192,6 +200,7 @@ protected: // a base of async_engine only
         op.x.emplace(op.req, op.res, op.ctx, op.ctx.deadline());
         if (!s.configured) {
             configure(s.easy, op.req);
+            sockets_.attach(s.easy);
             curl_easy_setopt(s.easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
             curl_easy_setopt(s.easy, CURLOPT_PRIVATE, static_cast<void*>(&s));
             s.configured = true;
@@ -403,7 +412,8 @@ protected: // a base of async_engine only
     const engine_options opts_;
     std::shared_ptr<mailbox> box_;
     cachestore::detail::epoll_loop loop_;
-    multi_driver driver_; // after loop_: unwatches its sockets before the loop goes
+    socket_registry sockets_; // before driver_: the multi's clean-up closes its sockets through it
+    multi_driver driver_;     // after loop_: unwatches its sockets before the loop goes
     std::vector<slot> slots_;
     std::vector<slot*> free_;
     std::deque<async_op*> queue_;

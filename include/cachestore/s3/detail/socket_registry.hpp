@@ -1,0 +1,112 @@
+// cachestore/s3/detail/socket_registry.hpp - the sockets libcurl opens for
+// one async engine, so that a forked child can close its copies of them.
+//
+// In a multi handle a connection outlives the easy handle that opened it, so
+// the engine records its sockets itself, through CURLOPT_OPENSOCKETFUNCTION
+// and CURLOPT_CLOSESOCKETFUNCTION (libcurl keeps the close callback with the
+// connection). Sockets are made with SOCK_CLOEXEC: a program the proxy
+// exec()s does not inherit its connections (libcurl 7.88 sets no such flag).
+//
+// fork(): the child never uses or destroys its parent's engine
+// (docs/async.md, "fork()"), but its copies of the parent's sockets would
+// stay open. close_inherited() closes them, and only them: the table is read
+// without a lock (the parent's loop thread, which alone writes it, may have
+// been anywhere at the fork), so every entry is a pair of atomics written in
+// an order that leaves an entry being added or removed unseen (its copy then
+// stays open: the old behaviour), and a descriptor is closed only when it is
+// still the very socket recorded (its inode), not a file the child opened
+// under the same number after closing what it inherited.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include <curl/curl.h>
+
+namespace cachestore::s3::detail {
+
+class socket_registry {
+public:
+    /// Room for `capacity` sockets open at once; one opened while it is full
+    /// is not recorded (a child then keeps its copy open).
+    explicit socket_registry(std::size_t capacity) : n_(capacity), e_(std::make_unique<entry[]>(capacity)) {}
+    socket_registry(const socket_registry&) = delete;
+    socket_registry& operator=(const socket_registry&) = delete;
+
+    /// Sets the callbacks on an easy handle of this engine.
+    void attach(CURL* easy) noexcept {
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &socket_registry::open_socket);
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, static_cast<void*>(this));
+        curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &socket_registry::close_socket);
+        curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+    }
+
+    /// In a forked child, on the parent's registry: closes this process's
+    /// copies of the sockets recorded. Returns how many it closed.
+    int close_inherited() noexcept {
+        int closed = 0;
+        for (std::size_t i = 0; i < n_; ++i) {
+            const int fd = e_[i].fd.load(std::memory_order_acquire);
+            if (fd < 0) continue;
+            struct stat sb {};
+            if (::fstat(fd, &sb) != 0 || !S_ISSOCK(sb.st_mode) ||
+                static_cast<std::uint64_t>(sb.st_ino) != e_[i].ino.load(std::memory_order_relaxed))
+                continue;
+            e_[i].fd.store(-1, std::memory_order_relaxed);
+            if (::close(fd) == 0) ++closed;
+        }
+        return closed;
+    }
+
+    /// Sockets recorded now (for tests).
+    [[nodiscard]] int size() const noexcept {
+        int k = 0;
+        for (std::size_t i = 0; i < n_; ++i) k += e_[i].fd.load(std::memory_order_relaxed) >= 0 ? 1 : 0;
+        return k;
+    }
+
+private:
+    struct entry {
+        std::atomic<int> fd{-1};           ///< written last when added, first when removed
+        std::atomic<std::uint64_t> ino{0}; ///< the socket's inode while fd >= 0
+    };
+
+    void add(int fd) noexcept {
+        struct stat sb {};
+        if (::fstat(fd, &sb) != 0) return;
+        for (std::size_t i = 0; i < n_; ++i)
+            if (e_[i].fd.load(std::memory_order_relaxed) < 0) {
+                e_[i].ino.store(static_cast<std::uint64_t>(sb.st_ino), std::memory_order_relaxed);
+                e_[i].fd.store(fd, std::memory_order_release);
+                return;
+            }
+    }
+    void remove(int fd) noexcept {
+        for (std::size_t i = 0; i < n_; ++i)
+            if (e_[i].fd.load(std::memory_order_relaxed) == fd) {
+                e_[i].fd.store(-1, std::memory_order_release);
+                return;
+            }
+    }
+
+    static curl_socket_t open_socket(void* self, curlsocktype, curl_sockaddr* a) {
+        const curl_socket_t s = ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        if (s != CURL_SOCKET_BAD) static_cast<socket_registry*>(self)->add(s);
+        return s;
+    }
+    static int close_socket(void* self, curl_socket_t s) {
+        static_cast<socket_registry*>(self)->remove(s); // before close(): the number may be reused at once
+        return ::close(s);
+    }
+
+    std::size_t n_;
+    std::unique_ptr<entry[]> e_;
+};
+
+} // namespace cachestore::s3::detail
