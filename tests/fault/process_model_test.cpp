@@ -436,3 +436,49 @@ TEST_CASE("process model: a child closes its copies of an S3 async store's conne
     INFO(why);
     a.reset();
 }
+
+TEST_CASE("process model: a child closes its copies of the connections an S3 store's threads held at the fork",
+          "[fork][process]") {
+    control("POST", "/_fault/reset");
+    auto made = s3::store::create(base_config());
+    REQUIRE(made.has_value());
+    auto& s = *made;
+    const chunk_key k{"fork", "b", "object-held", "\"e\"", std::int64_t{64} * 1024, 0};
+    const auto bytes = pattern(64 * 1024, 7);
+    REQUIRE(s.put_chunk(context::with_timeout(10s), k, static_cast<std::int64_t>(bytes.size()),
+                        std::span<const std::byte>(bytes))
+                .has_value());
+    // A read whose sink waits: its connection is checked out of the pool at
+    // every fork, by a thread the child does not have.
+    std::atomic<bool> entered{false}, release{false};
+    std::thread reader([&] {
+        std::size_t got = 0;
+        auto sink = [&](std::span<const std::byte> b) {
+            entered = true;
+            while (!release.load()) std::this_thread::sleep_for(1ms);
+            got += b.size();
+            return true;
+        };
+        CHECK(s.get_chunk(context::with_timeout(30s), k, 0, static_cast<std::int64_t>(bytes.size()), sink).has_value());
+        CHECK(got == bytes.size());
+    });
+    while (!entered.load()) std::this_thread::sleep_for(1ms);
+    fork_children([&](int) {
+        const auto inherited = open_tcp_socket_inodes();
+        std::string x;
+        int rc = round_trip(s, "held-child", x) ? child_exit::ok : child_exit::round_trip_failed;
+        if (rc != 0) std::fprintf(stderr, "child: %s\n", x.c_str());
+        int kept = 0;
+        for (const auto& ino : open_tcp_socket_inodes()) kept += inherited.contains(ino) ? 1 : 0;
+        if (rc == 0 && (inherited.empty() || kept != 0)) {
+            std::fprintf(stderr, "child: %d of the %zu TCP sockets it inherited still open\n", kept, inherited.size());
+            rc = child_exit::sockets_inherited;
+        }
+        return rc;
+    });
+    release = true;
+    reader.join(); // the parent's read ends whole: the child closed only its copy
+    std::string why;
+    CHECK(round_trip(s, "held-parent-after", why));
+    INFO(why);
+}

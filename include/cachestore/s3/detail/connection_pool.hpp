@@ -14,6 +14,9 @@
 // through CURLOPT_OPENSOCKETFUNCTION) are first replaced, with dup2(), by an
 // unconnected socket, so that libcurl's clean-up (which for TLS reads and
 // writes close_notify) talks to nothing, and the parent's streams stay whole.
+// The connections a thread of the parent was using at the fork never come
+// back to the child's pool: the pool's socket_registry closes the child's
+// copies of their sockets at its first acquire in the child.
 #pragma once
 
 #include <sys/socket.h>
@@ -32,7 +35,9 @@
 #include <curl/curl.h>
 
 #include "cachestore/detail/fork_safe_mutex.hpp"
+#include "cachestore/detail/fork_generation.hpp"
 #include "cachestore/s3/detail/request_buffers.hpp"
+#include "cachestore/s3/detail/socket_registry.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -54,7 +59,7 @@ struct connection {
     bool custom_method = false;        ///< CURLOPT_CUSTOMREQUEST is set and must be cleared
     request_buffers bufs;              ///< what a request on it is signed and laid out in
 
-    connection() {
+    explicit connection(socket_registry* reg = nullptr) : reg_(reg) {
         curl_global();
         multi = curl_multi_init();
         easy = curl_easy_init();
@@ -89,14 +94,25 @@ struct connection {
     }
 
 private:
+    socket_registry* reg_; ///< the pool's, or nullptr
+
     static curl_socket_t open_socket(void* self, curlsocktype, curl_sockaddr* a) {
+        auto& c = *static_cast<connection*>(self);
         const curl_socket_t s = ::socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-        if (s != CURL_SOCKET_BAD) static_cast<connection*>(self)->sockets.push_back(s);
+        if (s == CURL_SOCKET_BAD) return s;
+        try {
+            c.sockets.push_back(s);
+        } catch (...) { // out of memory: no connection rather than an unrecorded one
+            ::close(s);
+            return CURL_SOCKET_BAD;
+        }
+        if (c.reg_ != nullptr) c.reg_->add(s);
         return s;
     }
     static int close_socket(void* self, curl_socket_t s) {
-        auto& v = static_cast<connection*>(self)->sockets;
-        v.erase(std::remove(v.begin(), v.end(), s), v.end());
+        auto& c = *static_cast<connection*>(self);
+        c.sockets.erase(std::remove(c.sockets.begin(), c.sockets.end(), s), c.sockets.end());
+        if (c.reg_ != nullptr) c.reg_->remove(s);
         return ::close(s);
     }
 };
@@ -114,6 +130,9 @@ public:
 
     std::unique_ptr<connection> acquire() {
         const pid_t me = ::getpid();
+        std::uint64_t seen = gen_.load(std::memory_order_relaxed);
+        const std::uint64_t gen = cachestore::detail::fork_generation();
+        const bool first_in_child = seen != gen && gen_.compare_exchange_strong(seen, gen);
         std::vector<std::unique_ptr<connection>> drop; // closed outside the lock
         std::unique_ptr<connection> c;
         {
@@ -125,9 +144,13 @@ public:
                 if (c->owner != me) drop.push_back(std::move(c)); // inherited across fork(): never reused
             }
         }
+        if (first_in_child) {
+            drop.clear(); // the idle ones: disarmed and cleaned up (their sockets were unconnected)
+            sockets_.close_inherited(); // what the parent's threads held at the fork
+        }
         if (c) return c;
         opened_.fetch_add(1, std::memory_order_relaxed);
-        return std::make_unique<connection>();
+        return std::make_unique<connection>(&sockets_);
     }
 
     void release(std::unique_ptr<connection> c) {
@@ -168,6 +191,8 @@ private:
         idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(n));
     }
 
+    socket_registry sockets_{512};           ///< every connection's; before idle_, which closes through it
+    std::atomic<std::uint64_t> gen_{cachestore::detail::fork_generation()}; ///< the process it serves
     cachestore::detail::fork_safe_mutex mu_; ///< a forked child never inherits it locked
     std::vector<std::unique_ptr<connection>> idle_;
     std::size_t max_idle_;
