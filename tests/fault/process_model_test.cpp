@@ -173,6 +173,25 @@ std::set<std::string> open_tcp_socket_inodes() {
     return out;
 }
 
+/// In a child: a round trip on `s` (the child's first call), then none of
+/// the TCP sockets the child inherited may be open. Returns the exit status.
+template <CacheStore S>
+int first_call_closes_inherited_sockets(S& s, const std::string& tag) {
+    const auto inherited = open_tcp_socket_inodes();
+    std::string why;
+    if (!round_trip(s, tag, why)) {
+        std::fprintf(stderr, "child: %s\n", why.c_str());
+        return child_exit::round_trip_failed;
+    }
+    int kept = 0;
+    for (const auto& ino : open_tcp_socket_inodes()) kept += inherited.contains(ino) ? 1 : 0;
+    if (inherited.empty() || kept != 0) {
+        std::fprintf(stderr, "child: %d of the %zu TCP sockets it inherited still open\n", kept, inherited.size());
+        return child_exit::sockets_inherited;
+    }
+    return child_exit::ok;
+}
+
 /// Forks three children, one after another; each runs `child(f)` under
 /// alarm(15) and exits with what it returns (destroy_failed if it throws).
 /// Checks that each ended with 0 within 30 s.
@@ -365,13 +384,22 @@ TEST_CASE("process model: the read-through engine (fill threads, flights) across
     e.reset();
 }
 
-TEST_CASE("process model: an S3 async store (loop thread, multi handle, put pool) across fork() with operations "
-          "in flight",
-          "[fork][process][async]") {
+namespace {
+
+/// An async store on the fault server (its state reset first), 4 connections.
+std::unique_ptr<s3::async_store> fault_async_store() {
     control("POST", "/_fault/reset");
     auto made = s3::async_store::create(base_config(), {.max_connections = 4});
     REQUIRE(made.has_value());
-    auto a = std::make_unique<s3::async_store>(std::move(*made));
+    return std::make_unique<s3::async_store>(std::move(*made));
+}
+
+} // namespace
+
+TEST_CASE("process model: an S3 async store (loop thread, multi handle, put pool) across fork() with operations "
+          "in flight",
+          "[fork][process][async]") {
+    auto a = fault_async_store();
     waiting<s3::async_store&> w(*a);
     std::string why;
     REQUIRE(round_trip(w, "async-parent-before", why));
@@ -397,10 +425,7 @@ TEST_CASE("process model: an S3 async store (loop thread, multi handle, put pool
 }
 
 TEST_CASE("process model: a child closes its copies of an S3 async store's connections", "[fork][process][async]") {
-    control("POST", "/_fault/reset");
-    auto made = s3::async_store::create(base_config(), {.max_connections = 4});
-    REQUIRE(made.has_value());
-    auto a = std::make_unique<s3::async_store>(std::move(*made));
+    auto a = fault_async_store();
     waiting<s3::async_store&> w(*a);
     std::string why;
     REQUIRE(round_trip(w, "async-sockets-parent", why)); // connections kept alive in the engine and the put pool
@@ -419,16 +444,7 @@ TEST_CASE("process model: a child closes its copies of an S3 async store's conne
         // its copies of the engine's connections (the blocking pool behind
         // the uploads replaces its own with unconnected sockets): none of
         // the TCP sockets it inherited is open after it.
-        const auto inherited = open_tcp_socket_inodes();
-        std::string x;
-        int rc = round_trip(w, "async-sockets-child", x) ? child_exit::ok : child_exit::round_trip_failed;
-        if (rc != 0) std::fprintf(stderr, "child: %s\n", x.c_str());
-        int kept = 0;
-        for (const auto& ino : open_tcp_socket_inodes()) kept += inherited.contains(ino) ? 1 : 0;
-        if (rc == 0 && (inherited.empty() || kept != 0)) {
-            std::fprintf(stderr, "child: %d of the %zu TCP sockets it inherited still open\n", kept, inherited.size());
-            rc = child_exit::sockets_inherited;
-        }
+        const int rc = first_call_closes_inherited_sockets(w, "async-sockets-child");
         a.reset();
         return rc;
     });
@@ -444,7 +460,7 @@ TEST_CASE("process model: a child closes its copies of the connections an S3 sto
     REQUIRE(made.has_value());
     auto& s = *made;
     const chunk_key k{"fork", "b", "object-held", "\"e\"", std::int64_t{64} * 1024, 0};
-    const auto bytes = pattern(64 * 1024, 7);
+    const auto bytes = pattern(std::size_t{64} * 1024, 7);
     REQUIRE(s.put_chunk(context::with_timeout(10s), k, static_cast<std::int64_t>(bytes.size()),
                         std::span<const std::byte>(bytes))
                 .has_value());
@@ -463,19 +479,7 @@ TEST_CASE("process model: a child closes its copies of the connections an S3 sto
         CHECK(got == bytes.size());
     });
     while (!entered.load()) std::this_thread::sleep_for(1ms);
-    fork_children([&](int) {
-        const auto inherited = open_tcp_socket_inodes();
-        std::string x;
-        int rc = round_trip(s, "held-child", x) ? child_exit::ok : child_exit::round_trip_failed;
-        if (rc != 0) std::fprintf(stderr, "child: %s\n", x.c_str());
-        int kept = 0;
-        for (const auto& ino : open_tcp_socket_inodes()) kept += inherited.contains(ino) ? 1 : 0;
-        if (rc == 0 && (inherited.empty() || kept != 0)) {
-            std::fprintf(stderr, "child: %d of the %zu TCP sockets it inherited still open\n", kept, inherited.size());
-            rc = child_exit::sockets_inherited;
-        }
-        return rc;
-    });
+    fork_children([&](int) { return first_call_closes_inherited_sockets(s, "held-child"); });
     release = true;
     reader.join(); // the parent's read ends whole: the child closed only its copy
     std::string why;
