@@ -1,6 +1,7 @@
 // detail::epoll_loop (the S3 engine's built-in event loop, docs/async.md):
 // posted work from many threads, one-shot timers, descriptor readiness,
-// unwatching inside a batch, and the epoll descriptor as an embedding handle.
+// unwatching inside a batch, parking, and the epoll descriptor as an
+// embedding handle.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -189,6 +190,93 @@ TEST_CASE("epoll_loop: a callback that unwatches another ready descriptor: its p
     l.run_for(100ms);
     CHECK(st.calls == 1);
     CHECK(l.watched() == 0);
+}
+
+TEST_CASE("epoll_loop: a parked descriptor calls nothing back; watched again, it does, for the old or a new interest") {
+    epoll_loop l;
+    pipe_pair p;
+    int calls = 0;
+    auto drain = +[](void* self, int fd, unsigned) {
+        ++*static_cast<int*>(self);
+        char c = 0;
+        while (::read(fd, &c, 1) == 1) {
+        }
+    };
+    REQUIRE(l.watch(p.r, epoll_loop::readable, drain, &calls));
+    l.park(p.r);
+    CHECK(l.watched() == 0);
+    l.run_for(20ms);
+    CHECK(calls == 0);
+    REQUIRE(l.watch(p.r, epoll_loop::readable, drain, &calls)); // the same interest: the registration kept
+    CHECK(l.watched() == 1);
+    p.poke();
+    REQUIRE(run_until(l, [&] { return calls == 1; }));
+
+    // The write end: parked, then watched for another interest.
+    unsigned seen = 0;
+    auto record = +[](void* self, int, unsigned ready) { *static_cast<unsigned*>(self) |= ready; };
+    REQUIRE(l.watch(p.w, epoll_loop::readable, record, &seen)); // a pipe's write end is never readable
+    l.park(p.w);
+    REQUIRE(l.watch(p.w, epoll_loop::readable | epoll_loop::writable, record, &seen));
+    REQUIRE(run_until(l, [&] { return (seen & epoll_loop::writable) != 0; }));
+    l.unwatch(p.w);
+    l.unwatch(p.r);
+    CHECK(l.watched() == 0);
+}
+
+TEST_CASE("epoll_loop: a parked descriptor that becomes ready ends its registration; the loop does not spin") {
+    epoll_loop l;
+    pipe_pair p;
+    int calls = 0;
+    auto count = +[](void* self, int, unsigned) { ++*static_cast<int*>(self); }; // never drains
+    REQUIRE(l.watch(p.r, epoll_loop::readable, count, &calls));
+    l.park(p.r);
+    p.poke(); // stays readable: level-triggered, it would be reported at every wait
+    CHECK(readable_now(l.fd()));
+    CHECK(l.run_for(0ms) == 0); // reported once, and dropped: no callback
+    CHECK_FALSE(readable_now(l.fd()));
+    int waits = 0;
+    const auto t0 = sclock::now();
+    while (sclock::now() - t0 < 100ms) {
+        l.run_for(20ms);
+        ++waits;
+    }
+    CHECK(waits <= 6); // each wait sleeps its 20 ms
+    CHECK(calls == 0);
+    REQUIRE(l.watch(p.r, epoll_loop::readable, count, &calls)); // registered anew
+    REQUIRE(run_until(l, [&] { return calls >= 1; }));
+    l.unwatch(p.r);
+}
+
+TEST_CASE("epoll_loop: a parked descriptor unwatched, closed and its number reused: the new one is watched") {
+    epoll_loop l;
+    int calls = 0;
+    auto drain = +[](void* self, int fd, unsigned) {
+        ++*static_cast<int*>(self);
+        char c = 0;
+        while (::read(fd, &c, 1) == 1) {
+        }
+    };
+    auto first = std::make_unique<pipe_pair>();
+    const int number = first->r;
+    REQUIRE(l.watch(first->r, epoll_loop::readable, drain, &calls));
+    l.park(first->r);
+    l.unwatch(first->r); // what the S3 engine does just before libcurl closes a socket
+    first.reset();
+    pipe_pair second;
+    REQUIRE((second.r == number || second.w == number)); // the lowest free number, reused
+    const int fd = second.r == number ? second.r : second.w;
+    if (fd == second.r) {
+        REQUIRE(l.watch(second.r, epoll_loop::readable, drain, &calls));
+        second.poke();
+        REQUIRE(run_until(l, [&] { return calls == 1; }));
+    } else {
+        unsigned seen = 0;
+        REQUIRE(l.watch(second.w, epoll_loop::writable, +[](void* self, int, unsigned r) { *static_cast<unsigned*>(self) |= r; },
+                        &seen));
+        REQUIRE(run_until(l, [&] { return seen != 0; }));
+    }
+    l.unwatch(fd);
 }
 
 TEST_CASE("epoll_loop: fd() is readable when there is work, for a host loop embedding this one") {

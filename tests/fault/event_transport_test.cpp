@@ -8,18 +8,25 @@
 //     pause longer than the low-speed window does not trip it, and libcurl
 //     holds at most its receive buffer meanwhile (also for chunked answers);
 //   - many transfers on one thread, connections bounded;
-//   - libcurl's own timeouts fire through the timer callback.
+//   - libcurl's own timeouts fire through the timer callback;
+//   - kept connections closed while idle (by the server, or by libcurl while
+//     a forked child holds a copy): the loop neither loses nor spins.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
@@ -293,6 +300,101 @@ TEST_CASE("64 transfers on one thread: every byte, at most max_connections conne
     CHECK(conns.size() <= 8);
     ts.clear(); // every handle removed: the driver may go
     CHECK(rig.driver.sockets() <= 8); // the idle cache, still watched
+}
+
+namespace {
+
+/// One GET of `key` (`body`'s bytes) on the rig, to the end. `too_old`:
+/// libcurl treats every idle connection as too old to reuse, and closes it.
+void get_whole(event_rig& rig, const std::string& key, const std::vector<std::byte>& body, bool too_old = false) {
+    pause_every sink;
+    sink.every = body.size() + 1; // never pauses
+    const auto size = static_cast<std::int64_t>(body.size());
+    get_transfer t(key, size, sink.as_body_sink(size), 10);
+    if (too_old) curl_easy_setopt(t.easy, CURLOPT_MAXAGE_CONN, 0L);
+    REQUIRE(rig.driver.add(t.easy) == CURLM_OK);
+    const auto give_up = sclock::now() + 10s;
+    while (!t.done && sclock::now() < give_up) rig.loop.run_for(100ms);
+    REQUIRE(t.done);
+    CHECK(t.res.curl == CURLE_OK);
+    CHECK(t.res.status == 206);
+    CHECK((sink.got == body));
+}
+
+/// How many waits of 30 ms the loop makes in 150 ms with nothing to do: about
+/// 5, unless a descriptor it cannot clear is reported at every wait.
+int idle_waits(event_rig& rig) {
+    int waits = 0;
+    const auto t0 = sclock::now();
+    while (sclock::now() - t0 < 150ms) {
+        rig.loop.run_for(30ms);
+        ++waits;
+    }
+    return waits;
+}
+
+/// Every GET of `key` answered, then its connection closed by the server
+/// `delay_s` later, as idle-timeout reapers do.
+void script_idle_close(const std::string& key, double delay_s) {
+    const auto a = server().control("POST", "/_fault/script",
+                                    R"([{"method": "GET", "key": ")" + key + R"(", "count": "always",
+                                         "action": "respond_then_close", "delay": )" +
+                                        std::to_string(delay_s) + "}]");
+    REQUIRE(a.status == 200);
+}
+
+} // namespace
+
+TEST_CASE("kept connections the server closes while idle, or libcurl closes: the next transfers complete, the loop "
+          "never spins",
+          "[loop]") {
+    // After a transfer the driver parks its connection's socket (registered
+    // with epoll, no callback). The server then closes it: the parked socket
+    // becomes ready and its registration ends. Or libcurl finds it closed at
+    // the next request and closes it through the driver, whose registration
+    // ends before the close; the new connection usually gets the same number
+    // and is registered anew.
+    const auto body = pattern(4096);
+    put_object("loop-idle-close", body);
+    script_idle_close("loop-idle-close", 0.02);
+    event_rig rig(1);
+    for (int i = 0; i < 6; ++i) {
+        INFO("transfer " << i);
+        get_whole(rig, "loop-idle-close", body);
+        if (i % 2 == 1) continue; // the next request at once: libcurl may find the connection closed
+        CHECK(idle_waits(rig) <= 8);
+        CHECK(rig.loop.watched() == 0);
+    }
+    CHECK(server().control("POST", "/_fault/reset").status == 200);
+}
+
+TEST_CASE("a parked connection libcurl closes while a forked child holds a copy: its registration ends before the "
+          "close, the loop never spins",
+          "[loop][fork]") {
+    // epoll registers a descriptor's open file, not its number: a close in
+    // this process leaves the registration while a child still has the file.
+    // Were a parked socket closed without the driver's unwatch first, the
+    // server's FIN on it would be reported at every wait from then on, under
+    // a number that now names another socket.
+    const auto body = pattern(4096);
+    put_object("loop-fork-close", body);
+    script_idle_close("loop-fork-close", 0.2);
+    event_rig rig(1);
+    get_whole(rig, "loop-fork-close", body); // its socket parked
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::pause(); // holds copies of every descriptor until killed
+        ::_exit(0);
+    }
+    get_whole(rig, "loop-fork-close", body, true); // libcurl closes the parked connection (too old), connects anew
+    rig.loop.run_for(300ms);                        // the server closes both connections
+    const int waits = idle_waits(rig);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CHECK(waits <= 8);
+    CHECK(server().control("POST", "/_fault/reset").status == 200);
 }
 
 TEST_CASE("libcurl's timeouts fire through the timer callback", "[loop]") {

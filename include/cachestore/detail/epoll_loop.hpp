@@ -70,15 +70,26 @@ public:
         reg& r = regs_[static_cast<std::size_t>(fd)];
         epoll_event ev{};
         ev.events = ((interest & readable) != 0 ? EPOLLIN : 0U) | ((interest & writable) != 0 ? EPOLLOUT : 0U);
-        if (r.fn != nullptr) {
-            r.fn = fn;
-            r.self = self;
-            ev.data.u64 = tag(fd, r.gen);
-            return ::epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &ev) == 0;
+        if (r.fn != nullptr || r.parked) {
+            const bool was_parked = r.parked;
+            bool ok = r.events == ev.events; // the same interest (a parked descriptor's usual case): no system call
+            if (!ok) {
+                ev.data.u64 = tag(fd, r.gen);
+                ok = ::epoll_ctl(ep_, EPOLL_CTL_MOD, fd, &ev) == 0;
+            }
+            if (ok || !was_parked) {
+                if (was_parked) ++watched_;
+                r.fn = fn;
+                r.self = self;
+                r.parked = false;
+                if (ok) r.events = ev.events;
+                return ok;
+            }
+            drop(fd); // a parked registration the kernel no longer has: registered anew below
         }
         ev.data.u64 = tag(fd, r.gen + 1); // a new registration: events of an earlier one are not its own
         if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) return false;
-        r = reg{fn, self, r.gen + 1};
+        r = reg{fn, self, r.gen + 1, ev.events, false};
         ++watched_;
         return true;
     }
@@ -89,9 +100,25 @@ public:
     void unwatch(int fd) {
         if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
         reg& r = regs_[static_cast<std::size_t>(fd)];
+        if (r.fn == nullptr && !r.parked) return;
+        if (!r.parked) --watched_;
+        drop(fd);
+    }
+
+    /// Loop thread: stops calling back for `fd` (as unwatch) but keeps the
+    /// kernel's registration, so that watching it again for the same
+    /// interest costs no system call: for a connection that goes idle
+    /// between requests (the multi handle unwatches a kept connection after
+    /// every transfer). The caller must unwatch() it before closing it: a
+    /// registration outlives a close while a forked child holds a copy. An
+    /// event for a parked descriptor (the peer closed it) ends its
+    /// registration.
+    void park(int fd) {
+        if (fd < 0 || static_cast<std::size_t>(fd) >= regs_.size()) return;
+        reg& r = regs_[static_cast<std::size_t>(fd)];
         if (r.fn == nullptr) return;
-        ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr); // fails harmlessly if the caller already closed it
-        r.fn = nullptr; // an event of it still pending in this batch is dropped (fn, then gen differ)
+        r.fn = nullptr; // an event of it still pending in this batch is dropped
+        r.parked = true;
         --watched_;
     }
 
@@ -157,8 +184,12 @@ public:
             }
             const auto fd = static_cast<std::size_t>(t & 0xffffffffU);
             if (fd >= regs_.size()) continue;
-            const reg& r = regs_[fd];
-            if (r.fn == nullptr || r.gen != static_cast<std::uint32_t>(t >> 32)) continue; // unwatched in this batch
+            reg& r = regs_[fd];
+            if (r.gen != static_cast<std::uint32_t>(t >> 32)) continue; // unwatched (and watched again) in this batch
+            if (r.fn == nullptr) {
+                if (r.parked) drop(static_cast<int>(fd)); // idle and ready: the peer closed it, or sent unasked
+                continue;
+            }
             const std::uint32_t e = evs[static_cast<std::size_t>(i)].events;
             const unsigned ready = ((e & EPOLLIN) != 0 ? readable : 0U) | ((e & EPOLLOUT) != 0 ? writable : 0U) |
                                    ((e & (EPOLLERR | EPOLLHUP)) != 0 ? failed : 0U);
@@ -190,10 +221,21 @@ private:
         io_fn fn = nullptr;
         void* self = nullptr;
         std::uint32_t gen = 0;
+        std::uint32_t events = 0; ///< the kernel's interest while registered
+        bool parked = false;      ///< registered, no callback (park)
     };
     static constexpr std::uint64_t wake_tag = ~std::uint64_t{0};
     static std::uint64_t tag(int fd, std::uint32_t gen) noexcept {
         return (std::uint64_t{gen} << 32) | static_cast<std::uint32_t>(fd);
+    }
+
+    /// Ends `fd`'s kernel registration (fails harmlessly if the caller
+    /// already closed it).
+    void drop(int fd) noexcept {
+        ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+        reg& r = regs_[static_cast<std::size_t>(fd)];
+        r.fn = nullptr;
+        r.parked = false;
     }
 
     std::size_t run_posted() {

@@ -93,14 +93,13 @@ public:
 
     /// In a forked child, on the parent's engine (never used there): closes
     /// the child's copies of its connections' sockets (socket_registry.hpp).
-    int close_inherited_sockets() noexcept { return sockets_.close_inherited(); }
+    int close_inherited_sockets() noexcept { return driver_.registry().close_inherited(); }
     /// Sockets its connections hold now (for tests).
-    [[nodiscard]] int open_sockets() const noexcept { return sockets_.size(); }
+    [[nodiscard]] int open_sockets() const noexcept { return driver_.registry().size(); }
 
 protected: // a base of async_engine only
     async_machine(store_state& st, engine_options o)
         : st_(st), opts_(std::move(o)), box_(std::make_shared<mailbox>()),
-          sockets_(4 * std::max<std::size_t>(opts_.max_connections, 1) + 16), // connecting, open and closing
           driver_(loop_, static_cast<long>(std::max<std::size_t>(opts_.max_connections, 1)), &async_machine::on_done,
                   this) {
         box_->engine = this;
@@ -200,7 +199,6 @@ protected: // a base of async_engine only
         op.x.emplace(op.req, op.res, op.ctx, op.ctx.deadline());
         if (!s.configured) {
             configure(s.easy, op.req);
-            sockets_.attach(s.easy);
             curl_easy_setopt(s.easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
             curl_easy_setopt(s.easy, CURLOPT_PRIVATE, static_cast<void*>(&s));
             s.configured = true;
@@ -412,7 +410,6 @@ protected: // a base of async_engine only
     const engine_options opts_;
     std::shared_ptr<mailbox> box_;
     cachestore::detail::epoll_loop loop_;
-    socket_registry sockets_; // before driver_: the multi's clean-up closes its sockets through it
     multi_driver driver_;     // after loop_: unwatches its sockets before the loop goes
     std::vector<slot> slots_;
     std::vector<slot*> free_;

@@ -18,6 +18,7 @@
 
 #include "cachestore/detail/epoll_loop.hpp"
 #include "cachestore/s3/detail/connection_pool.hpp"
+#include "cachestore/s3/detail/socket_registry.hpp"
 
 namespace cachestore::s3::detail {
 
@@ -31,7 +32,9 @@ public:
     /// also the size of its idle cache); HTTP/1.1 without pipelining, so
     /// one transfer per connection. The loop's timer belongs to this driver.
     multi_driver(cachestore::detail::epoll_loop& loop, long max_connections, done_fn done, void* self)
-        : loop_(loop), done_(done), self_(self) {
+        : loop_(loop), done_(done), self_(self),
+          sockets_(4 * static_cast<std::size_t>(std::max(max_connections, 1L)) + 16) { // connecting, open and closing
+        sockets_.on_close(&multi_driver::on_close, this);
         curl_global();
         multi_ = curl_multi_init();
         if (multi_ == nullptr) return;
@@ -51,16 +54,23 @@ public:
     /// connections (libcurl unwatches their sockets through on_socket).
     ~multi_driver() {
         if (multi_ != nullptr) curl_multi_cleanup(multi_);
-        while (!watched_.empty()) forget(watched_.back()); // whatever libcurl did not unwatch itself
+        while (!watched_.empty()) closing(watched_.back()); // whatever libcurl did not unwatch itself
+        while (!parked_.empty()) closing(parked_.back());
         loop_.arm_timer(std::chrono::milliseconds(-1), nullptr, nullptr);
     }
 
     [[nodiscard]] bool ok() const noexcept { return multi_ != nullptr; }
     [[nodiscard]] CURLM* handle() const noexcept { return multi_; }
 
-    /// Starts a configured and armed easy handle (transport.hpp). Loop
+    /// Starts a configured and armed easy handle (transport.hpp). Its
+    /// sockets are opened and closed through this driver (four setopts per
+    /// add, so no handle escapes): the driver must see every close (below,
+    /// "closing"), and a forked child closes its copies (registry()). Loop
     /// thread, outside libcurl's callbacks.
-    CURLMcode add(CURL* e) { return curl_multi_add_handle(multi_, e); }
+    CURLMcode add(CURL* e) {
+        sockets_.attach(e);
+        return curl_multi_add_handle(multi_, e);
+    }
 
     /// Ends a transfer, finished or not (an unfinished one closes its
     /// connection). Loop thread, outside libcurl's callbacks.
@@ -78,11 +88,17 @@ public:
     /// Sockets libcurl asked the loop to watch now.
     [[nodiscard]] std::size_t sockets() const noexcept { return watched_.size(); }
 
+    /// The sockets of its connections (a forked child closes its copies).
+    [[nodiscard]] socket_registry& registry() noexcept { return sockets_; }
+    [[nodiscard]] const socket_registry& registry() const noexcept { return sockets_; }
+
 private:
     static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
         auto& d = *static_cast<multi_driver*>(userp);
-        if (what == CURL_POLL_REMOVE) {
-            d.forget(s);
+        if (what == CURL_POLL_REMOVE) { // the transfer ended; a kept connection goes idle in the cache
+            d.loop_.park(s);                // its registration kept: the next request on it costs no epoll_ctl
+            erase(d.watched_, s);
+            if (std::find(d.parked_.begin(), d.parked_.end(), s) == d.parked_.end()) d.parked_.push_back(s);
             return 0;
         }
         using loop = cachestore::detail::epoll_loop;
@@ -91,13 +107,23 @@ private:
                                   ((what & CURL_POLL_OUT) != 0 ? loop::writable : 0U);
         if (!d.loop_.watch(s, interest, &multi_driver::on_ready, &d)) return -1;
         if (std::find(d.watched_.begin(), d.watched_.end(), s) == d.watched_.end()) d.watched_.push_back(s);
+        erase(d.parked_, s);
         return 0;
     }
 
-    void forget(curl_socket_t s) {
+    /// libcurl is about to close socket `s`: the loop's registration of it
+    /// ends first. A connection that goes idle in libcurl's cache is only
+    /// parked (on_socket), and libcurl reports no CURL_POLL_REMOVE when it
+    /// closes an idle one: without this, a socket opened later under the
+    /// same number would look registered while the kernel has forgotten it.
+    void closing(curl_socket_t s) {
         loop_.unwatch(s);
-        watched_.erase(std::remove(watched_.begin(), watched_.end(), s), watched_.end());
+        erase(watched_, s);
+        erase(parked_, s);
     }
+    static void on_close(void* self, curl_socket_t s) { static_cast<multi_driver*>(self)->closing(s); }
+
+    static void erase(std::vector<curl_socket_t>& v, curl_socket_t s) { v.erase(std::remove(v.begin(), v.end(), s), v.end()); }
 
     static int on_timer(CURLM*, long timeout_ms, void* userp) {
         auto& d = *static_cast<multi_driver*>(userp);
@@ -134,6 +160,8 @@ private:
     void* self_;
     CURLM* multi_ = nullptr;
     std::vector<curl_socket_t> watched_; ///< what the loop watches for libcurl (a few dozen at most)
+    std::vector<curl_socket_t> parked_;  ///< idle connections' sockets, still registered with the loop
+    socket_registry sockets_;            ///< after the vectors: the multi's clean-up closes sockets through it
 };
 
 } // namespace cachestore::s3::detail

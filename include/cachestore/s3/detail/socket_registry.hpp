@@ -54,6 +54,13 @@ public:
         curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
     }
 
+    /// Calls `fn(self, s)` just before libcurl closes each socket `s` it
+    /// records (the async engine's loop ends its registration then).
+    void on_close(void (*fn)(void* self, curl_socket_t s), void* self) noexcept {
+        before_close_ = fn;
+        before_close_self_ = self;
+    }
+
     /// In a forked child: closes this process's copies of the sockets an
     /// ancestor recorded and has not closed. Returns how many it closed.
     int close_inherited() noexcept {
@@ -121,12 +128,16 @@ private:
         return s;
     }
     static int close_socket(void* self, curl_socket_t s) {
-        static_cast<socket_registry*>(self)->remove(s);
+        auto& r = *static_cast<socket_registry*>(self);
+        if (r.before_close_ != nullptr) r.before_close_(r.before_close_self_, s);
+        r.remove(s);
         return ::close(s);
     }
 
     std::size_t n_;
     std::unique_ptr<entry[]> e_;
+    void (*before_close_)(void*, curl_socket_t) = nullptr;
+    void* before_close_self_ = nullptr;
 };
 
 } // namespace cachestore::s3::detail
