@@ -51,6 +51,14 @@ bool run_until(epoll_loop& l, F done) {
     return true;
 }
 
+/// An io_fn: counts its calls in the int at `self` and reads `fd` empty.
+void count_and_drain(void* self, int fd, unsigned) {
+    ++*static_cast<int*>(self);
+    char c = 0;
+    while (::read(fd, &c, 1) == 1) {
+    }
+}
+
 bool readable_now(int fd) {
     pollfd p{fd, POLLIN, 0};
     return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
@@ -196,18 +204,12 @@ TEST_CASE("epoll_loop: a parked descriptor calls nothing back; watched again, it
     epoll_loop l;
     pipe_pair p;
     int calls = 0;
-    auto drain = +[](void* self, int fd, unsigned) {
-        ++*static_cast<int*>(self);
-        char c = 0;
-        while (::read(fd, &c, 1) == 1) {
-        }
-    };
-    REQUIRE(l.watch(p.r, epoll_loop::readable, drain, &calls));
+    REQUIRE(l.watch(p.r, epoll_loop::readable, count_and_drain, &calls));
     l.park(p.r);
     CHECK(l.watched() == 0);
     l.run_for(20ms);
     CHECK(calls == 0);
-    REQUIRE(l.watch(p.r, epoll_loop::readable, drain, &calls)); // the same interest: the registration kept
+    REQUIRE(l.watch(p.r, epoll_loop::readable, count_and_drain, &calls)); // the same interest: the registration kept
     CHECK(l.watched() == 1);
     p.poke();
     REQUIRE(run_until(l, [&] { return calls == 1; }));
@@ -251,15 +253,9 @@ TEST_CASE("epoll_loop: a parked descriptor that becomes ready ends its registrat
 TEST_CASE("epoll_loop: a parked descriptor unwatched, closed and its number reused: the new one is watched") {
     epoll_loop l;
     int calls = 0;
-    auto drain = +[](void* self, int fd, unsigned) {
-        ++*static_cast<int*>(self);
-        char c = 0;
-        while (::read(fd, &c, 1) == 1) {
-        }
-    };
     auto first = std::make_unique<pipe_pair>();
     const int number = first->r;
-    REQUIRE(l.watch(first->r, epoll_loop::readable, drain, &calls));
+    REQUIRE(l.watch(first->r, epoll_loop::readable, count_and_drain, &calls));
     l.park(first->r);
     l.unwatch(first->r); // what the S3 engine does just before libcurl closes a socket
     first.reset();
@@ -267,7 +263,7 @@ TEST_CASE("epoll_loop: a parked descriptor unwatched, closed and its number reus
     REQUIRE((second.r == number || second.w == number)); // the lowest free number, reused
     const int fd = second.r == number ? second.r : second.w;
     if (fd == second.r) {
-        REQUIRE(l.watch(second.r, epoll_loop::readable, drain, &calls));
+        REQUIRE(l.watch(second.r, epoll_loop::readable, count_and_drain, &calls));
         second.poke();
         REQUIRE(run_until(l, [&] { return calls == 1; }));
     } else {
